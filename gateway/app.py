@@ -1,0 +1,145 @@
+"""The API gateway: routes each path to its owner service, resolves the caller once and hands the
+service a signed identity, checks CSRF and rate limits, and serves the merged docs and health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
+
+from gateway import docs
+from gateway.proxy import forward
+from gateway.ratelimit import RateLimiter, account_of, limit_for
+from gateway.routing import owner_of
+from gateway.security import CSRF_COOKIE, csrf_ok, new_csrf_token, resolve_identity
+from gateway.settings import GatewaySettings
+from shared.contract import dialect_for
+from shared.envelopes import error_response
+from shared.errors import CsrfFailed, LabelhiveError, NotFound, PayloadTooLarge, RateLimited
+from shared.identity import sign_identity
+from shared.logs import configure_logging
+from shared.metrics import metrics_router
+from shared.redis import Keys, create_redis
+from shared.requestctx import current_request_id
+from shared.service_app import RequestContextMiddleware
+from shared.sessions import SessionStore
+
+log = logging.getLogger(__name__)
+
+
+def _client_ip(request: Request, settings: GatewaySettings) -> str:
+    if settings.trust_forwarded_for and (forwarded := request.headers.get("x-forwarded-for")):
+        return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else "unknown"
+
+
+async def _small_body(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise PayloadTooLarge()
+    return bytes(body)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("gateway", settings.log_level)
+        if not settings.internal_secret:
+            raise RuntimeError("LABELHIVE_INTERNAL_SECRET is not set")
+        redis = create_redis(settings.redis_url)
+        keys = Keys(settings.redis_namespace)
+        app.state.sessions = SessionStore(redis, keys)
+        app.state.limiter = RateLimiter(redis, keys)
+        timeout = httpx.Timeout(settings.upstream_timeout, connect=settings.upstream_connect_timeout,
+                                write=settings.upstream_timeout, pool=settings.upstream_connect_timeout)
+        limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
+        app.state.upstreams = {
+            name: httpx.AsyncClient(base_url=settings.service_url(name), timeout=timeout, limits=limits)
+            for name in settings.services
+        }
+        app.state.openapi = docs.MergedOpenAPI({n: settings.service_url(n) for n in settings.services})
+        try:
+            yield
+        finally:
+            await asyncio.gather(*(c.aclose() for c in app.state.upstreams.values()))
+            await redis.aclose()
+
+    app = FastAPI(title="Labelhive gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.add_middleware(RequestContextMiddleware, service="gateway")
+    app.include_router(metrics_router)
+    app.mount(docs.ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.exception_handler(LabelhiveError)
+    async def labelhive_error(request: Request, exc: LabelhiveError) -> JSONResponse:
+        return error_response(dialect_for(request.method, request.url.path), exc, request.url.path)
+
+    @app.get("/get_csrf_token", tags=["gateway"], summary="CSRF token for browser writes (003)")
+    async def get_csrf_token() -> JSONResponse:
+        token = new_csrf_token(settings.internal_secret)
+        response = JSONResponse({"code": 0, "msg": "Succeed", "message": "Succeed",
+                                 "data": {"csrf_token": token}})
+        response.set_cookie(CSRF_COOKIE, token, samesite="lax", path="/")
+        return response
+
+    @app.get("/healthz", tags=["gateway"], summary="Health of the gateway and every service")
+    async def healthz(request: Request) -> JSONResponse:
+        async def check(name: str, client: httpx.AsyncClient) -> tuple[str, dict[str, object]]:
+            try:
+                response = await client.get("/readyz", timeout=3)
+                body = response.json()
+                return name, {"status": "ok" if response.status_code == 200 else "not ready",
+                              "checks": body.get("data", {}).get("checks", {})}
+            except (httpx.HTTPError, ValueError) as exc:
+                return name, {"status": "down", "error": type(exc).__name__}
+
+        results = dict(await asyncio.gather(*(check(n, c) for n, c in request.app.state.upstreams.items())))
+        healthy = all(r["status"] == "ok" for r in results.values())
+        return JSONResponse({"code": 0 if healthy else 1002, "message": "ok" if healthy else "degraded",
+                             "data": {"gateway": "ok", "services": results}},
+                            status_code=200 if healthy else 503)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        own = app.openapi()
+        return JSONResponse(await request.app.state.openapi.spec(own))
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> Response:
+        return docs.swagger_page()
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                   include_in_schema=False)
+    async def proxy(request: Request, path: str) -> Response:
+        service = owner_of(request.method, request.url.path)
+        if service is None or service not in request.app.state.upstreams:
+            raise NotFound()
+        identity, presented_by = await resolve_identity(request, request.app.state.sessions)
+        if not csrf_ok(request, presented_by, settings.internal_secret, settings.allowed_origins):
+            raise CsrfFailed()
+        client_ip = _client_ip(request, settings)
+        body = None
+        limit = limit_for(request.method, request.url.path) if settings.rate_limits else None
+        if limit is not None:
+            body = await _small_body(request, settings.max_inspected_body)
+            account = account_of(limit, body, dict(request.query_params),
+                                 identity.user_id if identity else None)
+            if not await request.app.state.limiter.allow(limit, client_ip, account):
+                raise RateLimited()
+        identity_header = sign_identity(identity, settings.internal_secret) if identity else None
+        return await forward(request.app.state.upstreams[service], request, service,
+                             request_id=current_request_id.get(), identity_header=identity_header,
+                             client_ip=client_ip, body=body)
+
+    return app

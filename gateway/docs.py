@@ -1,0 +1,81 @@
+"""One OpenAPI document for the whole platform, merged from every service's, and Swagger UI served
+from local assets (no CDN), so /docs works offline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.responses import HTMLResponse
+
+CACHE_SECONDS = 30
+ASSETS = "/docs/assets"
+
+
+def _prefixed(spec: dict[str, Any], service: str) -> dict[str, Any]:
+    """Prefixes a spec's component names with its service so that two services' `Body` differ."""
+    text = json.dumps(spec).replace('"#/components/schemas/', f'"#/components/schemas/{service}.')
+    spec = json.loads(text)
+    schemas = spec.get("components", {}).get("schemas", {})
+    spec.setdefault("components", {})["schemas"] = {f"{service}.{k}": v for k, v in schemas.items()}
+    return spec
+
+
+def merge(specs: dict[str, dict[str, Any]], own: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {
+        "openapi": own.get("openapi", "3.1.0"),
+        "info": {"title": "Labelhive API", "version": own.get("info", {}).get("version", "0.1.0"),
+                 "description": "Every service's endpoints, served through the gateway. Missing "
+                                "services: " + (", ".join(sorted(specs.get("_missing", {}))) or "none")},
+        "paths": dict(own.get("paths", {})),
+        "components": {"schemas": dict(own.get("components", {}).get("schemas", {}))},
+    }
+    for service, spec in specs.items():
+        if service == "_missing":
+            continue
+        spec = _prefixed(spec, service)
+        for path, operations in spec.get("paths", {}).items():
+            for operation in operations.values():
+                if isinstance(operation, dict):
+                    operation["tags"] = [f"{service}: {t}" for t in operation.get("tags", [])] or [service]
+            merged["paths"].setdefault(path, {}).update(operations)
+        merged["components"]["schemas"].update(spec["components"]["schemas"])
+    return merged
+
+
+class MergedOpenAPI:
+    def __init__(self, service_urls: dict[str, str]) -> None:
+        self.service_urls = service_urls
+        self._cached: tuple[float, dict[str, Any]] | None = None
+
+    async def _fetch(self, client: httpx.AsyncClient, service: str, url: str) -> dict[str, Any] | None:
+        try:
+            response = await client.get(f"{url}/openapi.json")
+            return response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    async def spec(self, own: dict[str, Any]) -> dict[str, Any]:
+        if self._cached and time.monotonic() - self._cached[0] < CACHE_SECONDS:
+            return self._cached[1]
+        async with httpx.AsyncClient(timeout=3) as client:
+            results = await asyncio.gather(*(self._fetch(client, s, u) for s, u in self.service_urls.items()))
+        specs: dict[str, Any] = {s: r for s, r in zip(self.service_urls, results, strict=True) if r}
+        specs["_missing"] = {s: True for s, r in zip(self.service_urls, results, strict=True) if not r}
+        merged = merge(specs, own)
+        self._cached = (time.monotonic(), merged)
+        return merged
+
+
+def swagger_page() -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Labelhive API",
+        swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS}/favicon-32x32.png",
+    )

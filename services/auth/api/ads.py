@@ -1,0 +1,48 @@
+"""Document 003's `/advertise/*`: ads bought with points."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from services.auth import wallet
+from services.auth.api.deps import IdempotencyKey, Repo
+from services.auth.schemas import PublishAd, RenewAd, ad_entry
+from shared.envelopes import ok_003
+from shared.identity import CurrentIdentity
+
+router = APIRouter(tags=["ads (003)"])
+
+
+@router.post("/advertise/publish")
+async def publish(body: PublishAd, identity: CurrentIdentity, repo: Repo, key: IdempotencyKey) -> JSONResponse:
+    ad = await wallet.publish_ad(repo, identity.user_id, body.time, body.type, body.url,
+                                 f"ad:{identity.user_id}:{key}", datetime.now(UTC))
+    return ok_003({"ad_id": ad.id} if ad else {}, message="ad published")
+
+
+@router.get("/advertise/get_ad")
+async def get_ad(
+    repo: Repo,
+    type: Annotated[str | None, Query(max_length=32)] = None,
+    num: Annotated[int, Query(ge=1, le=50)] = 1,
+) -> JSONResponse:
+    ads = await repo.random_live_ads(type, num, datetime.now(UTC))
+    return ok_003([ad.url for ad in ads], message="succeed")
+
+
+@router.get("/advertise/get_my_ad")
+async def get_my_ad(identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+    return ok_003([ad_entry(ad) for ad in await repo.ads_of(identity.user_id)])
+
+
+@router.post("/advertise/renew/{ad_id}")
+async def renew(
+    ad_id: int, body: RenewAd, identity: CurrentIdentity, repo: Repo, key: IdempotencyKey
+) -> JSONResponse:
+    await wallet.renew_ad(repo, identity.user_id, ad_id, body.time, f"ad-renew:{identity.user_id}:{key}",
+                          datetime.now(UTC))
+    return ok_003(message="ad renewed")

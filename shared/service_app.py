@@ -1,0 +1,211 @@
+"""What every service app has in common: lifespan (database, Redis, migrations), the request-id
+and metrics middleware, the one error handler, health and readiness."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.contract import dialect_for
+from shared.db import create_engine, create_sessionmaker
+from shared.envelopes import error_response
+from shared.errors import (
+    InternalError,
+    InvalidRequest,
+    LabelhiveError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+)
+from shared.logs import configure_logging
+from shared.metrics import metrics_router, observe
+from shared.migrations import upgrade_async
+from shared.redis import Keys, create_redis
+from shared.requestctx import REQUEST_ID_HEADER, current_request_id, request_started_at
+from shared.settings import PlatformSettings
+
+log = logging.getLogger(__name__)
+
+ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def new_request_id(incoming: str | None) -> str:
+    # Accept a caller's id only if it looks like one, so logs cannot be forged with junk.
+    if incoming and len(incoming) <= 64 and incoming.replace("-", "").isalnum():
+        return incoming
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Sets the request id and start time, echoes the id, and records metrics per route template."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = new_request_id(headers.get(REQUEST_ID_HEADER.lower()))
+        id_token = current_request_id.set(request_id)
+        started = time.perf_counter()
+        time_token = request_started_at.set(started)
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"].append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            observe(self.service, scope["method"], template, status, time.perf_counter() - started)
+            current_request_id.reset(id_token)
+            request_started_at.reset(time_token)
+
+
+def _dialect(request: Request):  # type: ignore[no-untyped-def]
+    return getattr(request.state, "dialect", None) or dialect_for(request.method, request.url.path)
+
+
+def _validation_summary(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        if error.get("type") == "json_invalid":
+            parts.append("body is not valid JSON")
+            continue
+        if tuple(error.get("loc", ())) == ("body",):
+            parts.append("body must be a JSON object")
+            continue
+        location = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{location}: {error.get('msg')}" if location else str(error.get("msg")))
+    return "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def labelhive_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, LabelhiveError)
+        return error_response(_dialect(request), exc, request.url.path)
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        error = InvalidRequest(f"invalid request: {_validation_summary(exc)}")
+        return error_response(_dialect(request), error, request.url.path)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        error: LabelhiveError
+        if exc.status_code == 404:
+            error = NotFound()
+        elif exc.status_code == 405:
+            error = MethodNotAllowed()
+        elif exc.status_code == 413:
+            error = PayloadTooLarge()
+        else:
+            error = InvalidRequest(str(exc.detail), status_code=exc.status_code)
+        return error_response(_dialect(request), error, request.url.path)
+
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(_dialect(request), InternalError(), request.url.path)
+
+    app.add_exception_handler(LabelhiveError, labelhive_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+def health_router(service: str) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, object]:
+        return {"code": 0, "message": "alive", "data": {"service": service}}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        checks: dict[str, str] = {}
+        state = request.app.state
+        try:
+            await state.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # readiness reports any failure rather than raising it
+            checks["redis"] = f"error: {type(exc).__name__}"
+        if getattr(state, "engine", None) is not None:
+            try:
+                async with state.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+                checks["database"] = "ok"
+            except Exception as exc:
+                checks["database"] = f"error: {type(exc).__name__}"
+        for name, check in getattr(state, "readiness_checks", {}).items():
+            checks[name] = await check()
+        ready = all(v == "ok" for k, v in checks.items() if k in ("redis", "database"))
+        body = {"code": 0 if ready else 1002, "message": "ready" if ready else "not ready",
+                "data": {"service": service, "checks": checks}}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return router
+
+
+def build_service_app(
+    *,
+    name: str,
+    settings: PlatformSettings,
+    routers: list[APIRouter],
+    lifespan: ServiceLifespan | None = None,
+    uses_database: bool = True,
+    title: str,
+    description: str = "",
+) -> FastAPI:
+    """A service app: `lifespan` runs inside the common one, with state.settings, state.redis,
+    state.keys and (when `uses_database`) state.engine and state.sessionmaker already set."""
+
+    @asynccontextmanager
+    async def common_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(name, settings.log_level)
+        if not settings.internal_secret:
+            raise RuntimeError("LABELHIVE_INTERNAL_SECRET is not set")
+        app.state.settings = settings
+        app.state.redis = create_redis(settings.redis_url)
+        app.state.keys = Keys(settings.redis_namespace)
+        app.state.engine = None
+        if uses_database:
+            await upgrade_async(name, settings.database_url)
+            app.state.engine = create_engine(settings.database_url, name)
+            app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        try:
+            async with (lifespan(app) if lifespan else nullcontext()):
+                yield
+        finally:
+            if app.state.engine is not None:
+                await app.state.engine.dispose()
+            await app.state.redis.aclose()
+
+    app = FastAPI(title=title, description=description, lifespan=common_lifespan,
+                  docs_url=None, redoc_url=None)
+    app.add_middleware(RequestContextMiddleware, service=name)
+    install_error_handlers(app)
+    app.include_router(health_router(name))
+    app.include_router(metrics_router)
+    for router in routers:
+        app.include_router(router)
+    return app
