@@ -22,7 +22,14 @@ from gateway.security import CSRF_COOKIE, csrf_ok, new_csrf_token, resolve_ident
 from gateway.settings import GatewaySettings
 from shared.contract import dialect_for
 from shared.envelopes import error_response
-from shared.errors import CsrfFailed, LabelhiveError, NotFound, PayloadTooLarge, RateLimited
+from shared.errors import (
+    CsrfFailed,
+    LabelhiveError,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+)
 from shared.identity import sign_identity
 from shared.logs import configure_logging
 from shared.metrics import metrics_router
@@ -123,8 +130,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                    include_in_schema=False)
     async def proxy(request: Request, path: str) -> Response:
         service = owner_of(request.method, request.url.path)
-        if service is None or service not in request.app.state.upstreams:
+        if service is None:
             raise NotFound()
+        if service not in request.app.state.upstreams:
+            raise ServiceUnavailable(f"the {service} service is not deployed")
         identity, presented_by = await resolve_identity(request, request.app.state.sessions)
         if not csrf_ok(request, presented_by, settings.internal_secret, settings.allowed_origins):
             raise CsrfFailed()

@@ -68,8 +68,9 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"].append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers = message.setdefault("headers", [])
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):  # a proxied answer has it
+                    headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
             await send(message)
 
         try:

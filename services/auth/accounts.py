@@ -142,9 +142,13 @@ async def change_password(repo: AuthRepository, user_id: int, old: str, new: str
     await set_password(user, new)
 
 
-async def set_password(user: User, new: str) -> None:
-    if not PASSWORD_003.fullmatch(new):
+def ensure_password_format(password: str) -> None:
+    if not PASSWORD_003.fullmatch(password):
         raise PasswordFormat()
+
+
+async def set_password(user: User, new: str) -> None:
+    ensure_password_format(new)
     user.password_hash = await hash_password(new)
 
 

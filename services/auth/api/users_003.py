@@ -193,6 +193,7 @@ async def modify_password_by_email(
     user = await accounts.existing_user(repo, identity.user_id, lock=True)
     if not user.email:
         raise NoEmailBound()
+    accounts.ensure_password_format(body.new_password)  # before the code is spent
     await codes.consume(user.email, body.verifycode, missing=SendCodeFailed)
     await accounts.set_password(user, body.new_password)
     after_commit(request, lambda: sessions.revoke_user(identity.user_id, keep=identity.credential))

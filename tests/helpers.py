@@ -1,0 +1,59 @@
+"""Accounts for tests, made through the gateway the way a client makes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from shared.launcher import Platform
+from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, Mailbox, gateway_client, unique
+
+
+@dataclass
+class Account:
+    user_id: int
+    user_name: str
+    password: str
+    role: str
+    email: str = ""
+    invite_code: str = ""
+
+
+async def send_code(client: httpx.AsyncClient, mailbox: Mailbox, email: str) -> str:
+    response = await client.post("/user/get_verifycode", json={"email": email})
+    assert response.status_code == 200, response.text
+    return await mailbox.code_for(email)
+
+
+async def signup(
+    client: httpx.AsyncClient, mailbox: Mailbox, role: str = "demand", invite_code: str | None = None
+) -> Account:
+    """Registers a 003 account (with its email code) and logs `client` in as it."""
+    email = f"{unique('mail')}@example.com"
+    code = await send_code(client, mailbox, email)
+    name, password = unique("user_"), "pass-word-1"
+    response = await client.post("/user/register", json={
+        "user_name": name, "password": password, "user_type": role, "invite_code": invite_code,
+        "email": email, "verifycode": code})
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    await login(client, name, password)
+    return Account(data["user_id"], name, password, role, email, data["invite_code"])
+
+
+async def login(client: httpx.AsyncClient, user_name: str, password: str) -> dict:
+    response = await client.post("/user/login", json={"user_name": user_name, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+async def admin_client(platform: Platform) -> httpx.AsyncClient:
+    client = gateway_client(platform)
+    await login(client, ADMIN_USER, ADMIN_PASSWORD)
+    return client
+
+
+async def user_client(platform: Platform, mailbox: Mailbox, role: str = "demand") -> tuple[httpx.AsyncClient, Account]:
+    client = gateway_client(platform)
+    return client, await signup(client, mailbox, role)
