@@ -69,7 +69,9 @@ class RateLimiter:
     async def _hit(self, key: str, window: int) -> int:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
-            pipe.expire(key, window, nx=True)
+            # The key names its window, so refreshing the expiry on every hit is harmless (and
+            # `EXPIRE ... NX` needs Redis 7, while the embedded server is 6.2).
+            pipe.expire(key, window)
             count, _ = await pipe.execute()
         return int(count)
 

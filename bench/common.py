@@ -1,0 +1,479 @@
+"""What every benchmark shares: a throw-away database and Redis namespace, a platform running the
+services under test, a load generator, summaries and comparison tables.
+
+    async with running_platform(["auth"], name="gateway") as bench:
+        async with load_client(32) as client:
+            result = await generate_load(client, request, concurrency=32, duration=6, label="direct")
+    print_comparison([Comparison("GET /x", 32, baseline=direct, subject=gateway)])
+
+Everything a run creates is removed when the `async with` exits, also on errors and Ctrl-C: the
+services and the gateway are stopped, the `bench_<hex>` database is dropped, the Redis keys of the
+run's namespace are deleted and the run's data dir goes (its logs are kept, and their tails printed,
+only when the run failed).
+
+Environment:
+    BENCH_DATABASE_ADMIN_URL  a superuser URL to create/drop the database with; otherwise the
+                              `postgres` database of DATABASE_URL's server, otherwise
+                              postgresql://postgres@127.0.0.1:5432/postgres
+    REDIS_URL                 the Redis server (default redis://127.0.0.1:6379/0)
+    BENCH_KEEP_LOGS=1         keep the services' logs of a successful run too
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import platform as host_platform
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+from redis.asyncio import Redis
+
+from shared.launcher import Platform, free_port
+from shared.settings import SERVICES
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+# Machine -----------------------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return host_platform.processor() or host_platform.machine()
+
+
+def machine_info() -> str:
+    """One paragraph describing where the numbers come from (print it with every benchmark)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio"
+    except (ImportError, RuntimeError):
+        loop = "asyncio"
+    return (f"machine: nproc {usable} (cpu_count {os.cpu_count()}), {_cpu_model()}, "
+            f"{host_platform.system()} {host_platform.release()} {host_platform.machine()}\n"
+            f"python:  {host_platform.python_implementation()} {host_platform.python_version()}, "
+            f"load generator on {loop}, httpx {httpx.__version__} (HTTP/1.1 keep-alive)\n"
+            f"load average at start: {load} (the client, gateway, services, PostgreSQL and Redis "
+            f"share these CPUs)")
+
+
+# Database and Redis ------------------------------------------------------------------------------
+
+
+def _plain_postgres_url(url: str) -> str:
+    """asyncpg wants postgresql://; the platform also accepts postgresql+asyncpg://."""
+    for prefix in ("postgresql+asyncpg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix):]
+    return url
+
+
+def database_admin_url() -> str:
+    if url := os.environ.get("BENCH_DATABASE_ADMIN_URL"):
+        return _plain_postgres_url(url)
+    if url := os.environ.get("DATABASE_URL"):
+        return urlunsplit(urlsplit(_plain_postgres_url(url))._replace(path="/postgres"))
+    return DEFAULT_ADMIN_URL
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def _with_database(admin_url: str, name: str) -> str:
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_url, timeout=10)
+    try:
+        try:  # PostgreSQL 13+: also ends any connection a stopped-too-slowly process left behind
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except asyncpg.PostgresSyntaxError:
+            await connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(prefix: str = "bench") -> AsyncIterator[str]:
+    """A new, empty database `<prefix>_<hex>` (its URL is yielded), dropped on exit."""
+    admin_url = database_admin_url()
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    connection = await asyncpg.connect(admin_url, timeout=10)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        try:
+            await _drop_database(admin_url, name)
+        except Exception as exc:  # report, never mask the benchmark's own error
+            print(f"[bench] could not drop database {name}: {exc!r}", file=sys.stderr)
+
+
+async def delete_namespace(url: str, namespace: str) -> int:
+    """Deletes every key `<namespace>:*` (SCAN + DEL, never KEYS); returns how many went."""
+    if not namespace or any(c in namespace for c in "*?[]\\:"):
+        raise ValueError(f"refusing to delete keys of namespace {namespace!r}")
+    redis = Redis.from_url(url, socket_timeout=10)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        async for key in redis.scan_iter(match=f"{namespace}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += await redis.delete(*batch)
+                batch = []
+        if batch:
+            deleted += await redis.delete(*batch)
+    finally:
+        await redis.aclose()
+    return deleted
+
+
+# The platform ------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchPlatform:
+    """A running platform and what a benchmark needs to talk to it, directly or via the gateway."""
+
+    platform: Platform
+    database_url: str
+    redis_url: str
+    namespace: str
+    secret: str
+    admin_user: str
+    admin_password: str
+    data_dir: Path
+    log_dir: Path
+
+    @property
+    def gateway_url(self) -> str:
+        return self.platform.gateway_url
+
+    def service_url(self, name: str) -> str:
+        return self.platform.service_url(name)
+
+    def pids(self, *names: str) -> dict[str, int]:
+        """Process ids of the named processes ("gateway", services), for `generate_load(cpu_of=...)`."""
+        return {n: self.platform.processes[n].pid for n in names or self.platform.processes}
+
+
+def _distinct_free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
+def _print_log_tails(log_dir: Path, lines: int = 25) -> None:
+    for log in sorted(log_dir.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        if tail:
+            print(f"[bench] --- last lines of {log} ---", file=sys.stderr)
+            print("\n".join(tail), file=sys.stderr)
+
+
+@contextlib.asynccontextmanager
+async def running_platform(
+    services: Sequence[str], *, name: str = "bench", extra_env: dict[str, str] | None = None
+) -> AsyncIterator[BenchPlatform]:
+    """Starts `services` and the gateway on free ports against a fresh database and a Redis
+    namespace of their own, with rate limits off; stops and removes everything on exit."""
+    unknown = [s for s in services if s not in SERVICES]
+    if unknown:
+        raise ValueError(f"unknown services: {unknown}")
+    run_dir = Path(tempfile.mkdtemp(prefix=f"labelhive-bench-{name}-"))
+    data_dir, log_dir = run_dir / "data", run_dir / "logs"
+    namespace = f"bench_{name}_{secrets.token_hex(4)}"
+    url = redis_url()
+    secret = secrets.token_urlsafe(32)
+    admin_user, admin_password = "bench_admin", secrets.token_urlsafe(12)
+    # Every service gets a port, also those not started, so that a service under test calling one of
+    # them is refused rather than reaching another deployment on the default ports.
+    *ports, gateway_port = _distinct_free_ports(len(SERVICES) + 1)
+    env = {
+        "LABELHIVE_REDIS_NAMESPACE": namespace,
+        "LABELHIVE_RATE_LIMITS": "0",
+        "LABELHIVE_ADMIN_USER": admin_user,
+        "LABELHIVE_ADMIN_PASSWORD": admin_password,
+        "LABELHIVE_DATA_DIR": str(data_dir),
+        **(extra_env or {}),
+    }
+    failed: Exception | None = None  # an error (not Ctrl-C) keeps the logs and shows their tails
+    try:
+        async with fresh_database() as database_url:
+            platform = Platform(database_url, url, secret, gateway_port, dict(zip(SERVICES, ports)),
+                                services=list(services), extra_env=env, log_dir=log_dir)
+            try:
+                started = time.perf_counter()
+                await platform.start()
+                print(f"[bench] platform up in {time.perf_counter() - started:.1f}s: gateway "
+                      f"{platform.gateway_url}, services {', '.join(services)}", flush=True)
+                yield BenchPlatform(platform, database_url, url, namespace, secret, admin_user,
+                                    admin_password, data_dir, log_dir)
+            except Exception as exc:
+                failed = exc
+                raise
+            finally:
+                for process_name, process in platform.processes.items():
+                    if failed is not None and process.poll() is not None:
+                        print(f"[bench] {process_name} had exited (status {process.returncode})",
+                              file=sys.stderr)
+                platform.stop()  # SIGTERM, then SIGKILL after 10 s; synchronous, so not cancellable
+                try:
+                    await delete_namespace(url, namespace)
+                except Exception as exc:
+                    print(f"[bench] could not delete Redis namespace {namespace}: {exc!r}",
+                          file=sys.stderr)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        if failed is None and not os.environ.get("BENCH_KEEP_LOGS"):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        elif log_dir.exists():
+            if failed is not None:
+                _print_log_tails(log_dir)
+            print(f"[bench] service logs kept in {log_dir}", file=sys.stderr)
+
+
+# Load generation ---------------------------------------------------------------------------------
+
+RequestFn = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc); NaN where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return math.nan
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def load_client(concurrency: int, timeout: float = 30.0) -> httpx.AsyncClient:
+    """One client for all workers: HTTP/1.1, keep-alive, a connection per worker and host."""
+    limits = httpx.Limits(max_connections=concurrency * 2 + 8,
+                          max_keepalive_connections=concurrency * 2 + 8, keepalive_expiry=60)
+    return httpx.AsyncClient(http1=True, http2=False, limits=limits, timeout=timeout,
+                             follow_redirects=False)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks."""
+    if not sorted_values:
+        return math.nan
+    position = (len(sorted_values) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+@dataclass
+class Measurement:
+    """One load run: latencies (seconds, sorted) of the successful requests, and the failures."""
+
+    label: str
+    concurrency: int
+    elapsed: float
+    latencies: list[float] = field(repr=False)
+    errors: int = 0
+    first_error: str | None = None
+    # CPU seconds each watched process used during the run (see `generate_load(cpu_of=...)`).
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.elapsed if self.elapsed > 0 else math.nan
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.latencies, 50) * 1000
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.latencies, 99) * 1000
+
+    @property
+    def mean_ms(self) -> float:
+        return sum(self.latencies) / len(self.latencies) * 1000 if self.latencies else math.nan
+
+    def cpu_ms_per_request(self, *names: str) -> float:
+        """CPU milliseconds per successful request, of the named watched processes (default: all)."""
+        if not self.requests or not self.cpu_seconds:
+            return math.nan
+        return sum(v for k, v in self.cpu_seconds.items() if not names or k in names) / self.requests * 1000
+
+    def summary(self) -> str:
+        text = (f"{self.label} c={self.concurrency}: {self.requests} requests in {self.elapsed:.1f}s, "
+                f"{self.rps:.0f} req/s, p50 {self.p50_ms:.2f} ms, p99 {self.p99_ms:.2f} ms")
+        if self.cpu_seconds and self.requests:
+            text += ", cpu ms/req " + " ".join(
+                f"{k} {v / self.requests * 1000:.2f}" for k, v in self.cpu_seconds.items())
+        if self.errors:
+            text += f", {self.errors} errors (first: {self.first_error})"
+        return text
+
+
+async def generate_load(
+    client: httpx.AsyncClient,
+    request: RequestFn,
+    *,
+    concurrency: int,
+    duration: float | None = None,
+    count: int | None = None,
+    label: str = "",
+    cpu_of: Mapping[str, int] | None = None,
+) -> Measurement:
+    """`concurrency` workers call `request(client)` back to back, for `duration` seconds or until
+    `count` requests were made in all. A response of status >= 400 or an HTTP error is a failure.
+    `cpu_of` ({name: pid}) also records the CPU time those processes spend meanwhile: on a shared
+    machine CPU per request is steadier than throughput."""
+    if (duration is None) == (count is None):
+        raise ValueError("give exactly one of duration and count")
+    latencies: list[float] = []
+    errors = 0
+    first_error: str | None = None
+    remaining = count if count is not None else 0
+    clock = time.perf_counter
+    cpu_before = {name: process_cpu_seconds(pid) for name, pid in (cpu_of or {}).items()}
+    started = clock()
+    deadline = started + duration if duration is not None else math.inf
+
+    async def worker() -> None:
+        nonlocal remaining, errors, first_error
+        while True:
+            if count is not None:
+                if remaining <= 0:
+                    return
+                remaining -= 1
+            elif clock() >= deadline:
+                return
+            error = None
+            before = clock()
+            try:
+                response = await request(client)
+                if response.status_code >= 400:
+                    error = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                error = repr(exc)
+            after = clock()
+            if error is None:
+                latencies.append(after - before)
+            else:
+                errors += 1
+                first_error = first_error or error
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = clock() - started
+    cpu = {name: process_cpu_seconds(pid) - cpu_before[name] for name, pid in (cpu_of or {}).items()}
+    latencies.sort()
+    return Measurement(label, concurrency, elapsed, latencies, errors, first_error, cpu)
+
+
+def merge(parts: Sequence[Measurement]) -> Measurement:
+    """One measurement out of several slices of the same load (e.g. interleaved rounds)."""
+    first = parts[0]
+    cpu: dict[str, float] = {}
+    for part in parts:
+        for name, seconds in part.cpu_seconds.items():
+            cpu[name] = cpu.get(name, 0.0) + seconds
+    return Measurement(first.label, first.concurrency, sum(p.elapsed for p in parts),
+                       sorted(x for p in parts for x in p.latencies), sum(p.errors for p in parts),
+                       next((p.first_error for p in parts if p.first_error), None), cpu)
+
+
+# Reporting ---------------------------------------------------------------------------------------
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table; the first column left-aligned, the others right-aligned."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+@dataclass
+class Comparison:
+    """The same work measured two ways: `subject` (e.g. through the gateway) against `baseline`."""
+
+    name: str
+    concurrency: int
+    baseline: Measurement
+    subject: Measurement
+
+
+def print_comparison(
+    rows: Sequence[Comparison],
+    *,
+    baseline_label: str = "direct",
+    subject_label: str = "gateway",
+    title: str | None = None,
+    file: TextIO | None = None,
+) -> None:
+    """Throughput, its ratio (subject/baseline), p50/p99 of both, the latency the subject adds at the
+    median (subject p50 - baseline p50) and, where CPU was watched, the CPU milliseconds per request
+    of all watched processes for both."""
+    out = file or sys.stdout
+    b, s = baseline_label, subject_label
+    with_cpu = any(r.baseline.cpu_seconds or r.subject.cpu_seconds for r in rows)
+    headers = ["endpoint", "conc", f"{b} rps", f"{s} rps", f"ratio {s}/{b}", f"{b} p50 ms", f"{b} p99 ms",
+               f"{s} p50 ms", f"{s} p99 ms", "overhead p50 ms"]
+    if with_cpu:
+        headers += [f"{b} cpu ms/req", f"{s} cpu ms/req"]
+    headers.append("errors")
+    table = []
+    for row in rows:
+        base, subj = row.baseline, row.subject
+        ratio = subj.rps / base.rps if base.rps else math.nan
+        cells: list[object] = [
+            row.name, row.concurrency, f"{base.rps:.0f}", f"{subj.rps:.0f}", f"{ratio:.2f}",
+            f"{base.p50_ms:.2f}", f"{base.p99_ms:.2f}", f"{subj.p50_ms:.2f}", f"{subj.p99_ms:.2f}",
+            f"{subj.p50_ms - base.p50_ms:+.2f}"]
+        if with_cpu:
+            cells += [f"{base.cpu_ms_per_request():.2f}", f"{subj.cpu_ms_per_request():.2f}"]
+        cells.append(base.errors + subj.errors)
+        table.append(cells)
+    if title:
+        print(title, file=out)
+    print(format_table(headers, table), file=out, flush=True)
