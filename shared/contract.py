@@ -7,10 +7,10 @@ client hit, and every service needs it to render validation errors; so the table
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 
 
-class Dialect(str, Enum):
+class Dialect(StrEnum):
     DATASET_000 = "000"
     EXPERT_001 = "001"
     FACE_002 = "002"

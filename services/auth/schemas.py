@@ -111,14 +111,9 @@ class NewApiKey(Body):
     name: str = Field(min_length=1, max_length=100)
 
 
-class EscrowHold(Body):
-    escrow_id: str = Field(min_length=1, max_length=128)
-    user_id: int
-    amount: int = Field(gt=0)
-    idempotency_key: str = Field(min_length=8, max_length=200)
+class EscrowMove(Body):
+    """A hold (user_id: the publisher) or a payout (user_id: the annotator)."""
 
-
-class EscrowPayout(Body):
     escrow_id: str = Field(min_length=1, max_length=128)
     user_id: int
     amount: int = Field(gt=0)

@@ -7,9 +7,9 @@ import asyncio
 import httpx
 
 from shared.http import ServiceClient
+from tests.auth.test_points import _card
 from tests.conftest import gateway_client, unique
 from tests.helpers import admin_client, user_client
-from tests.auth.test_points import _card
 
 
 async def _funded(platform, mailbox, yuan: int = 300):

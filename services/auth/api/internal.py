@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from services.auth import accounts, escrow
 from services.auth.api.deps import Repo
 from services.auth.models import Escrow
-from services.auth.schemas import EscrowHold, EscrowPayout, EscrowRefund, public_profile
+from services.auth.schemas import EscrowMove, EscrowRefund, public_profile
 from shared.envelopes import ok_003
 from shared.identity import InternalCaller
 
@@ -27,13 +27,13 @@ def _escrow_body(item: Escrow) -> dict[str, object]:
 
 
 @router.post("/escrow/hold")
-async def hold(body: EscrowHold, caller: InternalCaller, repo: Repo) -> JSONResponse:
+async def hold(body: EscrowMove, caller: InternalCaller, repo: Repo) -> JSONResponse:
     return ok_003(_escrow_body(await escrow.hold(repo, body.escrow_id, body.user_id, body.amount,
                                                  f"{caller}:{body.idempotency_key}")))
 
 
 @router.post("/escrow/payout")
-async def payout(body: EscrowPayout, caller: InternalCaller, repo: Repo) -> JSONResponse:
+async def payout(body: EscrowMove, caller: InternalCaller, repo: Repo) -> JSONResponse:
     return ok_003(_escrow_body(await escrow.pay_out(repo, body.escrow_id, body.user_id, body.amount,
                                                     f"{caller}:{body.idempotency_key}")))
 
