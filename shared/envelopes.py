@@ -50,4 +50,4 @@ def error_body(dialect: Dialect, error: LabelhiveError, path: str) -> dict[str, 
 
 def error_response(dialect: Dialect, error: LabelhiveError, path: str) -> JSONResponse:
     headers = {"Retry-After": "60"} if error.status_code in (429, 503) else None
-    return JSONResponse(error_body(dialect, error, path), error.status_code, headers=headers)
+    return JSONResponse(error_body(dialect, error, path), error.status_for(dialect), headers=headers)

@@ -46,18 +46,29 @@ class LabelhiveError(Exception):
     def message_for(self, dialect: Dialect) -> str:
         return self.message
 
+    def status_for(self, dialect: Dialect) -> int:
+        return self.status_code
+
 
 class _GenericError(LabelhiveError):
-    """An error every document has a spelling for: (code, message) per dialect."""
+    """An error every document has a spelling for: (code, message) per dialect, and an HTTP status
+    where a document lists one other than the default."""
 
     spellings: dict[Dialect, tuple[int | str, str]] = {}
+    statuses: dict[Dialect, int] = {}
 
     def __init__(self, message: str | None = None, **kwargs: Any) -> None:
         self._explicit_message = message
+        self._explicit_status = kwargs.get("status_code") is not None
         super().__init__(message, **kwargs)
 
     def code_for(self, dialect: Dialect) -> int | str:
         return self.spellings.get(dialect, (self.code, ""))[0]
+
+    def status_for(self, dialect: Dialect) -> int:
+        if self._explicit_status:
+            return self.status_code
+        return self.statuses.get(dialect, self.status_code)
 
     def message_for(self, dialect: Dialect) -> str:
         documented = self.spellings.get(dialect, (None, self.message))[1]
@@ -98,6 +109,7 @@ class NoPermission(_GenericError):
     status_code = 403
     code = 1006
     message = "no permission"
+    statuses = {Dialect.CROWD_003: 400}  # 003 lists 1006 "no permission" as 400 Bad Request
     spellings = {
         Dialect.CROWD_003: (1006, "no permission"),
         Dialect.DATASET_000: ("4105", "用户身份错误"),

@@ -66,7 +66,7 @@ async def test_user_lists_by_role(platform, mailbox):
     assert all("score" not in u and "vip_expire_time" not in u for u in seen)
 
     r = await demand.get("/user/get_all_users")
-    assert r.status_code == 403 and r.json()["code"] == 1006
+    assert r.status_code == 400 and r.json()["code"] == 1006
     r = await tagger.get("/user/get_all_users")
     assert r.json()["code"] == 1006
 

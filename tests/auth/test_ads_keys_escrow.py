@@ -120,7 +120,7 @@ async def test_escrow_hold_pay_refund_is_idempotent_and_conserves_points(platfor
 async def test_internal_api_refuses_unsigned_calls_and_is_not_routed(platform, client):
     forged = _internal(platform, secret="not-the-secret")
     r = await forged.request("POST", "/internal/escrow/refund", json={"escrow_id": "x", "idempotency_key": "abcdefgh"})
-    assert r.status_code == 403
+    assert r.status_code == 400 and r.json()["code"] == 1006
     await forged.aclose()
     r = await client.post("/internal/escrow/refund", json={"escrow_id": "x", "idempotency_key": "abcdefgh"})
     assert r.status_code == 404

@@ -1,0 +1,51 @@
+"""Exports of any dataset (new endpoints: 003's envelope, under the service's `/dataset/` prefix).
+
+    GET /dataset/export/{dataset_id}?format=coco|voc|yolo|csv|jsonl[&images=0]
+
+Image datasets: all five formats (VOC and YOLO zips carry the images unless `images=0`); Q&A and text
+datasets: jsonl. The owner or an admin may export; anyone else is told the dataset does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import StreamingResponse
+
+from services.dataset import exporting
+from services.dataset.api.deps import Repo, Settings, Store, User
+from services.dataset.labels import LabelType
+from shared.contract import Dialect
+from shared.errors import NotFound
+
+
+def _dialect_003(request: Request) -> None:
+    # /dataset/* is 001's path space; these new endpoints answer in 003's envelope (CONTRACT.md).
+    request.state.dialect = Dialect.CROWD_003
+
+
+router = APIRouter(tags=["exports"], dependencies=[Depends(_dialect_003)])
+
+
+@router.get("/dataset/export/{dataset_id}", summary="Export a dataset (COCO, VOC, YOLO, CSV, JSON Lines)")
+async def export(
+    request: Request,
+    identity: User,
+    repo: Repo,
+    settings: Settings,
+    store: Store,
+    dataset_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    format: Annotated[str, Query(max_length=8, description="coco, voc, yolo, csv or jsonl")] = "coco",
+    images: Annotated[bool, Query(description="VOC/YOLO: include the images")] = True,
+) -> StreamingResponse:
+    dataset = await repo.dataset(dataset_id)
+    if dataset is None or (dataset.owner_id != identity.user_id and identity.role != "admin"):
+        raise NotFound("dataset not found")
+    fmt = exporting.check_format(dataset, format)
+    categories = [LabelType(label.number, label.name) for label in await repo.labels(dataset.id)]
+    built = await exporting.build(dataset, fmt, images, categories, request.app.state.sessionmaker, store,
+                                  settings.scratch_dir)
+    body, size = built.open_stream()
+    return StreamingResponse(body, media_type=built.media_type, headers={
+        "Content-Length": str(size), "Content-Disposition": built.content_disposition})

@@ -1,0 +1,104 @@
+"""The dataset service: 000's image datasets, 001's Q&A datasets, 003's task data, image bed and media bed,
+and exports of all of them. Files live in a content-addressed object store under the data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.dataset.api import (
+    data_module_000,
+    dataset_001,
+    exports,
+    internal,
+    media_003,
+    upload_data_003,
+)
+from services.dataset.enrolment import EnrolmentDrainer
+from services.dataset.objects import sweep_orphans
+from services.dataset.settings import DatasetSettings
+from services.dataset.storage import LocalObjectStore
+from services.dataset.uploads import UploadThrottle
+from shared.http import ServiceClient
+from shared.service_app import build_service_app
+
+log = logging.getLogger(__name__)
+
+SWEEP_DELAY_SECONDS = 10
+SWEEP_EVERY_SECONDS = 3600
+
+
+def _purge_scratch(directory: Path, older_than: float = 3600) -> None:
+    """Export files a killed process left half-written (a live one removes its own)."""
+    cutoff = time.time() - older_than
+    for leftover in directory.glob("export-*"):
+        with contextlib.suppress(FileNotFoundError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+
+
+async def _sweep(app: FastAPI, settings: DatasetSettings) -> None:
+    """Once, shortly after start-up, unless another replica swept within the hour."""
+    await asyncio.sleep(SWEEP_DELAY_SECONDS)
+    key = app.state.keys.of("dataset", "orphan-sweep")
+    if not await app.state.redis.set(key, "1", nx=True, ex=SWEEP_EVERY_SECONDS):
+        return
+    try:
+        removed = await sweep_orphans(app.state.sessionmaker, app.state.store, settings.orphan_sweep_age_seconds)
+        if removed:
+            log.info("removed %d stored objects that nothing referenced", removed)
+    except Exception:
+        log.exception("orphan sweep failed")
+
+
+def create_app(settings: DatasetSettings | None = None) -> FastAPI:
+    settings = settings or DatasetSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = LocalObjectStore(settings.objects_dir)
+        if removed := store.purge_stale_temp():
+            log.info("removed %d temp files an interrupted upload left behind", removed)
+        settings.scratch_dir.mkdir(parents=True, exist_ok=True)
+        _purge_scratch(settings.scratch_dir)
+        app.state.store = store
+        app.state.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
+        secret = settings.internal_secret
+        clients = {name: ServiceClient(name, settings.service_url(name), "dataset", secret)
+                   for name in ("auth", "tasks", "face")}
+        app.state.tasks = clients["tasks"]
+        app.state.throttle = UploadThrottle(app.state.redis, app.state.keys, clients["auth"],
+                                            settings.upload_throttle)
+        drainer = EnrolmentDrainer(app.state.sessionmaker, store, clients["face"], app.state.redis, app.state.keys,
+                                   interval=settings.enrolment_interval_seconds, batch=settings.enrolment_batch,
+                                   max_backoff=settings.enrolment_max_backoff_seconds)
+        app.state.enrolment = drainer
+        background = [asyncio.create_task(drainer.run(), name="enrolment-drainer")]
+        if settings.orphan_sweep_age_seconds > 0:
+            background.append(asyncio.create_task(_sweep(app, settings), name="orphan-sweep"))
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for client in clients.values():
+                await client.aclose()
+
+    return build_service_app(
+        name="dataset",
+        settings=settings,
+        routers=[data_module_000.router, dataset_001.router, exports.router, upload_data_003.router,
+                 media_003.router, internal.router],
+        lifespan=lifespan,
+        title="Labelhive dataset",
+        description="Image datasets (000), Q&A datasets (001), task data, image and media bed (003), exports.",
+    )
