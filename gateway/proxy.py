@@ -7,11 +7,15 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from shared.errors import ServiceUnavailable
 from shared.identity import IDENTITY_HEADER, INTERNAL_HEADERS
 from shared.requestctx import REQUEST_ID_HEADER
+
+# Bodies up to this size (declared by Content-Length) are passed on whole: streaming them costs more
+# CPU than it saves memory. Larger or unknown-length bodies stream in both directions.
+SMALL_BODY = 256 * 1024
 
 # Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
@@ -38,8 +42,14 @@ async def forward(
     identity_header: str | None,
     client_ip: str,
     body: bytes | None = None,
-) -> StreamingResponse:
-    content: bytes | AsyncIterator[bytes] = body if body is not None else request.stream()
+) -> Response:
+    content: bytes | AsyncIterator[bytes]
+    if body is not None:
+        content = body
+    elif _declared_length(request.headers) <= SMALL_BODY:
+        content = await request.body()
+    else:
+        content = request.stream()
     upstream_request = client.build_request(
         request.method,
         httpx.URL(path=request.url.path, query=request.url.query.encode()),
@@ -52,8 +62,27 @@ async def forward(
         raise ServiceUnavailable(f"{service} service timed out", details=type(exc).__name__) from exc
     except httpx.TransportError as exc:
         raise ServiceUnavailable(f"{service} service unavailable", details=type(exc).__name__) from exc
-    response = StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
-                                 background=BackgroundTask(upstream.aclose))
-    response.raw_headers = [(k.lower(), v) for k, v in upstream.headers.raw
-                            if k.decode("latin-1").lower() not in HOP_BY_HOP]
+    headers = [(k.lower(), v) for k, v in upstream.headers.raw if k.decode("latin-1").lower() not in HOP_BY_HOP]
+    response: Response
+    if _declared_length(upstream.headers) <= SMALL_BODY:
+        try:
+            raw = b"".join([chunk async for chunk in upstream.aiter_raw()])
+        finally:
+            await upstream.aclose()
+        response = Response(raw, status_code=upstream.status_code)
+    else:
+        response = StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
+                                     background=BackgroundTask(upstream.aclose))
+    response.raw_headers = headers
     return response
+
+
+def _declared_length(headers: httpx.Headers | object) -> int:
+    """The Content-Length a message declares; unknown (chunked) counts as large."""
+    value = headers.get("content-length")  # type: ignore[attr-defined]
+    if value is None:
+        return 0 if headers.get("transfer-encoding") is None else SMALL_BODY + 1  # type: ignore[attr-defined]
+    try:
+        return int(value)
+    except ValueError:
+        return SMALL_BODY + 1
