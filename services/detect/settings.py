@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.detect.segmenter import DEFAULT_MODEL_PATH
+from shared.settings import PlatformSettings
+
+
+class DetectSettings(PlatformSettings):
+    model_path: Path = DEFAULT_MODEL_PATH
+    # Concurrent requests' images are gathered into one model call of up to this many images,
+    # waiting at most this long for company.
+    max_batch: int = 16
+    max_batch_wait_ms: float = 5.0
+    max_images_per_request: int = 64
+    max_image_bytes: int = 20 * 1024 * 1024

@@ -1,0 +1,1 @@
+"""Training and evaluation tools for the detect service's segmentation model (needs torch)."""
