@@ -92,6 +92,20 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class Adjustment(Base):
+    """A change of a user's grow value or credit score asked for by another service; its key makes
+    a retried request change nothing (points go through the ledger instead)."""
+
+    __tablename__ = "adjustments"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # grow_value | credit
+    delta: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 

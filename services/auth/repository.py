@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.auth.models import Ad, ApiKey, BankCard, Escrow, LedgerEntry, User
+from services.auth.models import Ad, Adjustment, ApiKey, BankCard, Escrow, LedgerEntry, User
 
 
 class AuthRepository:
@@ -50,6 +50,16 @@ class AuthRepository:
         if roles:
             query = query.where(User.user_type.in_(roles))
         return (await self.session.execute(query)).scalars().all()
+
+    async def users_page(self, role: str | None, after_id: int, limit: int) -> Sequence[User]:
+        query = select(User).where(User.id > after_id).order_by(User.id).limit(limit)
+        if role:
+            query = query.where(User.user_type == role)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def adjustment(self, idempotency_key: str) -> Adjustment | None:
+        query = select(Adjustment).where(Adjustment.idempotency_key == idempotency_key)
+        return (await self.session.execute(query)).scalar_one_or_none()
 
     async def users_by_ids(self, user_ids: Sequence[int]) -> Sequence[User]:
         query = select(User).where(User.id.in_(user_ids)).order_by(User.id)

@@ -188,8 +188,11 @@ class DatasetRepository:
         result = await self.session.execute(insert(TextItem).returning(TextItem.id, TextItem.file_name), list(rows))
         return {name: text_id for text_id, name in result.all()}
 
-    async def text(self, text_id: int) -> TextItem | None:
-        return await self.session.get(TextItem, text_id)
+    async def text_with_owner(self, text_id: int) -> tuple[TextItem, int] | None:
+        query = (select(TextItem, Dataset.owner_id).join(Dataset, Dataset.id == TextItem.dataset_id)
+                 .where(TextItem.id == text_id))
+        row = (await self.session.execute(query)).one_or_none()
+        return (row[0], row[1]) if row else None
 
     async def text_page(self, dataset_id: int, after_id: int, limit: int) -> Sequence[TextItem]:
         query = (select(TextItem).where(TextItem.dataset_id == dataset_id, TextItem.id > after_id)

@@ -124,3 +124,29 @@ async def test_internal_api_refuses_unsigned_calls_and_is_not_routed(platform, c
     await forged.aclose()
     r = await client.post("/internal/escrow/refund", json={"escrow_id": "x", "idempotency_key": "abcdefgh"})
     assert r.status_code == 404
+
+
+async def test_grow_value_and_credit_adjustments_are_idempotent(platform, mailbox):
+    client, account = await user_client(platform, mailbox, "tag")
+    auth = _internal(platform)
+    path = f"/internal/users/{account.user_id}"
+    for _ in range(2):
+        r = await auth.request("POST", f"{path}/grow_value", json={"amount": 10, "idempotency_key": "publish-1"})
+        assert r.json()["data"]["grow_value"] == 10
+        r = await auth.request("POST", f"{path}/credit", json={"delta": -30, "idempotency_key": "report-1"})
+        assert r.json()["data"]["credit_score"] == 70
+    r = await auth.request("POST", f"{path}/credit", json={"delta": -5, "idempotency_key": "report-1"})
+    assert r.status_code == 409
+    for i in range(4):  # credit stops at 0
+        await auth.request("POST", f"{path}/credit", json={"delta": -30, "idempotency_key": f"report-more-{i}"})
+    info = (await client.get(f"/user/userinfo/{account.user_id}")).json()["data"]
+    assert (info["grow_value"], info["credit_score"]) == (10, 0)
+    r = await auth.request("POST", "/internal/users/999999/credit", json={"delta": -1, "idempotency_key": "nobody-1"})
+    assert r.status_code == 404
+
+    page = (await auth.request("GET", "/internal/users", params={"role": "tag", "limit": 1000})).json()["data"]
+    assert account.user_id in {u["user_id"] for u in page} and {u["user_type"] for u in page} == {"tag"}
+    after = (await auth.request("GET", "/internal/users", params={"after_id": account.user_id})).json()["data"]
+    assert all(u["user_id"] > account.user_id for u in after)
+    await auth.aclose()
+    await client.aclose()

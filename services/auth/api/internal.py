@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.auth import accounts, escrow
+from services.auth import accounts, adjustments, escrow
 from services.auth.api.deps import Repo
 from services.auth.models import Escrow
 from services.auth.schemas import EscrowMove, EscrowRefund, public_profile
@@ -20,6 +22,16 @@ router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=Fals
 
 class UserIds(BaseModel):
     user_ids: list[int] = Field(max_length=10_000)
+
+
+class GrowValue(BaseModel):
+    amount: int = Field(gt=0, le=1_000_000)
+    idempotency_key: str = Field(min_length=8, max_length=200)
+
+
+class Credit(BaseModel):
+    delta: int = Field(ge=-1000, le=1000)
+    idempotency_key: str = Field(min_length=8, max_length=200)
 
 
 def _escrow_body(item: Escrow) -> dict[str, object]:
@@ -42,6 +54,31 @@ async def payout(body: EscrowMove, caller: InternalCaller, repo: Repo) -> JSONRe
 async def refund(body: EscrowRefund, caller: InternalCaller, repo: Repo) -> JSONResponse:
     return ok_003(_escrow_body(await escrow.refund(repo, body.escrow_id, body.amount,
                                                    f"{caller}:{body.idempotency_key}")))
+
+
+@router.get("/users")
+async def users_page(
+    caller: InternalCaller,
+    repo: Repo,
+    role: Annotated[str | None, Query(pattern="^(admin|demand|tag|agent)$")] = None,
+    after_id: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> JSONResponse:
+    """Users in id order, a page at a time (`after_id` = the last id of the previous page)."""
+    now = datetime.now(UTC)
+    return ok_003([{**public_profile(u, now), "area": u.area} for u in await repo.users_page(role, after_id, limit)])
+
+
+@router.post("/users/{user_id}/grow_value")
+async def grow_value(user_id: int, body: GrowValue, caller: InternalCaller, repo: Repo) -> JSONResponse:
+    user = await adjustments.adjust(repo, user_id, "grow_value", body.amount, f"{caller}:{body.idempotency_key}")
+    return ok_003({"user_id": user.id, "grow_value": user.grow_value})
+
+
+@router.post("/users/{user_id}/credit")
+async def credit(user_id: int, body: Credit, caller: InternalCaller, repo: Repo) -> JSONResponse:
+    user = await adjustments.adjust(repo, user_id, "credit", body.delta, f"{caller}:{body.idempotency_key}")
+    return ok_003({"user_id": user.id, "credit_score": user.credit_score})
 
 
 @router.get("/users/{user_id}")

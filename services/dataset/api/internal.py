@@ -91,8 +91,10 @@ async def qa_label(record_id: int, body: ExpertLabel, caller: InternalCaller, re
 
 @router.get("/texts/{text_id}")
 async def text(text_id: int, caller: InternalCaller, repo: Repo) -> JSONResponse:
-    item = await repo.text(text_id)
-    if item is None:
+    found = await repo.text_with_owner(text_id)
+    if found is None:
         raise NotFound("text not found")
+    item, owner_id = found
+    # The owner lets the tasks service refuse a task built from someone else's texts.
     return ok_003({"text_id": item.id, "filename": item.file_name, "text": item.content,
-                   "dataset_id": item.dataset_id})
+                   "dataset_id": item.dataset_id, "owner_id": owner_id})

@@ -1,0 +1,73 @@
+"""Document 001's task and data endpoints (expert labelling of Q&A datasets). Its clients compare the
+`response` text, so errors use its wording: 未登录 (401; /task/list says 请先登录), 非管理员用户 and
+非专家用户 (403). See `services/tasks/missions.py`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.tasks import missions
+from services.tasks.api.deps import Auth, Dataset, Repo, json_object
+from shared.errors import NotLoggedIn
+from shared.identity import Identity, MaybeIdentity
+
+router = APIRouter(tags=["missions (001)"])
+
+IdParam = Annotated[str | None, Query(max_length=20)]
+
+
+def _response(value: object, **extra: object) -> JSONResponse:
+    return JSONResponse({"response": value, **extra})
+
+
+def _logged_in(identity: Identity | None, message: str | None = None) -> Identity:
+    if identity is None:
+        raise NotLoggedIn(message)
+    return identity
+
+
+@router.get("/task/list", summary="Missions: the manager's or the expert's list")
+async def task_list(identity: MaybeIdentity, repo: Repo) -> JSONResponse:
+    return _response(await missions.task_list(repo, _logged_in(identity, "请先登录")))
+
+
+@router.get("/task/list-by-dataset", summary="A dataset's missions (history)")
+async def list_by_dataset(identity: MaybeIdentity, repo: Repo, dataset_id: IdParam = None) -> JSONResponse:
+    return _response(await missions.dataset_history(repo, _logged_in(identity), dataset_id))
+
+
+@router.post("/task/assign", summary="Split a dataset area among experts")
+async def assign(request: Request, identity: MaybeIdentity, repo: Repo, auth: Auth, dataset: Dataset) -> JSONResponse:
+    identity = _logged_in(identity)
+    created = await missions.assign(repo, auth, dataset, identity, await json_object(request))
+    return _response("success", mission_ids=[m.id for m in created])
+
+
+@router.put("/task/reassign", summary="Hand a mission over to other experts")
+async def reassign(request: Request, identity: MaybeIdentity, repo: Repo, auth: Auth) -> JSONResponse:
+    identity = _logged_in(identity)
+    created = await missions.reassign(repo, auth, identity, await json_object(request))
+    return _response("success", mission_ids=[m.id for m in created])
+
+
+@router.post("/task/urgent", summary="Urge a mission")
+async def urgent(request: Request, identity: MaybeIdentity, repo: Repo) -> JSONResponse:
+    identity = _logged_in(identity)
+    await missions.urge(repo, identity, await json_object(request))
+    return _response("success")
+
+
+@router.get("/data/list", summary="The records of one of my missions")
+async def data_list(identity: MaybeIdentity, repo: Repo, dataset: Dataset, mission_id: IdParam = None) -> JSONResponse:
+    entries, notice = await missions.data_list(repo, dataset, _logged_in(identity), mission_id)
+    return _response(entries, notice=notice)
+
+
+@router.put("/data/label", summary="Label a record: ranked answers and the keep flag")
+async def label(request: Request, identity: MaybeIdentity, repo: Repo, dataset: Dataset) -> JSONResponse:
+    identity = _logged_in(identity)
+    await missions.label(repo, dataset, identity, await json_object(request))
+    return _response("success")

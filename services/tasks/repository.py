@@ -1,0 +1,419 @@
+"""All of the tasks service's SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.tasks.models import (
+    RUNNING_STATES,
+    AnnotatorStats,
+    Answer,
+    Assignment,
+    Cursor,
+    Mission,
+    MissionRecord,
+    OutboxOp,
+    Question,
+    Report,
+    StandardAnswerSet,
+    Task,
+)
+
+# Assignments whose annotator still has work before the publisher can settle the task.
+IN_PROGRESS_STATES = ("not_handle", "accepted", "finished")
+
+
+class TasksRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.enqueued = False  # whether this unit of work wrote outbox ops
+
+    async def add(self, *objects: object) -> None:
+        self.session.add_all(objects)
+        await self.session.flush()
+
+    async def lock_user(self, user_id: int) -> None:
+        """Serialises one annotator's accepts (their accept limit is counted across tasks)."""
+        await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('tasks:user'), :id)"),
+                                   {"id": user_id})
+
+    # tasks ---------------------------------------------------------------------------------------
+
+    async def task(self, task_id: int, *, lock: bool = False) -> Task | None:
+        """A task that was not deleted."""
+        query = select(Task).where(Task.id == task_id, Task.status != "deleted")
+        if lock:  # and reload it: an unlocked read earlier in the request may be stale
+            query = query.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def tasks_by_ids(self, task_ids: Iterable[int]) -> list[Task]:
+        query = select(Task).where(Task.id.in_(list(task_ids)), Task.status != "deleted").order_by(Task.id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def tasks_of_publisher(self, user_id: int) -> list[Task]:
+        query = select(Task).where(Task.publisher_id == user_id, Task.status != "deleted").order_by(Task.id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def tasks_of_agent(self, user_id: int) -> list[Task]:
+        query = select(Task).where(Task.agent_id == user_id, Task.status != "deleted").order_by(Task.id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def tasks_of_annotator(self, user_id: int) -> list[Task]:
+        query = (select(Task).join(Assignment, Assignment.task_id == Task.id)
+                 .where(Assignment.user_id == user_id, Assignment.current, Task.status != "deleted")
+                 .order_by(Task.id))
+        return list((await self.session.execute(query)).scalars())
+
+    async def all_tasks(self) -> list[Task]:
+        query = select(Task).where(Task.status != "deleted").order_by(Task.id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def free_tasks(self, user_id: int) -> list[Task]:
+        """`toall` pools with a free slot that this annotator never had."""
+        had = exists().where(Assignment.task_id == Task.id, Assignment.user_id == user_id)
+        query = (select(Task).where(Task.status == "distributed", Task.strategy == "toall",
+                                    Task.agent_id.is_(None), Task.taken < Task.distribute_user_num, ~had)
+                 .order_by(Task.id))
+        return list((await self.session.execute(query)).scalars())
+
+    async def take_slot(self, task_id: int) -> bool:
+        """One more slot in use, unless all are: the row's check makes the race safe."""
+        result = await self.session.execute(
+            update(Task).where(Task.id == task_id, Task.status == "distributed",
+                               Task.taken < Task.distribute_user_num)
+            .values(taken=Task.taken + 1).returning(Task.taken).execution_options(synchronize_session=False))
+        return result.scalar_one_or_none() is not None
+
+    async def refresh(self, obj: object) -> None:
+        await self.session.refresh(obj)
+
+    # questions -----------------------------------------------------------------------------------
+
+    async def insert_questions(self, task_id: int, files: Sequence[tuple[str, str, str]]) -> None:
+        """(filename, tag, data_type) per question, numbered from 1, written with COPY."""
+        connection = await self.session.connection()
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.copy_records_to_table(
+            "questions", schema_name="tasks", columns=["task_id", "q_id", "filename", "tag", "data_type"],
+            records=((task_id, i, name, tag, kind) for i, (name, tag, kind) in enumerate(files, start=1)))
+
+    async def delete_questions(self, task_id: int) -> None:
+        await self.session.execute(delete(Question).where(Question.task_id == task_id))
+
+    async def set_standard_answers(self, task_id: int, answers: dict[str, str]) -> int:
+        """Puts each standard answer on the question with its filename; returns how many matched."""
+        await self.session.execute(update(Question).where(Question.task_id == task_id).values(std_answer=None))
+        if not answers:
+            return 0
+        result = await self.session.execute(text(
+            "UPDATE tasks.questions q SET std_answer = s.answer "
+            "FROM unnest(CAST(:names AS text[]), CAST(:answers AS text[])) AS s(filename, answer) "
+            "WHERE q.task_id = :task_id AND q.filename = s.filename"),
+            {"names": list(answers), "answers": list(answers.values()), "task_id": task_id})
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def question(self, task_id: int, q_id: int) -> Question | None:
+        return await self.session.get(Question, (task_id, q_id))
+
+    async def questions(self, task_id: int, offset: int = 0, limit: int | None = None) -> list[Question]:
+        query = select(Question).where(Question.task_id == task_id).order_by(Question.q_id).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        return list((await self.session.execute(query)).scalars())
+
+    async def questions_by_ids(self, task_id: int, q_ids: Iterable[int]) -> list[Question]:
+        query = (select(Question).where(Question.task_id == task_id, Question.q_id.in_(list(q_ids)))
+                 .order_by(Question.q_id))
+        return list((await self.session.execute(query)).scalars())
+
+    async def question_ids_by_filename(self, task_id: int) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(Question.filename, Question.q_id).where(Question.task_id == task_id))
+        return {name: q_id for name, q_id in rows.all()}
+
+    # assignments ---------------------------------------------------------------------------------
+
+    async def assignments(self, task_id: int) -> list[Assignment]:
+        query = select(Assignment).where(Assignment.task_id == task_id).order_by(Assignment.id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def assignments_of_tasks(self, task_ids: Sequence[int]) -> dict[int, list[Assignment]]:
+        by_task: dict[int, list[Assignment]] = {task_id: [] for task_id in task_ids}
+        if not task_ids:
+            return by_task
+        query = select(Assignment).where(Assignment.task_id.in_(list(task_ids))).order_by(Assignment.id)
+        for assignment in (await self.session.execute(query)).scalars():
+            by_task[assignment.task_id].append(assignment)
+        return by_task
+
+    async def assignment(self, task_id: int, user_id: int, *, lock: bool = False) -> Assignment | None:
+        query = select(Assignment).where(Assignment.task_id == task_id, Assignment.user_id == user_id)
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def insert_assignment(self, **values: Any) -> Assignment | None:
+        """A new assignment, or None when the annotator already has one on this task."""
+        result = await self.session.execute(
+            insert(Assignment).values(**values).on_conflict_do_nothing(
+                index_elements=["task_id", "user_id"]).returning(Assignment.id))
+        new_id = result.scalar_one_or_none()
+        return None if new_id is None else await self.session.get(Assignment, new_id)
+
+    async def insert_assignments(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(insert(Assignment), rows)
+
+    async def users_who_had(self, task_id: int) -> set[int]:
+        rows = await self.session.execute(select(Assignment.user_id).where(Assignment.task_id == task_id))
+        return set(rows.scalars())
+
+    async def active_counts(self, user_ids: Sequence[int], exclude_task: int | None = None) -> dict[int, int]:
+        """How many tasks each annotator has on hand (offered or accepted, not yet finished)."""
+        if not user_ids:
+            return {}
+        conditions = [Assignment.user_id.in_(list(user_ids)), Assignment.current,
+                      Assignment.state.in_(RUNNING_STATES)]
+        if exclude_task is not None:
+            conditions.append(Assignment.task_id != exclude_task)
+        query = select(Assignment.user_id, func.count()).where(and_(*conditions)).group_by(Assignment.user_id)
+        return {user_id: int(count) for user_id, count in (await self.session.execute(query)).all()}
+
+    async def count_reviewed(self, task_id: int, state: str) -> int:
+        query = select(func.count()).where(Assignment.task_id == task_id, Assignment.current,
+                                           Assignment.state == state)
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def any_in_progress(self, task_id: int) -> bool:
+        query = select(exists().where(Assignment.task_id == task_id, Assignment.current,
+                                      Assignment.state.in_(IN_PROGRESS_STATES)))
+        return bool((await self.session.execute(query)).scalar_one())
+
+    async def mark_timeouts(self, now: datetime, limit: int = 1000) -> list[tuple[int, int]]:
+        """Annotators past their deadline become `timeout`; returns (task_id, user_id) of each."""
+        due = (select(Assignment.id).where(Assignment.state.in_(RUNNING_STATES), Assignment.current,
+                                           Assignment.deadline <= now)
+               .limit(limit).with_for_update(skip_locked=True).scalar_subquery())
+        result = await self.session.execute(
+            update(Assignment).where(Assignment.id.in_(due), Assignment.state.in_(RUNNING_STATES),
+                                     Assignment.current, Assignment.deadline <= now).values(state="timeout")
+            .returning(Assignment.task_id, Assignment.user_id).execution_options(synchronize_session=False))
+        return [(task_id, user_id) for task_id, user_id in result.all()]
+
+    # annotators' statistics ----------------------------------------------------------------------
+
+    async def stats(self, user_ids: Sequence[int]) -> dict[int, AnnotatorStats]:
+        if not user_ids:
+            return {}
+        query = select(AnnotatorStats).where(AnnotatorStats.user_id.in_(list(user_ids)))
+        return {s.user_id: s for s in (await self.session.execute(query)).scalars()}
+
+    async def add_stats(self, user_id: int, *, std_total: int = 0, std_correct: int = 0,
+                        accepted_answers: int = 0, accepted_tasks: int = 0) -> None:
+        values = {"std_total": std_total, "std_correct": std_correct, "accepted_answers": accepted_answers,
+                  "accepted_tasks": accepted_tasks}
+        statement = insert(AnnotatorStats).values(user_id=user_id, **values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["user_id"],
+            set_={name: getattr(AnnotatorStats, name) + getattr(statement.excluded, name) for name in values})
+        await self.session.execute(statement)
+
+    async def cursor(self, name: str) -> Cursor:
+        await self.session.execute(insert(Cursor).values(name=name, position=0).on_conflict_do_nothing())
+        query = select(Cursor).where(Cursor.name == name).with_for_update()
+        return (await self.session.execute(query)).scalar_one()
+
+    # answers -------------------------------------------------------------------------------------
+
+    async def start_question(self, task_id: int, user_id: int, q_id: int, now: datetime) -> bool:
+        """False when the question was already started (or answered) by this annotator."""
+        result = await self.session.execute(
+            insert(Answer).values(task_id=task_id, user_id=user_id, q_id=q_id, started_at=now)
+            .on_conflict_do_nothing().returning(Answer.q_id))
+        return result.scalar_one_or_none() is not None
+
+    async def submit_answer(self, task_id: int, user_id: int, q_id: int, result: Any, input_result: Any,
+                            answer_key: str, now: datetime) -> bool:
+        """Stores the answer unless one is stored already (then False): one row per question and
+        annotator, so two submissions racing each other store one."""
+        statement = insert(Answer).values(task_id=task_id, user_id=user_id, q_id=q_id, started_at=now,
+                                          submitted_at=now, result=result, input_result=input_result,
+                                          answer_key=answer_key)
+        statement = statement.on_conflict_do_update(
+            index_elements=["task_id", "user_id", "q_id"],
+            set_={"submitted_at": statement.excluded.submitted_at, "result": statement.excluded.result,
+                  "input_result": statement.excluded.input_result, "answer_key": statement.excluded.answer_key},
+            where=Answer.submitted_at.is_(None)).returning(Answer.q_id)
+        return (await self.session.execute(statement)).scalar_one_or_none() is not None
+
+    async def submitted_q_ids(self, task_id: int, user_id: int, q_ids: Sequence[int]) -> set[int]:
+        query = select(Answer.q_id).where(Answer.task_id == task_id, Answer.user_id == user_id,
+                                          Answer.q_id.in_(list(q_ids)), Answer.submitted_at.is_not(None))
+        return set((await self.session.execute(query)).scalars())
+
+    async def answer(self, task_id: int, user_id: int, q_id: int) -> Answer | None:
+        return await self.session.get(Answer, (task_id, user_id, q_id))
+
+    async def answers_of(self, task_id: int, user_id: int, q_ids: Sequence[int] | None = None) -> list[Answer]:
+        query = select(Answer).where(Answer.task_id == task_id, Answer.user_id == user_id)
+        if q_ids is not None:
+            query = query.where(Answer.q_id.in_(list(q_ids)))
+        return list((await self.session.execute(query.order_by(Answer.q_id))).scalars())
+
+    async def answers_to(self, task_id: int, q_id: int) -> list[Answer]:
+        query = (select(Answer).where(Answer.task_id == task_id, Answer.q_id == q_id,
+                                      Answer.submitted_at.is_not(None)).order_by(Answer.user_id))
+        return list((await self.session.execute(query)).scalars())
+
+    async def submitted_answers(self, task_id: int, user_ids: Sequence[int]) -> list[tuple[int, int, str, Any, Any]]:
+        """(q_id, user_id, answer_key, result, input_result) of the given annotators, by question."""
+        if not user_ids:
+            return []
+        query = (select(Answer.q_id, Answer.user_id, Answer.answer_key, Answer.result, Answer.input_result)
+                 .where(Answer.task_id == task_id, Answer.user_id.in_(list(user_ids)),
+                        Answer.submitted_at.is_not(None))
+                 .order_by(Answer.q_id, Answer.user_id))
+        return [tuple(row) for row in (await self.session.execute(query)).all()]  # type: ignore[misc]
+
+    async def answer_counts(self, task_id: int, user_id: int) -> tuple[int, int, int]:
+        """(answered, with a standard answer, matching it) for one annotator on one task."""
+        query = (select(func.count(), func.count(Question.std_answer),
+                        func.count().filter(Question.std_answer == Answer.answer_key))
+                 .select_from(Answer)
+                 .join(Question, and_(Question.task_id == Answer.task_id, Question.q_id == Answer.q_id))
+                 .where(Answer.task_id == task_id, Answer.user_id == user_id, Answer.submitted_at.is_not(None)))
+        answered, with_std, correct = (await self.session.execute(query)).one()
+        return int(answered), int(with_std), int(correct)
+
+    # standard answers ----------------------------------------------------------------------------
+
+    async def standard_answers(self, tag: str) -> StandardAnswerSet | None:
+        return await self.session.get(StandardAnswerSet, tag)
+
+    # reports -------------------------------------------------------------------------------------
+
+    async def upsert_report(self, task_id: int, reporter_id: int, reportee_id: int, tagger_id: int,
+                            reason: str) -> None:
+        statement = insert(Report).values(task_id=task_id, reporter_id=reporter_id, reportee_id=reportee_id,
+                                          tagger_id=tagger_id, reason=reason, status="pending")
+        await self.session.execute(statement.on_conflict_do_update(
+            index_elements=["task_id", "reporter_id", "reportee_id"],
+            set_={"reason": statement.excluded.reason, "status": "pending", "decided_at": None,
+                  "created_at": func.now()}))
+
+    async def pending_reports(self) -> list[Report]:
+        query = select(Report).where(Report.status == "pending").order_by(Report.id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def reports_for(self, task_id: int, user_id: int, reportee_id: int | None) -> list[Report]:
+        """Pending reports of a task that `user_id` made (or, failing that, that name them as the tagger)."""
+        for column in (Report.reporter_id, Report.tagger_id):
+            query = select(Report).where(Report.task_id == task_id, Report.status == "pending", column == user_id)
+            if reportee_id is not None:
+                query = query.where(Report.reportee_id == reportee_id)
+            found = list((await self.session.execute(query.order_by(Report.id).with_for_update())).scalars())
+            if found:
+                return found
+        return []
+
+    async def delete_reports(self, report_ids: Sequence[int]) -> None:
+        await self.session.execute(delete(Report).where(Report.id.in_(list(report_ids))))
+
+    # outbox --------------------------------------------------------------------------------------
+
+    async def enqueue(self, **values: Any) -> None:
+        """An op to send after commit; an op with the same key is already there (a retry): nothing."""
+        self.enqueued = True
+        await self.session.execute(insert(OutboxOp).values(**values).on_conflict_do_nothing(index_elements=["key"]))
+
+    async def due_ops(self, now: datetime, limit: int) -> list[OutboxOp]:
+        """The first pending op of each group, when due, locked (other replicas skip it)."""
+        earlier = OutboxOp.__table__.alias("earlier")
+        blocked = exists().where(earlier.c.grp == OutboxOp.grp, earlier.c.status == "pending",
+                                 earlier.c.id < OutboxOp.id)
+        query = (select(OutboxOp).where(OutboxOp.status == "pending", OutboxOp.next_attempt_at <= now, ~blocked)
+                 .order_by(OutboxOp.id).limit(limit).with_for_update(skip_locked=True))
+        return list((await self.session.execute(query)).scalars())
+
+    async def ops_of_task(self, task_id: int) -> list[OutboxOp]:
+        query = select(OutboxOp).where(OutboxOp.task_id == task_id).order_by(OutboxOp.id)
+        return list((await self.session.execute(query)).scalars())
+
+    # missions (001) ------------------------------------------------------------------------------
+
+    async def mission(self, mission_id: int, *, lock: bool = False) -> Mission | None:
+        query = select(Mission).where(Mission.id == mission_id)
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def missions(self, *, expert_id: int | None = None, manager_id: int | None = None,
+                       dataset_id: int | None = None) -> list[Mission]:
+        conditions = []
+        if expert_id is not None:
+            conditions.append(Mission.expert_id == expert_id)
+        if manager_id is not None:
+            conditions.append(Mission.manager_id == manager_id)
+        if dataset_id is not None:
+            conditions.append(Mission.dataset_id == dataset_id)
+        query = select(Mission).where(and_(*conditions)).order_by(Mission.id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def area_in_progress(self, dataset_id: int, area: str) -> bool:
+        query = select(exists().where(Mission.dataset_id == dataset_id, Mission.area == area,
+                                      Mission.status == "标注中"))
+        return bool((await self.session.execute(query)).scalar_one())
+
+    async def lock_dataset(self, dataset_id: int) -> None:
+        """Serialises assignments of one dataset (two managers splitting one area at once)."""
+        await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('tasks:dataset'), :id)"),
+                                   {"id": dataset_id})
+
+    async def insert_mission_records(self, mission_id: int, record_ids: Sequence[int]) -> None:
+        if record_ids:
+            await self.session.execute(insert(MissionRecord),
+                                       [{"mission_id": mission_id, "record_id": r} for r in record_ids])
+
+    async def mission_records(self, mission_id: int, *, labeled: bool | None = None) -> list[MissionRecord]:
+        query = select(MissionRecord).where(MissionRecord.mission_id == mission_id)
+        if labeled is not None:
+            query = query.where(MissionRecord.labeled == labeled)
+        return list((await self.session.execute(query.order_by(MissionRecord.record_id))).scalars())
+
+    async def move_unlabeled(self, mission_id: int) -> list[int]:
+        """Takes the unlabelled records off a mission (handed over); returns their ids in order."""
+        result = await self.session.execute(
+            delete(MissionRecord).where(MissionRecord.mission_id == mission_id, ~MissionRecord.labeled)
+            .returning(MissionRecord.record_id))
+        return sorted(result.scalars())
+
+    async def active_record(self, record_id: int, expert_id: int) -> tuple[Mission, MissionRecord] | None:
+        """The record in one of this expert's missions in progress, locked."""
+        query = (select(Mission, MissionRecord).join(MissionRecord, MissionRecord.mission_id == Mission.id)
+                 .where(MissionRecord.record_id == record_id, Mission.expert_id == expert_id,
+                        Mission.status == "标注中").with_for_update())
+        row = (await self.session.execute(query)).first()
+        return None if row is None else (row[0], row[1])
+
+    async def assignments_of_dataset(self, dataset_id: int) -> list[tuple[str, str]]:
+        """(area, expert_name) of the missions that own their records (not handed over)."""
+        query = (select(Mission.area, Mission.expert_name)
+                 .where(Mission.dataset_id == dataset_id, Mission.status != "已移交")
+                 .order_by(Mission.id))
+        return [(area, name) for area, name in (await self.session.execute(query)).all()]
+
+    async def dataset_complete(self, dataset_id: int) -> bool:
+        query = select(exists().where(Mission.dataset_id == dataset_id, Mission.status == "标注中"))
+        return not bool((await self.session.execute(query)).scalar_one())
+
+    async def missions_of_dataset_areas(self, dataset_id: int) -> set[str]:
+        query = select(Mission.area).where(Mission.dataset_id == dataset_id, Mission.status != "已移交")
+        return set((await self.session.execute(query)).scalars())
