@@ -35,7 +35,14 @@ import asyncpg
 import httpx
 from redis.asyncio import Redis
 
-from bench.common import BenchPlatform, format_table, generate_load, load_client, machine_info, running_platform
+from bench.common import (
+    BenchPlatform,
+    format_table,
+    generate_load,
+    load_client,
+    machine_info,
+    running_platform,
+)
 from shared.redis import Keys
 from shared.sessions import SessionStore
 

@@ -8,7 +8,15 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.auth.models import Ad, Adjustment, ApiKey, BankCard, Escrow, LedgerEntry, User
+from services.auth.models import (
+    Ad,
+    Adjustment,
+    ApiKey,
+    BankCard,
+    Escrow,
+    LedgerEntry,
+    User,
+)
 
 
 class AuthRepository:

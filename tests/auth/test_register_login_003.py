@@ -6,7 +6,13 @@ import time
 
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, REJECTED_MAIL_DOMAIN, gateway_client, unique
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    REJECTED_MAIL_DOMAIN,
+    gateway_client,
+    unique,
+)
 from tests.helpers import admin_client, login, send_code, signup
 
 

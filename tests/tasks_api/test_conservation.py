@@ -9,7 +9,14 @@ import asyncio
 import httpx
 
 from shared.http import ServiceClient
-from tests.tasks_api.conftest import answer_all, image_files, published, settled, task_body, total_points
+from tests.tasks_api.conftest import (
+    answer_all,
+    image_files,
+    published,
+    settled,
+    task_body,
+    total_points,
+)
 
 
 async def _restart(platform, name: str) -> None:

@@ -14,7 +14,13 @@ from services.tasks.repository import TasksRepository
 from services.tasks.settings import TasksSettings
 from shared.db import create_engine
 from shared.identity import Identity
-from tests.tasks_api.conftest import answer_all, image_files, published, task_body, upload_texts
+from tests.tasks_api.conftest import (
+    answer_all,
+    image_files,
+    published,
+    task_body,
+    upload_texts,
+)
 
 
 def _error(response, code: int, message: str, status: int = 400) -> None:

@@ -5,13 +5,18 @@ get reviewed and paid; the publisher downloads the results and reports; the admi
 from __future__ import annotations
 
 import asyncio
-
 import csv
 import io
 
 from tests.conftest import unique
 from tests.helpers import user_client
-from tests.tasks_api.conftest import answer_all, settled, task_body, task_view, upload_texts
+from tests.tasks_api.conftest import (
+    answer_all,
+    settled,
+    task_body,
+    task_view,
+    upload_texts,
+)
 
 
 async def test_toall_task_from_publishing_to_payment(platform, mailbox, people, admin, db):

@@ -6,7 +6,13 @@ from __future__ import annotations
 import csv
 import io
 
-from services.tasks.quality import answer_key, canonical, cell_answer, consolidate, majority
+from services.tasks.quality import (
+    answer_key,
+    canonical,
+    cell_answer,
+    consolidate,
+    majority,
+)
 from tests.tasks_api.conftest import answer_all, image_files, published, task_body
 
 LABELS = ["cat", "dog", "bird"]

@@ -9,7 +9,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from services.auth import accounts
-from services.auth.api.deps import Repo, Sessions, clear_session_cookie, set_session_cookie
+from services.auth.api.deps import (
+    Repo,
+    Sessions,
+    clear_session_cookie,
+    set_session_cookie,
+)
 from services.auth.errors import ExistingUsername, PasswordFormat, UsernameFormat
 from services.auth.repository import AuthRepository
 from services.auth.schemas import Credentials001, Register001

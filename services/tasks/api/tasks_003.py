@@ -12,7 +12,12 @@ from fastapi.responses import JSONResponse, Response
 
 from services.tasks import distribution, labeling, lifecycle
 from services.tasks.api.deps import Auth, Dataset, Repo, Settings, read_csv
-from services.tasks.errors import NoAccessPermission, NoTaskOfAdmin, TaskDoesNotExist, not_created
+from services.tasks.errors import (
+    NoAccessPermission,
+    NoTaskOfAdmin,
+    TaskDoesNotExist,
+    not_created,
+)
 from services.tasks.models import Task
 from services.tasks.peers import AuthClient
 from services.tasks.repository import TasksRepository
