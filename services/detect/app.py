@@ -24,7 +24,7 @@ def _load_segmenter(settings: DetectSettings) -> tuple[DefectSegmenter | None, s
     if not settings.model_path.exists():
         return None, (f"{settings.model_path} is missing: restore it from the repository or train one "
                       "with `make train-detect DATA=...`")
-    segmenter = DefectSegmenter(settings.model_path)
+    segmenter = DefectSegmenter(settings.model_path, num_threads=settings.inference_threads)
     log.info("defect model %s on %s", settings.model_path.name, segmenter.providers)
     return segmenter, ""
 

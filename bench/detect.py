@@ -1,0 +1,245 @@
+"""The detect service against its own model: images per second through the API (gateway, multipart,
+micro-batcher, drawing, base64, the record on the Redis stream) next to the bare ONNX model in this
+process on the same images, in one run:
+
+    batch 1        in-process: predict_batch + render of 1 image per call
+                   API:        1 client, 1 image per request, back to back
+    batch 8        in-process: 8 images per call
+                   API:        1 client, 8 images per request
+    16 clients     in-process: 16 images per call (the largest batch the micro-batcher forms)
+                   API:        16 concurrent clients, 1 image per request each: the micro-batcher
+                               gathers them (up to 16 images, waiting at most 5 ms)
+
+Per row: images/s both ways and their ratio (API / in-process), p50/p99 latency per call (in-process)
+and per request (API), and the CPU milliseconds per image of the inference side (this process for
+in-process; the detect service + gateway for the API), of the stats service storing the records and
+of the load generator (this process during the API slices). Each measurement is split into
+BENCH_ROUNDS slices alternating in-process and API, so that a change in the shared machine's other
+load hits both sides alike.
+
+The 16-client row is no pure batching test: the micro-batcher's batches are as large as the requests
+that are waiting when the previous batch ends, and the service draws results, parses uploads and
+answers on the same CPUs that run the model.
+
+Images: the first BENCH_DETECT_IMAGES of NEU-Seg's test split (../shared/datasets/neu-seg, or
+BENCH_NEU_SEG), sent as their stored JPEG bytes; without the data set, generated steel plates
+(tests/fixtures/steel.py), with a note. The platform runs auth (the API key), detect and stats (so the
+detections stream is consumed as in production).
+
+    BENCH_DETECT_DURATION=15  seconds per measurement (BENCH_DETECT_WARMUP=1 before each, BENCH_ROUNDS=3)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from bench.common import (
+    BenchPlatform,
+    Measurement,
+    format_table,
+    generate_load,
+    load_client,
+    machine_info,
+    merge,
+    running_platform,
+)
+from services.detect.segmenter import DefectSegmenter, decode_image
+from services.detect.settings import DetectSettings
+from services.detect.training.evaluate_api import (
+    admin_api_key,
+    detect_files,
+    post_detect,
+)
+from shared.launcher import ROOT
+
+NEU_SEG = Path(os.environ.get("BENCH_NEU_SEG", ROOT.parent / "shared" / "datasets" / "neu-seg"))
+IMAGES = int(os.environ.get("BENCH_DETECT_IMAGES", "64"))
+DURATION = float(os.environ.get("BENCH_DETECT_DURATION", "15"))
+WARMUP = float(os.environ.get("BENCH_DETECT_WARMUP", "1"))
+ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))
+CLIENTS = 16
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    local_batch: int  # images per in-process call
+    clients: int  # concurrent API clients
+    per_request: int  # images per API request
+
+
+ROWS = (Row("batch 1", 1, 1, 1), Row("batch 8", 8, 1, 8), Row(f"{CLIENTS} clients", CLIENTS, CLIENTS, 1))
+
+
+# Images ------------------------------------------------------------------------------------------
+
+
+def load_images(count: int) -> tuple[list[tuple[str, bytes]], str]:
+    """(file name, bytes) of the images to send, and where they come from."""
+    listing = NEU_SEG / "ImageSets" / "Segmentation" / "test.txt"
+    if listing.is_file():
+        from services.detect.training.data import image_path, split_ids
+
+        paths = [image_path(NEU_SEG, "test", i) for i in split_ids(NEU_SEG, "test", count)]
+        return [(p.name, p.read_bytes()) for p in paths], f"NEU-Seg test split, first {len(paths)} images"
+    import numpy as np
+
+    from tests.fixtures.steel import patch_image, png_bytes, scratch_image, steel_photo
+
+    images = []
+    for seed in range(count):
+        kind = seed % 3
+        if kind == 0:
+            data = steel_photo(seed)
+        else:
+            array = scratch_image(seed=seed) if kind == 1 else patch_image(seed=seed)
+            data = png_bytes(Image.fromarray(np.asarray(array)))
+        images.append((f"steel_{seed}.png", data))
+    print(f"[bench] note: {NEU_SEG} is missing (set BENCH_NEU_SEG), so the images are {count} generated "
+          "200x200 steel plates (tests/fixtures/steel.py), not real photos", flush=True)
+    return images, f"{count} generated 200x200 steel plates"
+
+
+# In-process ------------------------------------------------------------------------------------
+
+
+def measure_local(segmenter: DefectSegmenter, images: Sequence[Image.Image], batch: int, duration: float,
+                  label: str) -> Measurement:
+    """predict_batch + render of `batch` images per call, back to back for `duration` seconds."""
+    cycle = itertools.cycle(images)
+    latencies = []
+    clock = time.perf_counter
+    cpu_before = time.process_time()
+    started = clock()
+    while clock() - started < duration:
+        chunk = [next(cycle) for _ in range(batch)]
+        before = clock()
+        for image, result in zip(chunk, segmenter.predict_batch(chunk), strict=True):
+            segmenter.render(image, result)
+        latencies.append(clock() - before)
+    elapsed = clock() - started
+    cpu = {"in-process": time.process_time() - cpu_before}
+    return Measurement(label, 1, elapsed, sorted(latencies), cpu_seconds=cpu)
+
+
+# Through the API -------------------------------------------------------------------------------
+
+
+async def measure_api(client: httpx.AsyncClient, bench: BenchPlatform, key: str, uploads: Sequence[tuple[str, bytes]],
+                      row: Row, duration: float, label: str) -> Measurement:
+    url, headers = f"{bench.gateway_url}/api/detect", {"X-API-Key": key}
+    cycle = itertools.cycle(uploads)
+
+    async def request(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.post(url, files=detect_files([next(cycle) for _ in range(row.per_request)]),
+                                 headers=headers)
+
+    client_cpu = time.process_time()
+    result = await generate_load(client, request, concurrency=row.clients, duration=duration, label=label,
+                                 cpu_of=bench.pids("detect", "gateway", "stats"))
+    result.cpu_seconds["client"] = time.process_time() - client_cpu
+    return result
+
+
+def service_providers(bench: BenchPlatform) -> str:
+    """What the detect service logged at start-up: `defect model <file> on [providers]`."""
+    log = bench.log_dir / "detect.log"
+    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+        try:
+            message = json.loads(line).get("message", "")
+        except (ValueError, AttributeError):
+            continue
+        if message.startswith("defect model"):
+            return message.split(" on ", 1)[1]
+    return "unknown (no 'defect model' line in the detect log)"
+
+
+# Report ----------------------------------------------------------------------------------------
+
+
+def _cpu_ms_per_image(m: Measurement, images: int, *names: str) -> str:
+    seconds = sum(v for k, v in m.cpu_seconds.items() if k in names)
+    return f"{seconds / images * 1000:.1f}" if images else "n/a"
+
+
+def print_table(results: list[tuple[Row, Measurement, Measurement]]) -> None:
+    headers = ["row", "in-proc img/s", "API img/s", "ratio API/in-proc", "in-proc p50 ms", "in-proc p99 ms",
+               "API p50 ms", "API p99 ms", "cpu ms/img in-proc", "cpu ms/img detect+gw", "cpu ms/img stats",
+               "cpu ms/img client",
+               "errors"]
+    table = []
+    for row, local, api in results:
+        local_images, api_images = local.requests * row.local_batch, api.requests * row.per_request
+        local_ips, api_ips = local_images / local.elapsed, api_images / api.elapsed
+        ratio = api_ips / local_ips if local_ips else math.nan
+        table.append([
+            f"{row.name}: {row.local_batch}/call vs {row.clients} x {row.per_request}/req", f"{local_ips:.1f}", f"{api_ips:.1f}", f"{ratio:.2f}",
+            f"{local.p50_ms:.1f}", f"{local.p99_ms:.1f}", f"{api.p50_ms:.1f}", f"{api.p99_ms:.1f}",
+            _cpu_ms_per_image(local, local_images, "in-process"),
+            _cpu_ms_per_image(api, api_images, "detect", "gateway"), _cpu_ms_per_image(api, api_images, "stats"),
+            _cpu_ms_per_image(api, api_images, "client"), api.errors])
+    print(format_table(headers, table), flush=True)
+    for _, _, api in results:
+        if api.errors:
+            print(f"  {api.label}: {api.errors} errors, first: {api.first_error}")
+
+
+async def main() -> None:
+    print(machine_info(), flush=True)
+    uploads, origin = load_images(IMAGES)
+    decoded = [decode_image(data) for _, data in uploads]
+    print(f"images: {origin}; each measurement {WARMUP:g}s warm-up, then {DURATION:g}s in {ROUNDS} slices "
+          f"alternating in-process and API", flush=True)
+    settings = DetectSettings()
+    segmenter = DefectSegmenter(settings.model_path, num_threads=settings.inference_threads)
+    print(f"in-process: onnxruntime providers {segmenter.providers}, {settings.inference_threads} inference "
+          "thread(s), as the service", flush=True)
+    async with running_platform(["auth", "detect", "stats"], name="detect") as bench:
+        print(f"detect service: onnxruntime providers {service_providers(bench)} (from its log); micro-batcher "
+              f"max_batch 16, max wait 5 ms", flush=True)
+        key = await admin_api_key(bench.gateway_url, bench.admin_user, bench.admin_password, "bench-detect")
+        results: list[tuple[Row, Measurement, Measurement]] = []
+        async with load_client(CLIENTS, timeout=60) as client:
+            # Same model, same post-processing: the API must say what the in-process model says.
+            sample = uploads[:8]
+            answers = await post_detect(client, f"{bench.gateway_url}/api/detect", sample, {"X-API-Key": key})
+            local = segmenter.predict_batch(decoded[:8])
+            agree = sum(a["labels"] == r.labels and a["defect_count"] == r.defect_count
+                        for a, r in zip(answers, local, strict=True))
+            print(f"check: API and in-process agree on labels and defect_count for {agree}/{len(sample)} images",
+                  flush=True)
+            if agree != len(sample):
+                raise AssertionError("the API and the in-process model disagree")
+            for row in ROWS:
+                if WARMUP > 0:
+                    await asyncio.to_thread(measure_local, segmenter, decoded, row.local_batch, WARMUP, "warm-up")
+                    await measure_api(client, bench, key, uploads, row, WARMUP, "warm-up")
+                local_parts, api_parts = [], []
+                for _ in range(ROUNDS):
+                    local_parts.append(await asyncio.to_thread(
+                        measure_local, segmenter, decoded, row.local_batch, DURATION / ROUNDS, row.name))
+                    api_parts.append(await measure_api(client, bench, key, uploads, row, DURATION / ROUNDS,
+                                                       row.name))
+                local_m, api_m = merge(local_parts), merge(api_parts)
+                results.append((row, local_m, api_m))
+                print(f"  {row.name}: in-process {local_m.requests * row.local_batch / local_m.elapsed:.1f} img/s, "
+                      f"API {api_m.requests * row.per_request / api_m.elapsed:.1f} img/s "
+                      f"({api_m.requests} requests, {api_m.errors} errors)", flush=True)
+    print()
+    print("detect: bare model in this process (DefectSegmenter.predict_batch + render, images decoded once "
+          "beforehand) vs POST /api/detect through the gateway.\nratio = API images/s / in-process images/s; "
+          "latency per in-process call / per API request; cpu ms/img: in-process = this process, detect+gw = "
+          "the detect service and gateway processes,\nstats = the stats service storing the records (PostgreSQL's own "
+          "CPU not counted), client = this process (the load generator) during the API slices")
+    print_table(results)
