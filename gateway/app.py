@@ -141,9 +141,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         body = None
         limit = limit_for(request.method, request.url.path) if settings.rate_limits else None
         if limit is not None:
-            body = await _small_body(request, settings.max_inspected_body)
-            account = account_of(limit, body, dict(request.query_params),
-                                 identity.user_id if identity else None)
+            # Only a limit that counts per account needs the body (small JSON); others stream on.
+            if limit.account_fields:
+                body = await _small_body(request, settings.max_inspected_body)
+            account = account_of(limit, body or b"", dict(request.query_params),
+                                 identity.user_id if identity else None) if limit.account_fields else None
             if not await request.app.state.limiter.allow(limit, client_ip, account):
                 raise RateLimited()
         identity_header = sign_identity(identity, settings.internal_secret) if identity else None

@@ -27,12 +27,14 @@ LOGIN = Limit("login", per_ip=60, per_account=10, window_seconds=60,
 REGISTER = Limit("register", per_ip=20, per_account=5, window_seconds=600,
                  account_fields=("user_name", "username", "email"))
 CODE = Limit("code", per_ip=10, per_account=3, window_seconds=600, account_fields=("email",))
+# A face login names no account (its body is a photo): limited per address only.
+FACE_LOGIN = Limit("face-login", per_ip=30, per_account=0, window_seconds=60)
 
 LIMITED_ROUTES: dict[tuple[str, str], Limit] = {
     ("POST", "/user/login"): LOGIN,
     ("GET", "/user/login"): LOGIN,
     ("POST", "/login"): LOGIN,
-    ("POST", "/user/face_recognition_login"): LOGIN,
+    ("POST", "/user/face_recognition_login"): FACE_LOGIN,
     ("POST", "/user/register"): REGISTER,
     ("POST", "/user/register-manager"): REGISTER,
     ("POST", "/api/users"): REGISTER,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx
 
 from shared.launcher import Platform
+from shared.sessions import SESSION_COOKIE
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, Mailbox, gateway_client, unique
 
 
@@ -48,9 +49,19 @@ async def login(client: httpx.AsyncClient, user_name: str, password: str) -> dic
     return response.json()["data"]
 
 
+_admin_sessions: dict[str, str] = {}
+
+
 async def admin_client(platform: Platform) -> httpx.AsyncClient:
+    """A client logged in as the bootstrap admin. The session is made once per run and shared: the
+    admin's logins would otherwise run into the per-account login rate limit."""
     client = gateway_client(platform)
-    await login(client, ADMIN_USER, ADMIN_PASSWORD)
+    token = _admin_sessions.get(platform.gateway_url)
+    if token is None:
+        await login(client, ADMIN_USER, ADMIN_PASSWORD)
+        _admin_sessions[platform.gateway_url] = client.cookies[SESSION_COOKIE]
+    else:
+        client.cookies.set(SESSION_COOKIE, token)
     return client
 
 
