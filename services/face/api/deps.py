@@ -1,0 +1,32 @@
+"""Dependencies the face routers share."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from services.face.face_collections import AfterCommit, FaceContext
+from services.face.repository import FaceRepository
+from shared.db import DbSession, after_commit
+
+
+def _context(request: Request) -> FaceContext:
+    return request.app.state.face
+
+
+def _repo(session: DbSession) -> FaceRepository:
+    return FaceRepository(session)
+
+
+def _after_commit(request: Request) -> AfterCommit:
+    def register(action: Callable[[], Awaitable[object]]) -> None:
+        after_commit(request, action)
+
+    return register
+
+
+Context = Annotated[FaceContext, Depends(_context)]
+Repo = Annotated[FaceRepository, Depends(_repo)]
+AfterCommitHook = Annotated[AfterCommit, Depends(_after_commit)]

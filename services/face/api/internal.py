@@ -1,0 +1,90 @@
+"""Internal endpoints (signed service calls only; the gateway never routes /internal).
+
+    POST /internal/face-login/enroll    {"user_id", "image"}  -> 200 {"user_id"}             (auth)
+    POST /internal/face-login/identify  {"image"}             -> 200 {"user_id"}             (auth)
+    POST /internal/datasets/enroll      {"collection", "target_id", "image_key", "image", "enrolment_id"}
+                                        -> 200 {"collection", "target_id", "feature_id", "duplicate"} (dataset)
+    refusals: {"reason", "detail"} with 422, 413 or 409 (services/face/internal_ops.py)
+    GET  /internal/face/indexes         this replica's indexes: version, size and kind per collection id
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from services.face import internal_ops
+from services.face.api.deps import AfterCommitHook, Context, Repo
+from services.face.internal_ops import Enrolment, Refusal
+from services.face.schemas import read_body
+from shared.errors import InvalidRequest
+from shared.identity import InternalCaller
+
+router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
+
+
+class EnrollUser(BaseModel):
+    user_id: int
+    image: str
+
+
+class Identify(BaseModel):
+    image: str
+
+
+class DatasetEnrolment(BaseModel):
+    collection: str = Field(min_length=1, max_length=128)
+    target_id: str = Field(min_length=1, max_length=256)
+    image_key: str = Field(min_length=1, max_length=64)
+    image: str
+    enrolment_id: int
+
+
+async def _parse(request: Request, ctx: Any, model: type[BaseModel]) -> Any:
+    # Bodies carry base64 images: read with a cap and parsed off the event loop (schemas.read_body).
+    body = await read_body(request, ctx.settings.face_max_body_bytes)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()[:5])
+        raise InvalidRequest(f"invalid request: check {fields}") from None
+
+
+def refused(refusal: Refusal) -> JSONResponse:
+    return JSONResponse({"reason": refusal.reason, "detail": refusal.detail}, status_code=refusal.status)
+
+
+@router.post("/face-login/enroll")
+async def enroll_user(request: Request, caller: InternalCaller, ctx: Context, repo: Repo,
+                      hook: AfterCommitHook) -> JSONResponse:
+    body: EnrollUser = await _parse(request, ctx, EnrollUser)
+    await internal_ops.enroll_user(ctx, repo, body.user_id, body.image, hook)
+    return JSONResponse({"user_id": body.user_id})
+
+
+@router.post("/face-login/identify")
+async def identify_user(request: Request, caller: InternalCaller, ctx: Context) -> JSONResponse:
+    body: Identify = await _parse(request, ctx, Identify)
+    return JSONResponse({"user_id": await internal_ops.identify_user(ctx, body.image)})
+
+
+@router.post("/datasets/enroll")
+async def enroll_dataset_image(request: Request, caller: InternalCaller, ctx: Context, repo: Repo,
+                               hook: AfterCommitHook) -> JSONResponse:
+    body: DatasetEnrolment = await _parse(request, ctx, DatasetEnrolment)
+    enrolment = Enrolment(body.collection, body.target_id, body.image_key, body.image, body.enrolment_id)
+    return JSONResponse(await internal_ops.enroll_image(ctx, repo, enrolment, hook))
+
+
+@router.get("/face/indexes")
+async def indexes(caller: InternalCaller, ctx: Context) -> JSONResponse:
+    counters = ctx.registry.counters
+    return JSONResponse({
+        "replica": ctx.bus.origin, "subscribed": ctx.bus.subscribed, "received": ctx.bus.received,
+        "applied": counters.applied, "reloads": counters.reloads, "ignored": counters.ignored,
+        "model": ctx.recognizer.engine.model_name if ctx.recognizer.engine else None,
+        "collections": ctx.registry.describe(),
+    })

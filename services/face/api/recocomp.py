@@ -1,0 +1,200 @@
+"""Document 002, the face recognition engine, under /api/v1/engine/recocomp/.
+
+Every endpoint answers GET and POST (002 documents GET, its client examples POST a JSON body), with the
+body as JSON or, for a GET without one, as query parameters; with or without a trailing slash. A session
+or an `X-API-Key` is required (CONTRACT.md); without one the answer is 401 in 002's envelope.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import metadata
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from services.face import face_collections as ops
+from services.face.api.deps import AfterCommitHook, Context, Repo
+from services.face.errors import TargetQuotaExceeded, UpdateFailed, is_database_error
+from services.face.face_collections import WriteResult
+from services.face.schemas import (
+    CollectionBody,
+    CompareBody,
+    DeleteIdBody,
+    FacesBody,
+    SearchBody,
+    StatusBody,
+    collection_name,
+    collection_names,
+    documented,
+    image,
+    images_and_targets,
+    invalid_block,
+    read_body,
+    string_list,
+    target_id,
+    top_k,
+)
+from shared.errors import InvalidRequest, LabelhiveError
+from shared.identity import CurrentIdentity
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1/engine/recocomp"
+router = APIRouter(tags=["face recognition (002)"])
+
+
+def _version() -> str:
+    try:
+        return "V" + metadata.version("labelhive")
+    except metadata.PackageNotFoundError:
+        return "V0.0.0"
+
+
+VERSION = _version()
+
+
+def endpoint(path: str, summary: str, body: type[BaseModel] | None = None):  # type: ignore[no-untyped-def]
+    def register(function: Callable[..., Awaitable[JSONResponse]]) -> Callable[..., Awaitable[JSONResponse]]:
+        extra = documented(body) if body is not None else None
+        router.add_api_route(PREFIX + path, function, methods=["GET", "POST"], summary=summary,
+                             openapi_extra=extra, response_class=JSONResponse)
+        router.add_api_route(PREFIX + path + "/", function, methods=["GET", "POST"], include_in_schema=False)
+        return function
+
+    return register
+
+
+def ok(**fields: Any) -> JSONResponse:
+    return JSONResponse({"err_code": 0, **fields})
+
+
+async def _body(request: Request, ctx: ops.FaceContext) -> dict[str, Any]:
+    return await read_body(request, ctx.settings.face_max_body_bytes)
+
+
+# --- system --------------------------------------------------------------------------------------
+
+
+@endpoint("/version", "The engine's version")
+async def version(identity: CurrentIdentity) -> JSONResponse:
+    return ok(version=VERSION)
+
+
+@endpoint("/license", "License activation status")
+async def license_status(identity: CurrentIdentity) -> JSONResponse:
+    # Self-hosted, with openly licensed models (YuNet: MIT, SFace: Apache-2.0): nothing to activate.
+    return ok(status="Authorized")
+
+
+# --- collections ---------------------------------------------------------------------------------
+
+
+@endpoint("/create/collection", "Create a collection (at most 30 per deployment)", CollectionBody)
+async def create_collection(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
+                            hook: AfterCommitHook) -> JSONResponse:
+    name = collection_name(await _body(request, ctx))
+    await ops.create(ctx, repo, name, hook)
+    return ok(status="Create collection successfully!")
+
+
+@endpoint("/clear/collection", "Remove every face of a collection", CollectionBody)
+async def clear_collection(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
+                           hook: AfterCommitHook) -> JSONResponse:
+    name = collection_name(await _body(request, ctx))
+    await ops.clear(ctx, repo, name, hook)
+    return ok(status="Clear collection successfully!")
+
+
+@endpoint("/delete/collection", "Delete a collection and its faces", CollectionBody)
+async def delete_collection(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
+                            hook: AfterCommitHook) -> JSONResponse:
+    name = collection_name(await _body(request, ctx))
+    await ops.drop(ctx, repo, name, hook)
+    return ok(status="Delete collection successfully!")
+
+
+@endpoint("/collection/status", "Faces stored, creation and last update of collections ([]: all)", StatusBody)
+async def collection_status(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo) -> JSONResponse:
+    names = collection_names(await _body(request, ctx))
+    return ok(status=await ops.statuses(repo, names))
+
+
+# --- faces ---------------------------------------------------------------------------------------
+
+
+def _write_answer(result: WriteResult, targets: list[str], status: str, update: bool,
+                  error: TargetQuotaExceeded | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"err_code": 0}
+    if error is not None:
+        body = {"err_code": error.code, "err_msg": error.message, "detail": error.details}
+    body |= {"invalid": invalid_block(result.problems, targets), "quota_exceeded_target_id": result.quota_exceeded,
+             "status": status, "success_num": result.success_num}
+    if update:
+        body["target_invalid"] = result.target_invalid
+    return JSONResponse(body, status_code=error.status_code if error is not None else 200)
+
+
+async def _write(request: Request, ctx: ops.FaceContext, repo: Any, hook: Any, update: bool) -> JSONResponse:
+    body = await _body(request, ctx)
+    name = collection_name(body)
+    images, targets = images_and_targets(body, ctx.settings.face_max_images_per_request)
+    operation = ops.update if update else ops.insert
+    try:
+        result = await operation(ctx, repo, name, images, targets, hook)
+    except TargetQuotaExceeded as exc:
+        return _write_answer(exc.data, targets, exc.message, update, exc)
+    except LabelhiveError:
+        raise
+    except Exception as exc:
+        if is_database_error(exc):
+            raise
+        log.exception("face %s failed", "update" if update else "insert")
+        raise UpdateFailed(f"{type(exc).__name__}: the vectors were not stored") from exc
+    status = "Update vectors successfully!" if update else "Add vectors successfully!"
+    return _write_answer(result, targets, status, update)
+
+
+@endpoint("/face/insert", "Add faces to target ids (at most 5 per target id)", FacesBody)
+async def face_insert(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
+                      hook: AfterCommitHook) -> JSONResponse:
+    return await _write(request, ctx, repo, hook, update=False)
+
+
+@endpoint("/face/update", "Replace the faces of target ids", FacesBody)
+async def face_update(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
+                      hook: AfterCommitHook) -> JSONResponse:
+    return await _write(request, ctx, repo, hook, update=True)
+
+
+@endpoint("/delete/id", "Delete a target id and all its faces", DeleteIdBody)
+async def delete_id(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
+                    hook: AfterCommitHook) -> JSONResponse:
+    body = await _body(request, ctx)
+    name = collection_name(body)
+    targets = list(dict.fromkeys(target_id(t) for t in string_list(body, "target_id")))
+    if not targets:
+        raise InvalidRequest("target_id is empty")
+    await ops.delete_targets(ctx, repo, name, targets, hook)
+    return ok(status="Delete target_id successfully!")
+
+
+# --- search and compare --------------------------------------------------------------------------
+
+
+@endpoint("/face/search", "1:N search: the target ids most like the image's face, best first", SearchBody)
+async def face_search(request: Request, identity: CurrentIdentity, ctx: Context) -> JSONResponse:
+    body = await _body(request, ctx)
+    name = collection_name(body)
+    k = top_k(body, ctx.settings.face_max_top_k)
+    return ok(status=await ops.search(ctx, name, image(body, "face_image"), k))
+
+
+@endpoint("/face/compare", "1:1 verification: how likely two faces are one person (0-1)", CompareBody)
+async def face_compare(request: Request, identity: CurrentIdentity, ctx: Context) -> JSONResponse:
+    body = await _body(request, ctx)
+    first, second = image(body, "face_image1"), image(body, "face_image2")
+    return ok(score=await ops.compare(ctx, first, second))

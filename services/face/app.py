@@ -1,0 +1,106 @@
+"""The face service: document 002's recognition engine (collections, 1:N search, 1:1 compare), face login
+for auth and face datasets for the dataset service.
+
+Start-up loads the models (missing files are no reason not to start: the endpoints that need a model
+answer 503 saying to run `make models`, the others work), subscribes to the replicas' change channel and
+builds every collection's index from PostgreSQL, so a restart rebuilds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import faiss
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.face.api import internal, recocomp
+from services.face.errors import DATABASE_ERRORS, DatabaseError, FaceApiError
+from services.face.face_collections import FaceContext
+from services.face.index import IndexSettings
+from services.face.indexes import IndexRegistry
+from services.face.internal_ops import Refusal
+from services.face.recognition import Recognizer, load_engine
+from services.face.repository import USERS, USERS_COLLECTION, FaceRepository
+from services.face.settings import FaceSettings
+from services.face.sync import ChangeBus
+from shared.contract import Dialect, dialect_for
+from shared.envelopes import error_response
+from shared.errors import ServiceUnavailable
+from shared.service_app import build_service_app
+
+log = logging.getLogger(__name__)
+
+
+def install_face_error_handlers(app: FastAPI) -> None:
+    async def face_api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, FaceApiError)
+        dialect = dialect_for(request.method, request.url.path)
+        if dialect is not Dialect.FACE_002:
+            return error_response(dialect, exc, request.url.path)
+        body = {"err_code": exc.code, "err_msg": exc.message}
+        if exc.details:
+            body["detail"] = exc.details
+        return JSONResponse(body, status_code=exc.status_code)
+
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("database error on %s %s: %r", request.method, request.url.path, exc)
+        dialect = dialect_for(request.method, request.url.path)
+        if dialect is Dialect.FACE_002:
+            return await face_api_error(request, DatabaseError(type(exc).__name__))
+        return error_response(dialect, ServiceUnavailable("face database unavailable"), request.url.path)
+
+    async def refusal(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Refusal)
+        return internal.refused(exc)
+
+    app.add_exception_handler(FaceApiError, face_api_error)
+    app.add_exception_handler(Refusal, refusal)
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, database_error)
+
+
+def create_app(settings: FaceSettings | None = None) -> FastAPI:
+    settings = settings or FaceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One thread per search: requests already run in parallel (services/face/index.py).
+        faiss.omp_set_num_threads(1)
+        engine, missing = await asyncio.to_thread(load_engine, settings)
+        recognizer = Recognizer(engine, missing, settings.face_inference_workers, settings.face_max_image_bytes)
+        index_settings = IndexSettings(approximate_threshold=settings.face_approximate_threshold,
+                                       ef_search=settings.face_hnsw_ef_search)
+        registry = IndexRegistry(app.state.sessionmaker, index_settings, settings.face_event_wait_seconds)
+        async with app.state.sessionmaker.begin() as session:
+            await FaceRepository(session).ensure_collection(USERS, USERS_COLLECTION, engine.model_name if engine else None,
+                                                            engine.dim if engine else None)
+        bus = ChangeBus(app.state.redis, app.state.keys, registry, settings.face_sync_interval_seconds)
+        await bus.start()
+        app.state.face = FaceContext(settings, recognizer, registry, bus)
+        log.info("face indexes loaded: %d collection(s), %d vector(s)", len(registry.describe()),
+                 sum(int(c["size"]) for c in registry.describe().values()))
+
+        async def model_check() -> str:
+            return "ok" if recognizer.available else "missing"
+
+        async def sync_check() -> str:
+            return "ok" if bus.subscribed else "not subscribed"
+
+        app.state.readiness_checks = {"model": model_check, "replica_sync": sync_check}
+        try:
+            yield
+        finally:
+            await bus.stop()
+            recognizer.shutdown()
+
+    app = build_service_app(
+        name="face", settings=settings, routers=[recocomp.router, internal.router], lifespan=lifespan,
+        title="Labelhive face",
+        description="Face recognition engine (document 002): collections, 1:N search, 1:1 compare; face login "
+                    "and face datasets for the other services.")
+    install_face_error_handlers(app)
+    return app

@@ -1,0 +1,217 @@
+"""All of the face service's SQL. Rows come back as plain dataclasses, never ORM instances, so a flow may
+end a read-only transaction early (to hold no connection while a model runs) without expired objects.
+
+Writers of one collection are serialised by locking its row (`lock`): the per-target quota is checked
+and the version bumped under that lock, so two inserts can never both take a target's fifth slot, and
+versions follow commit order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.face.models import Collection, Feature
+
+PUBLIC, USERS, DATASET = "public", "users", "dataset"
+USERS_COLLECTION = "_users"
+
+
+@dataclass(frozen=True)
+class CollectionRow:
+    id: int
+    kind: str
+    name: str
+    model: str | None
+    dim: int | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CollectionStatus:
+    row: CollectionRow
+    feature_num: int
+
+
+@dataclass(frozen=True)
+class NewFeature:
+    target_id: str
+    vector: np.ndarray
+    image_key: str | None = None
+    enrolment_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A collection's vectors as of one version, as stored (the caller turns them into arrays off the
+    event loop: `vectors_from`)."""
+
+    collection: CollectionRow
+    ids: list[int]
+    targets: list[str]
+    blobs: list[bytes]
+
+
+_COLUMNS = (Collection.id, Collection.kind, Collection.name, Collection.model, Collection.dim, Collection.version,
+            Collection.created_at, Collection.updated_at)  # fmt: skip
+
+
+def _row(values: Sequence[object] | None) -> CollectionRow | None:
+    return None if values is None else CollectionRow(*values)  # type: ignore[arg-type]
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def vectors_from(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.empty((0, dim), np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
+class FaceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # collections -------------------------------------------------------------------------------
+
+    async def collection(self, kind: str, name: str, *, lock: bool = False) -> CollectionRow | None:
+        query = select(*_COLUMNS).where(Collection.kind == kind, Collection.name == name)
+        if lock:
+            query = query.with_for_update()
+        return _row((await self.session.execute(query)).first())
+
+    async def collection_by_id(self, collection_id: int, *, lock: bool = False) -> CollectionRow | None:
+        query = select(*_COLUMNS).where(Collection.id == collection_id)
+        if lock:
+            query = query.with_for_update()
+        return _row((await self.session.execute(query)).first())
+
+    async def lock_creation(self) -> None:
+        """Serialises collection creation for the whole deployment (the quota count)."""
+        await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('labelhive:face:create'))"))
+
+    async def count_collections(self, kind: str) -> int:
+        query = select(func.count()).select_from(Collection).where(Collection.kind == kind)
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def create_collection(self, kind: str, name: str, model: str | None, dim: int | None) -> CollectionRow:
+        statement = insert(Collection).values(kind=kind, name=name, model=model, dim=dim).returning(*_COLUMNS)
+        row = _row((await self.session.execute(statement)).first())
+        assert row is not None
+        return row
+
+    async def ensure_collection(self, kind: str, name: str, model: str | None, dim: int | None) -> CollectionRow:
+        """The collection, created if missing (concurrent callers end with the same row)."""
+        statement = (pg_insert(Collection).values(kind=kind, name=name, model=model, dim=dim)
+                     .on_conflict_do_nothing(index_elements=["kind", "name"]))
+        await self.session.execute(statement)
+        row = await self.collection(kind, name)
+        assert row is not None
+        return row
+
+    async def delete_collection(self, collection_id: int) -> None:
+        await self.session.execute(delete(Collection).where(Collection.id == collection_id))
+
+    async def bump(self, collection_id: int, *, model: str | None = None, dim: int | None = None) -> int:
+        """A committed change: the next version (and the collection's model when it takes a new one)."""
+        values: dict[str, object] = {"version": Collection.version + 1, "updated_at": func.now()}
+        if model is not None:
+            values |= {"model": model, "dim": dim}
+        statement = update(Collection).where(Collection.id == collection_id).values(**values)
+        return int((await self.session.execute(statement.returning(Collection.version))).scalar_one())
+
+    async def statuses(self, kind: str, names: Sequence[str] | None) -> list[CollectionStatus]:
+        counts = (select(Feature.collection_id, func.count().label("n")).group_by(Feature.collection_id)
+                  .subquery())
+        query = (select(*_COLUMNS, func.coalesce(counts.c.n, 0))
+                 .outerjoin(counts, counts.c.collection_id == Collection.id)
+                 .where(Collection.kind == kind).order_by(Collection.created_at, Collection.id))
+        if names is not None:
+            query = query.where(Collection.name.in_(list(names)))
+        rows = (await self.session.execute(query)).all()
+        return [CollectionStatus(CollectionRow(*r[:-1]), int(r[-1])) for r in rows]
+
+    async def versions(self) -> dict[int, int]:
+        rows = (await self.session.execute(select(Collection.id, Collection.version))).all()
+        return {int(i): int(v) for i, v in rows}
+
+    # features ----------------------------------------------------------------------------------
+
+    async def feature_count(self, collection_id: int) -> int:
+        query = select(func.count()).select_from(Feature).where(Feature.collection_id == collection_id)
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def feature_ids_by_target(self, collection_id: int, targets: Iterable[str]) -> dict[str, list[int]]:
+        wanted = sorted(set(targets))
+        if not wanted:
+            return {}
+        query = (select(Feature.target_id, Feature.id)
+                 .where(Feature.collection_id == collection_id, Feature.target_id.in_(wanted)).order_by(Feature.id))
+        found: dict[str, list[int]] = {}
+        for target, feature_id in (await self.session.execute(query)).all():
+            found.setdefault(target, []).append(int(feature_id))
+        return found
+
+    async def targets_present(self, collection_id: int, targets: Iterable[str]) -> set[str]:
+        return set(await self.feature_ids_by_target(collection_id, targets))
+
+    async def insert_features(self, collection_id: int, features: Sequence[NewFeature]) -> list[int]:
+        if not features:
+            return []
+        rows = [{"collection_id": collection_id, "target_id": f.target_id, "vector": vector_bytes(f.vector),
+                 "image_key": f.image_key, "enrolment_id": f.enrolment_id} for f in features]
+        result = await self.session.execute(insert(Feature).values(rows).returning(Feature.id))
+        return [int(i) for i in result.scalars().all()]
+
+    async def delete_features(self, feature_ids: Sequence[int]) -> None:
+        if feature_ids:
+            await self.session.execute(delete(Feature).where(Feature.id.in_(list(feature_ids))))
+
+    async def clear(self, collection_id: int) -> int:
+        result = await self.session.execute(delete(Feature).where(Feature.collection_id == collection_id))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def feature_by_enrolment(self, enrolment_id: int) -> tuple[int, int, str] | None:
+        """(feature id, collection id, target id) of an enrolment already stored."""
+        query = select(Feature.id, Feature.collection_id, Feature.target_id).where(Feature.enrolment_id == enrolment_id)
+        row = (await self.session.execute(query)).first()
+        return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
+
+    async def feature_by_image(self, collection_id: int, target_id: str, image_key: str) -> int | None:
+        query = select(Feature.id).where(Feature.collection_id == collection_id, Feature.target_id == target_id,
+                                         Feature.image_key == image_key).limit(1)
+        found = (await self.session.execute(query)).scalar_one_or_none()
+        return None if found is None else int(found)
+
+    async def snapshot(self, collection_id: int, chunk: int = 10_000) -> Snapshot | None:
+        """The collection and all its vectors, read in one REPEATABLE READ transaction (call it first in a
+        fresh session) so that the vectors are exactly those of the version returned. Rows arrive in chunks
+        through a server-side cursor, so that a large collection does not hold the event loop."""
+        await self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        collection = await self.collection_by_id(collection_id)
+        if collection is None:
+            return None
+        query = (select(Feature.id, Feature.target_id, Feature.vector)
+                 .where(Feature.collection_id == collection_id).order_by(Feature.id))
+        size = (collection.dim or 0) * 4
+        ids: list[int] = []
+        targets: list[str] = []
+        blobs: list[bytes] = []
+        result = await self.session.stream(query.execution_options(yield_per=chunk))
+        async for rows in result.partitions(chunk):
+            for feature_id, target, blob in rows:
+                if size and len(blob) == size:  # a vector of another size cannot be in this index
+                    ids.append(int(feature_id))
+                    targets.append(str(target))
+                    blobs.append(bytes(blob))
+        return Snapshot(collection, ids, targets, blobs)

@@ -1,0 +1,62 @@
+"""The face service's knobs (environment variables `LABELHIVE_<FIELD>`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.face.calibration import SAME_PERSON_SCORE
+from services.face.engine import DEFAULT_MAX_IMAGE_BYTES
+from shared.launcher import ROOT
+from shared.settings import PlatformSettings
+
+
+class FaceSettings(PlatformSettings):
+    # Where the model files are (LABELHIVE_MODEL_DIR). Unset: `<data dir>/models`, and then the
+    # checkout's `var/models`, where `make models` puts them, so that a run with its own data dir
+    # (the test suite, a second deployment on one machine) needs no second copy of the models.
+    model_dir: Path | None = None
+    # `sface` (YuNet + SFace, 128-d) or `insightface:<pack dir>` (SCRFD + ArcFace, usually 512-d).
+    face_model: str = "sface"
+
+    # Document 002's limits.
+    face_max_collections: int = Field(30, ge=1)
+    face_max_features_per_target: int = Field(5, ge=1)
+    face_max_top_k: int = Field(100, ge=1)
+
+    # Request size: images per insert/update, one image's encoded bytes, the whole JSON body.
+    face_max_images_per_request: int = Field(100, ge=1)
+    face_max_image_bytes: int = Field(DEFAULT_MAX_IMAGE_BYTES, ge=1)
+    face_max_body_bytes: int = Field(64 * 1024 * 1024, ge=1)
+
+    # Inference: threads that decode, detect and embed (never the event loop), faces per model call,
+    # ONNX Runtime's intra-op threads per session (unset: its default, all cores).
+    face_inference_workers: int = Field(2, ge=1)
+    face_embed_batch_size: int = Field(32, ge=1)
+    face_onnx_threads: int | None = None
+
+    # Search: exact up to this many vectors per collection, HNSW past it.
+    face_approximate_threshold: int = Field(100_000, ge=0)
+    # None: grows with the collection (sqrt(n)/2, 64..1024), which keeps recall@1 near 0.96 at 1M
+    # vectors where a fixed 96 fell to 0.73 (bench/face_search.py); an int pins it.
+    face_hnsw_ef_search: int | None = Field(None, ge=1)
+    # Replicas: how often each one compares its indexes' versions with PostgreSQL (a safety net for
+    # missed pub/sub messages), and how long a search waits for a change event it knows is coming
+    # before it reloads the collection from PostgreSQL instead.
+    face_sync_interval_seconds: float = Field(30.0, gt=0)
+    face_event_wait_seconds: float = Field(0.5, ge=0)
+
+    # Face login: the calibrated score a face must reach to log a user in (and to count as another
+    # user's face when binding). 0.5 is the calibration's same-person threshold.
+    face_login_min_score: float = Field(SAME_PERSON_SCORE, gt=0, lt=1)
+
+    def model_directories(self) -> list[Path]:
+        if self.model_dir is not None:
+            return [self.model_dir]
+        candidates = [self.data_dir / "models", ROOT / "var" / "models"]
+        unique: list[Path] = []
+        for path in candidates:
+            if all(path.resolve() != seen.resolve() for seen in unique):
+                unique.append(path)
+        return unique
