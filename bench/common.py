@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import platform as host_platform
@@ -477,3 +478,17 @@ def print_comparison(
     if title:
         print(title, file=out)
     print(format_table(headers, table), file=out, flush=True)
+
+
+def logged_message(bench: BenchPlatform, service: str, prefix: str) -> str:
+    """The first message a service logged that starts with `prefix` (e.g. which providers its model
+    runs on), or a note that there was none."""
+    log = bench.log_dir / f"{service}.log"
+    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+        try:
+            message = json.loads(line).get("message", "")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(message, str) and message.startswith(prefix):
+            return message
+    return f"unknown (no '{prefix}' line in the {service} log)"

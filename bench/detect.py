@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import math
 import os
 import time
@@ -50,6 +49,7 @@ from bench.common import (
     format_table,
     generate_load,
     load_client,
+    logged_message,
     machine_info,
     merge,
     running_platform,
@@ -153,16 +153,8 @@ async def measure_api(client: httpx.AsyncClient, bench: BenchPlatform, key: str,
 
 
 def service_providers(bench: BenchPlatform) -> str:
-    """What the detect service logged at start-up: `defect model <file> on [providers]`."""
-    log = bench.log_dir / "detect.log"
-    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
-        try:
-            message = json.loads(line).get("message", "")
-        except (ValueError, AttributeError):
-            continue
-        if message.startswith("defect model"):
-            return message.split(" on ", 1)[1]
-    return "unknown (no 'defect model' line in the detect log)"
+    """What the detect service logged at start-up: its model's onnxruntime providers."""
+    return logged_message(bench, "detect", "defect model").split(" on ", 1)[-1]
 
 
 # Report ----------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from bench.common import (
     format_table,
     generate_load,
     load_client,
+    logged_message,
     machine_info,
     merge,
     percentile,
@@ -106,16 +107,8 @@ async def call(client: httpx.AsyncClient, url: str, key: str, path: str, body: d
 
 
 def service_providers(bench: BenchPlatform) -> str:
-    """What the face service logged at start-up: `face model <name> (<dim>-d) on [providers]`."""
-    log = bench.log_dir / "face.log"
-    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
-        try:
-            message = json.loads(line).get("message", "")
-        except (ValueError, AttributeError):
-            continue
-        if message.startswith("face model"):
-            return message.split("face model ", 1)[1]
-    return "unknown (no 'face model' line in the face log)"
+    """What the face service logged at start-up: its model, dimension and providers."""
+    return logged_message(bench, "face", "face model").removeprefix("face model ")
 
 
 # Embedding ---------------------------------------------------------------------------------------
