@@ -50,6 +50,12 @@ class LabelhiveError(Exception):
         return self.status_code
 
 
+def documented_error(code: int | str, message: str, status_code: int = 400) -> type[LabelhiveError]:
+    """A route's documented error as a class: `WrongCode = documented_error(46, "wrong email verify code")`."""
+    name = "".join(w.capitalize() for w in message.replace("'", "").split())
+    return type(name, (LabelhiveError,), {"code": code, "message": message, "status_code": status_code})
+
+
 class _GenericError(LabelhiveError):
     """An error every document has a spelling for: (code, message) per dialect, and an HTTP status
     where a document lists one other than the default."""
