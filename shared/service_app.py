@@ -3,11 +3,13 @@ and metrics middleware, the one error handler, health and readiness."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +29,7 @@ from shared.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from shared.http import ServiceClient
 from shared.logs import configure_logging
 from shared.metrics import metrics_router, observe
 from shared.migrations import upgrade_async
@@ -167,6 +170,20 @@ def health_router(service: str) -> APIRouter:
     return router
 
 
+def peer(app: FastAPI, name: str) -> ServiceClient:
+    """The long-lived client for calls from this service to `name`, closed when the app stops."""
+    clients: dict[str, ServiceClient] = app.state.peers
+    if name not in clients:
+        settings = app.state.settings
+        clients[name] = ServiceClient(name, settings.service_url(name), app.state.service, settings.internal_secret)
+    return clients[name]
+
+
+def run_in_background(app: FastAPI, work: Coroutine[Any, Any, None], name: str) -> None:
+    """Runs `work` for the app's lifetime; it is cancelled (and awaited) when the app stops."""
+    app.state.background.append(asyncio.create_task(work, name=name))
+
+
 def build_service_app(
     *,
     name: str,
@@ -178,7 +195,8 @@ def build_service_app(
     description: str = "",
 ) -> FastAPI:
     """A service app: `lifespan` runs inside the common one, with state.settings, state.redis,
-    state.keys and (when `uses_database`) state.engine and state.sessionmaker already set."""
+    state.keys and (when `uses_database`) state.engine and state.sessionmaker already set. Clients
+    made with `peer()` and work started with `run_in_background()` are stopped by the common one."""
 
     @asynccontextmanager
     async def common_lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -186,6 +204,9 @@ def build_service_app(
         if not settings.internal_secret:
             raise RuntimeError("LABELHIVE_INTERNAL_SECRET is not set")
         app.state.settings = settings
+        app.state.service = name
+        app.state.peers = {}
+        app.state.background = []
         app.state.redis = create_redis(settings.redis_url)
         app.state.keys = Keys(settings.redis_namespace)
         app.state.engine = None
@@ -195,8 +216,14 @@ def build_service_app(
             app.state.sessionmaker = create_sessionmaker(app.state.engine)
         try:
             async with (lifespan(app) if lifespan else nullcontext()):
-                yield
+                try:
+                    yield
+                finally:
+                    for task in app.state.background:
+                        task.cancel()
+                    await asyncio.gather(*app.state.background, return_exceptions=True)
         finally:
+            await asyncio.gather(*(client.aclose() for client in app.state.peers.values()))
             if app.state.engine is not None:
                 await app.state.engine.dispose()
             await app.state.redis.aclose()

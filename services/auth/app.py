@@ -16,8 +16,7 @@ from services.auth.face_client import FaceClient
 from services.auth.mailer import Mailer
 from services.auth.repository import AuthRepository
 from services.auth.settings import AuthSettings
-from shared.http import ServiceClient
-from shared.service_app import build_service_app
+from shared.service_app import build_service_app, peer
 from shared.sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -32,17 +31,13 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         app.state.email_codes = EmailCodes(app.state.redis, app.state.keys,
                                            settings.email_code_ttl_seconds, settings.email_code_max_attempts)
         app.state.mailer = Mailer(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
-        face = ServiceClient("face", settings.face_url, "auth", settings.internal_secret)
-        app.state.face = FaceClient(face)
+        app.state.face = FaceClient(peer(app, "face"))
         async with app.state.sessionmaker.begin() as session:
             repo = AuthRepository(session)
             if await accounts.bootstrap_admin(repo, settings.admin_user, settings.admin_password):
                 log.info("created admin %s", settings.admin_user)
             await api_keys.publish_all(repo, app.state.sessions)
-        try:
-            yield
-        finally:
-            await face.aclose()
+        yield
 
     return build_service_app(
         name="auth",

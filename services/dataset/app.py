@@ -26,8 +26,7 @@ from services.dataset.objects import sweep_orphans
 from services.dataset.settings import DatasetSettings
 from services.dataset.storage import LocalObjectStore
 from services.dataset.uploads import UploadThrottle
-from shared.http import ServiceClient
-from shared.service_app import build_service_app
+from shared.service_app import build_service_app, peer, run_in_background
 
 log = logging.getLogger(__name__)
 
@@ -70,28 +69,17 @@ def create_app(settings: DatasetSettings | None = None) -> FastAPI:
         _purge_scratch(settings.scratch_dir)
         app.state.store = store
         app.state.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
-        secret = settings.internal_secret
-        clients = {name: ServiceClient(name, settings.service_url(name), "dataset", secret)
-                   for name in ("auth", "tasks", "face")}
-        app.state.tasks = clients["tasks"]
-        app.state.throttle = UploadThrottle(app.state.redis, app.state.keys, clients["auth"],
+        app.state.tasks = peer(app, "tasks")
+        app.state.throttle = UploadThrottle(app.state.redis, app.state.keys, peer(app, "auth"),
                                             settings.upload_throttle)
-        drainer = EnrolmentDrainer(app.state.sessionmaker, store, clients["face"], app.state.redis, app.state.keys,
+        drainer = EnrolmentDrainer(app.state.sessionmaker, store, peer(app, "face"), app.state.redis, app.state.keys,
                                    interval=settings.enrolment_interval_seconds, batch=settings.enrolment_batch,
                                    max_backoff=settings.enrolment_max_backoff_seconds)
         app.state.enrolment = drainer
-        background = [asyncio.create_task(drainer.run(), name="enrolment-drainer")]
+        run_in_background(app, drainer.run(), "enrolment-drainer")
         if settings.orphan_sweep_age_seconds > 0:
-            background.append(asyncio.create_task(_sweep(app, settings), name="orphan-sweep"))
-        try:
-            yield
-        finally:
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            for client in clients.values():
-                await client.aclose()
+            run_in_background(app, _sweep(app, settings), "orphan-sweep")
+        yield
 
     return build_service_app(
         name="dataset",

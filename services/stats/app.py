@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +11,7 @@ from services.stats.api import data
 from services.stats.consumer import RecordConsumer
 from services.stats.settings import StatsSettings
 from shared.detections import stream_key
-from shared.service_app import build_service_app
+from shared.service_app import build_service_app, run_in_background
 
 
 def create_app(settings: StatsSettings | None = None) -> FastAPI:
@@ -23,12 +22,8 @@ def create_app(settings: StatsSettings | None = None) -> FastAPI:
         consumer = RecordConsumer(app.state.redis, stream_key(app.state.keys), settings.consumer_group,
                                   app.state.sessionmaker, settings.read_count, settings.claim_idle_ms)
         await consumer.ensure_group()
-        task = asyncio.create_task(consumer.run(), name="detections-consumer")
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        run_in_background(app, consumer.run(), "detections-consumer")
+        yield
 
     return build_service_app(
         name="stats", settings=settings, routers=[data.router], lifespan=lifespan,

@@ -6,8 +6,6 @@ scans only while it holds its Redis lock, so one replica at a time does)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,8 +17,7 @@ from services.tasks.outbox import Outbox
 from services.tasks.peers import AuthClient, DatasetClient
 from services.tasks.settings import TasksSettings
 from services.tasks.timeouts import TimeoutWorker
-from shared.http import ServiceClient
-from shared.service_app import build_service_app
+from shared.service_app import build_service_app, peer, run_in_background
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +27,7 @@ def create_app(settings: TasksSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        secret = settings.internal_secret
-        clients = {name: ServiceClient(name, settings.service_url(name), "tasks", secret)
-                   for name in ("auth", "dataset")}
+        clients = {name: peer(app, name) for name in ("auth", "dataset")}
         app.state.auth = AuthClient(clients["auth"])
         app.state.dataset = DatasetClient(clients["dataset"], app.state.redis, app.state.keys,
                                           settings.text_fetch_concurrency)
@@ -40,17 +35,9 @@ def create_app(settings: TasksSettings | None = None) -> FastAPI:
                                   settings.outbox_max_backoff_seconds)
         app.state.timeouts = TimeoutWorker(app.state.sessionmaker, app.state.redis, app.state.keys,
                                            settings.timeout_scan_seconds, settings.worker_lock_seconds)
-        background = [asyncio.create_task(app.state.outbox.run(), name="tasks-outbox"),
-                      asyncio.create_task(app.state.timeouts.run(), name="tasks-timeouts")]
-        try:
-            yield
-        finally:
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            for client in clients.values():
-                await client.aclose()
+        run_in_background(app, app.state.outbox.run(), "tasks-outbox")
+        run_in_background(app, app.state.timeouts.run(), "tasks-timeouts")
+        yield
 
     return build_service_app(
         name="tasks",
