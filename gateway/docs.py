@@ -25,18 +25,16 @@ def _prefixed(spec: dict[str, Any], service: str) -> dict[str, Any]:
     return spec
 
 
-def merge(specs: dict[str, dict[str, Any]], own: dict[str, Any]) -> dict[str, Any]:
+def merge(specs: dict[str, dict[str, Any]], own: dict[str, Any], missing: list[str]) -> dict[str, Any]:
     merged: dict[str, Any] = {
         "openapi": own.get("openapi", "3.1.0"),
         "info": {"title": "Labelhive API", "version": own.get("info", {}).get("version", "0.1.0"),
                  "description": "Every service's endpoints, served through the gateway. Missing "
-                                "services: " + (", ".join(sorted(specs.get("_missing", {}))) or "none")},
+                                "services: " + (", ".join(sorted(missing)) or "none")},
         "paths": dict(own.get("paths", {})),
         "components": {"schemas": dict(own.get("components", {}).get("schemas", {}))},
     }
     for service, spec in specs.items():
-        if service == "_missing":
-            continue
         spec = _prefixed(spec, service)
         for path, operations in spec.get("paths", {}).items():
             for operation in operations.values():
@@ -64,9 +62,9 @@ class MergedOpenAPI:
             return self._cached[1]
         async with httpx.AsyncClient(timeout=3) as client:
             results = await asyncio.gather(*(self._fetch(client, s, u) for s, u in self.service_urls.items()))
-        specs: dict[str, Any] = {s: r for s, r in zip(self.service_urls, results, strict=True) if r}
-        specs["_missing"] = {s: True for s, r in zip(self.service_urls, results, strict=True) if not r}
-        merged = merge(specs, own)
+        fetched = dict(zip(self.service_urls, results, strict=True))
+        specs = {service: spec for service, spec in fetched.items() if spec}
+        merged = merge(specs, own, [service for service, spec in fetched.items() if not spec])
         self._cached = (time.monotonic(), merged)
         return merged
 
