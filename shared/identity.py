@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from shared.access import Credential, credential_opens
 from shared.errors import NoPermission, NotLoggedIn
 
 IDENTITY_HEADER = "X-Labelhive-Identity"
@@ -29,7 +30,7 @@ class Identity:
     user_id: int
     user_name: str
     role: str  # admin | demand | tag | agent
-    via: str = "session"  # session | api_key
+    via: str = Credential.SESSION  # what the caller presented: shared/access.py says what each opens
     credential: str = ""  # the session's (or key's) id, so logout can revoke exactly it
 
     def has_role(self, *roles: str) -> bool:
@@ -87,10 +88,13 @@ def optional_identity(request: Request) -> Identity | None:
     if not value:
         return None
     try:
-        return verify_identity(value, _secret(request))
+        identity = verify_identity(value, _secret(request))
     except (InvalidSignature, ValueError, TypeError, KeyError):
         # A forged or stale identity is treated as no identity at all.
         return None
+    # The gateway applies the same rule; checking it here too keeps a key out of every route that
+    # is not for it even if a call reaches the service another way.
+    return identity if credential_opens(identity.via, request.url.path) else None
 
 
 def required_identity(request: Request) -> Identity:

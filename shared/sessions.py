@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 from redis.asyncio import Redis
 
+from shared.access import Credential
 from shared.identity import Identity
 from shared.redis import Keys
 
@@ -32,7 +33,7 @@ class SessionStore:
     async def create(self, user_id: int, user_name: str, role: str) -> str:
         token = secrets.token_urlsafe(32)
         token_id = digest(token)
-        identity = Identity(user_id, user_name, role, via="session", credential=token_id)
+        identity = Identity(user_id, user_name, role, via=Credential.SESSION, credential=token_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.of("sess", token_id), json.dumps(asdict(identity)), ex=self.ttl)
             pipe.sadd(self.keys.of("user-sessions", user_id), token_id)

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from services.auth.models import ApiKey
 from services.auth.repository import AuthRepository
+from shared.access import Credential
 from shared.errors import NotFound
 from shared.identity import Identity
 from shared.sessions import SessionStore, digest
@@ -17,7 +18,7 @@ API_KEY_ROLE = "apikey"
 
 
 def key_identity(key: ApiKey) -> Identity:
-    return Identity(key.created_by, key.name, API_KEY_ROLE, via="api_key", credential=key.prefix)
+    return Identity(key.created_by, key.name, API_KEY_ROLE, via=Credential.API_KEY, credential=key.prefix)
 
 
 async def create(repo: AuthRepository, name: str, admin_id: int) -> tuple[ApiKey, str]:
@@ -33,6 +34,19 @@ async def revoke(repo: AuthRepository, key_id: int, now: datetime) -> ApiKey:
         raise NotFound(f"api key {key_id} does not exist")
     key.revoked_at = key.revoked_at or now
     return key
+
+
+async def revoke_all_of(repo: AuthRepository, user_id: int, now: datetime) -> list[ApiKey]:
+    """Revokes every live key a user created (a ban ends the keys with the sessions)."""
+    keys = list(await repo.live_api_keys_of(user_id))
+    for key in keys:
+        key.revoked_at = now
+    return keys
+
+
+async def withdraw(sessions: SessionStore, keys: list[ApiKey]) -> None:
+    for key in keys:
+        await sessions.withdraw_api_key(key.key_hash)
 
 
 async def publish_all(repo: AuthRepository, sessions: SessionStore) -> None:

@@ -106,6 +106,10 @@ class AuthRepository:
     async def api_key(self, key_id: int) -> ApiKey | None:
         return await self.session.get(ApiKey, key_id)
 
+    async def live_api_keys_of(self, user_id: int) -> Sequence[ApiKey]:
+        query = select(ApiKey).where(ApiKey.created_by == user_id, ApiKey.revoked_at.is_(None)).with_for_update()
+        return (await self.session.execute(query)).scalars().all()
+
     # ads -----------------------------------------------------------------------------------------
 
     async def random_live_ads(self, ad_type: str | None, limit: int, now: datetime) -> Sequence[Ad]:

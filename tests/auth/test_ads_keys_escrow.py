@@ -64,12 +64,12 @@ async def test_api_keys_are_admin_only_shown_once_and_revocable(platform, mailbo
     assert key not in stored
 
     async with gateway_client(platform, headers={"X-API-Key": key}) as machine:
-        r = await machine.get("/user/get-current")
-        assert r.json()["response"] == "已登录" and r.json()["username"] == "detector-client"
-        # A key opens the AI services, not user or admin endpoints.
-        assert (await machine.get("/user/get_all_users")).json()["code"] == 1006
-        assert (await admin.delete(f"/user/api_keys/{key_id}")).json()["data"]["revoked"] is True
+        # A key opens the AI services; user and admin endpoints see no credential at all.
+        assert (await machine.get("/api/data/getRecent", params={"limit": 1})).status_code == 200
         assert (await machine.get("/user/get-current")).json() == {"response": "未登录"}
+        assert (await machine.get("/user/get_all_users")).status_code == 401
+        assert (await admin.delete(f"/user/api_keys/{key_id}")).json()["data"]["revoked"] is True
+        assert (await machine.get("/api/data/getRecent", params={"limit": 1})).status_code == 401
     assert (await admin.delete("/user/api_keys/99999")).status_code == 404
     await admin.aclose()
     await demand.aclose()

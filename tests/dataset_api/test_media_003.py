@@ -122,9 +122,10 @@ async def test_video_formats_and_errors(manager, client):
 async def test_api_keys_act_for_no_user_here(admin, client):
     key = (await admin.post("/user/api_keys", json={"name": "dataset-test"})).json()["data"]["key"]
     headers = {"X-API-Key": key}
+    # Outside the AI routes a key counts as no credential at all (shared/access.py).
     r = await client.post("/picbed/", files={"img": ("p.png", png(), "image/png")}, headers=headers)
-    assert (r.status_code, r.json()["code"]) == (400, 1006)
+    assert r.status_code == 401
     r = await client.get("/dataset/export/1", headers=headers)
-    assert (r.status_code, r.json()["code"]) == (400, 1006)
+    assert r.status_code == 401
     r = await client.get("/dataset/list", headers=headers)
-    assert (r.status_code, r.json()) == (403, {"response": "非管理员用户"})
+    assert r.status_code == 401 and set(r.json()) == {"response"}

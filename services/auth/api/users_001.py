@@ -18,6 +18,7 @@ from services.auth.api.deps import (
 from services.auth.errors import ExistingUsername, PasswordFormat, UsernameFormat
 from services.auth.repository import AuthRepository
 from services.auth.schemas import Credentials001, Register001
+from shared.access import Credential
 from shared.errors import InvalidRequest, LabelhiveError, NoPermission, NotLoggedIn
 from shared.identity import MaybeIdentity
 
@@ -80,7 +81,7 @@ async def login(
 
 @router.get("/user/logout")
 async def logout(identity: MaybeIdentity, sessions: Sessions) -> JSONResponse:
-    if identity is not None and identity.via == "session":
+    if identity is not None and identity.via == Credential.SESSION:
         await sessions.revoke(identity)
     response = _response("登出成功")
     clear_session_cookie(response)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.auth import accounts, wallet
+from services.auth import accounts, api_keys, wallet
 from services.auth.api import users_001
 from services.auth.api.deps import (
     Codes,
@@ -220,7 +220,9 @@ async def _set_banned(repo: Repo, user_id: int, banned: bool) -> None:
 @router.post("/user/ban_user/{user_id}")
 async def ban_user(user_id: int, admin: Admin19, repo: Repo, sessions: Sessions, request: Request) -> JSONResponse:
     await _set_banned(repo, user_id, True)
+    keys = await api_keys.revoke_all_of(repo, user_id, _now())
     after_commit(request, lambda: sessions.revoke_user(user_id))
+    after_commit(request, lambda: api_keys.withdraw(sessions, keys))
     return ok_003()
 
 
