@@ -4,7 +4,7 @@ rest. Every call carries the caller's idempotency key."""
 from __future__ import annotations
 
 from services.auth import ledger
-from services.auth.errors import ScoreNotEnough
+from services.auth.errors import IdempotencyConflict, ScoreNotEnough
 from services.auth.models import Escrow
 from services.auth.repository import AuthRepository
 from shared.errors import LabelhiveError, NotFound
@@ -24,6 +24,13 @@ async def _escrow(repo: AuthRepository, escrow_id: str) -> Escrow:
 
 
 async def hold(repo: AuthRepository, escrow_id: str, owner_id: int, amount: int, key: str) -> Escrow:
+    """Makes the escrow hold exactly `amount` of its owner's points: it takes only what the escrow lacks
+    and returns what it has beyond that. A hold that an earlier attempt left behind (the caller died
+    before recording it, then asked for another amount) is counted, never taken twice.
+
+    The key names what the caller holds for (e.g. one version of a task), not the amount: under the
+    locks, a key already in the ledger is a replay and moves nothing.
+    """
     owner = (await repo.lock_users([owner_id])).get(owner_id)
     if owner is None:
         raise NotFound(f"user {owner_id} does not exist")
@@ -33,8 +40,18 @@ async def hold(repo: AuthRepository, escrow_id: str, owner_id: int, amount: int,
         await repo.add(escrow)
     elif escrow.owner_id != owner_id:
         raise LabelhiveError(f"escrow {escrow_id} belongs to another user", status_code=409)
-    await ledger.transfer(repo, key=key, kind="escrow_hold", source=owner, target=escrow,
-                          amount=amount, insufficient=ScoreNotEnough)
+    if (done := await repo.entry(key)) is not None:
+        if done.kind not in ("escrow_hold", "escrow_refund") or ledger.account_name(escrow) not in (
+                done.source, done.target):
+            raise IdempotencyConflict()
+        return escrow
+    lacking = amount - escrow.balance
+    if lacking > 0:
+        await ledger.transfer(repo, key=key, kind="escrow_hold", source=owner, target=escrow,
+                              amount=lacking, insufficient=ScoreNotEnough)
+    elif lacking < 0:
+        await ledger.transfer(repo, key=key, kind="escrow_refund", source=escrow, target=owner,
+                              amount=-lacking, insufficient=EscrowExhausted)
     return escrow
 
 

@@ -13,16 +13,19 @@ Eligible (003's membership and credit rules): a `tag` user who is not banned, wh
 least `min_credit_score`, who never had this task (neither now nor in its past list), and who has fewer
 tasks on hand (offered or accepted, not finished) than their membership level allows.
 
-Distribution holds reward_per_q x q_num x distribute_user_num of the publisher's points in the task's
-escrow. The hold is the last step before the commit, with the key `task:<id>:hold:<amount>`: should the
-commit fail after auth moved the points, the next distribute sends the same key and auth moves nothing
-again; should the publisher instead delete the task, its refund returns the points.
+Distribution makes the task's escrow hold reward_per_q x q_num x distribute_user_num of the publisher's
+points. The hold is the last step before the commit, and auth sets the escrow to that amount, moving only
+the difference: should the commit fail after auth moved the points, the next distribute counts them,
+even for a task edited in between (a new amount). Its key names the checked version of the task
+(`task:<id>:hold:<updated_at in microseconds>`), so a replay of the same version moves nothing even once
+payouts have drawn on the escrow. Should the publisher instead delete the task, its refund returns the
+points.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.tasks import outbox
@@ -53,6 +56,7 @@ ACCEPT_LIMITS = {0: 3, 1: 5, 2: 10, 3: 20}
 # Smart ranking weights: credit score, accuracy on standard answers, experience.
 SMART_WEIGHTS = (0.5, 0.35, 0.15)
 EXPERIENCE_SCALE = 1000  # accepted answers at which experience counts in full
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def accept_limit(profile: Profile) -> int:
@@ -131,10 +135,17 @@ async def _distributable(repo: TasksRepository, auth: AuthClient, identity: Iden
     return task
 
 
+def hold_key(task: Task) -> str:
+    """The idempotency key of the task's hold: its version (an edit and the admin's check each set
+    updated_at, and only a checked version is distributed), never the amount."""
+    version = (task.updated_at - EPOCH) // timedelta(microseconds=1)
+    return f"task:{task.id}:hold:{version}"
+
+
 async def _hold(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, task: Task,
                 moment: datetime) -> None:
     amount = task.reward_per_q * task.q_num * task.distribute_user_num
-    await auth.hold(task.id, task.publisher_id, amount, f"task:{task.id}:hold:{amount}")
+    await auth.hold(task.id, task.publisher_id, amount, hold_key(task))
     task.status = "distributed"
     task.held_amount = amount
     task.distributed_at = moment

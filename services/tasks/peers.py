@@ -86,7 +86,8 @@ class AuthClient:
         return int(_data(response, "auth")["score"])
 
     async def hold(self, task_id: int, publisher_id: int, amount: int, key: str) -> None:
-        """Moves `amount` of the publisher's points into the task's escrow; a replay moves nothing."""
+        """Makes the task's escrow hold `amount` of the publisher's points (auth moves only the difference);
+        a replay of `key` moves nothing."""
         response = await self.client.request("POST", "/internal/escrow/hold", json={
             "escrow_id": escrow_id(task_id), "user_id": publisher_id, "amount": amount, "idempotency_key": key})
         if response.status_code == 200:
