@@ -6,8 +6,8 @@ down. One drainer per deployment (a Redis lock elects it among the replicas) sen
 face service's internal API:
 
     POST /internal/datasets/enroll
-        {"collection": "dataset-<id>", "target_id": "<label name>", "image_key": "<sha256>",
-         "image": "<base64 of the image>", "enrolment_id": <outbox id>}
+        {"collection": "dataset-<id>", "owner_id": <the dataset's owner>, "target_id": "<label name>",
+         "image_key": "<sha256>", "image": "<base64 of the image>", "enrolment_id": <outbox id>}
     2xx            enrolled: the row is `done`
     400/409/413/422 the face service refuses this image (no face, quota of 5 per target ...): `rejected`,
                     with its answer in `last_error`; never retried
@@ -108,24 +108,24 @@ class EnrolmentDrainer:
         async with self.sessionmaker.begin() as session:
             rows = await DatasetRepository(session).due_enrolments(now, self.batch)
             self.face_reachable = True
-            for row in rows:
-                if not await self._send(row):
+            for position, (row, owner_id) in enumerate(rows):
+                if not await self._send(row, owner_id):
                     self.face_reachable = False
                     # The face service is not there: the rest of the batch would fail the same way.
-                    for later in rows[rows.index(row) + 1:]:
+                    for later, _ in rows[position + 1:]:
                         self._retry(later, "not attempted: face service unavailable", count=False)
                     break
         return len(rows)
 
-    async def _send(self, row: Enrolment) -> bool:
+    async def _send(self, row: Enrolment, owner_id: int) -> bool:
         """One enrolment; False when the face service could not be reached."""
         try:
             image = await anyio.to_thread.run_sync(self._read, row.object_key)
         except ObjectNotFound:
             row.status, row.last_error = "rejected", "image bytes are missing from the object store"
             return True
-        body = {"collection": row.collection, "target_id": row.target_id, "image_key": row.object_key,
-                "image": base64.b64encode(image).decode(), "enrolment_id": row.id}
+        body = {"collection": row.collection, "owner_id": owner_id, "target_id": row.target_id,
+                "image_key": row.object_key, "image": base64.b64encode(image).decode(), "enrolment_id": row.id}
         try:
             response = await self.face.request("POST", ENROLL_PATH, json=body)
         except ServiceUnavailable as exc:

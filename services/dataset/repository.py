@@ -205,11 +205,13 @@ class DatasetRepository:
         if rows:
             await self.session.execute(insert(Enrolment), list(rows))
 
-    async def due_enrolments(self, now: datetime, limit: int) -> Sequence[Enrolment]:
-        """Queued enrolments whose time has come, locked; rows another drainer holds are skipped."""
-        query = (select(Enrolment).where(Enrolment.status == "queued", Enrolment.next_attempt_at <= now)
-                 .order_by(Enrolment.id).limit(limit).with_for_update(skip_locked=True))
-        return (await self.session.execute(query)).scalars().all()
+    async def due_enrolments(self, now: datetime, limit: int) -> list[tuple[Enrolment, int]]:
+        """Queued enrolments whose time has come, locked, each with its dataset's owner (who owns the face
+        collection); rows another drainer holds are skipped."""
+        query = (select(Enrolment, Dataset.owner_id).join(Dataset, Dataset.id == Enrolment.dataset_id)
+                 .where(Enrolment.status == "queued", Enrolment.next_attempt_at <= now)
+                 .order_by(Enrolment.id).limit(limit).with_for_update(of=Enrolment, skip_locked=True))
+        return [(row, int(owner_id)) for row, owner_id in (await self.session.execute(query)).all()]
 
     async def enrolments(self, dataset_id: int) -> Sequence[Enrolment]:
         query = select(Enrolment).where(Enrolment.dataset_id == dataset_id).order_by(Enrolment.id)
