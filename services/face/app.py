@@ -76,7 +76,8 @@ def create_app(settings: FaceSettings | None = None) -> FastAPI:
                                        ef_search=settings.face_hnsw_ef_search)
         registry = IndexRegistry(app.state.sessionmaker, index_settings, settings.face_event_wait_seconds)
         async with app.state.sessionmaker.begin() as session:
-            await FaceRepository(session).ensure_collection(USERS, USERS_COLLECTION, engine.model_name if engine else None,
+            await FaceRepository(session).ensure_collection(USERS, None, USERS_COLLECTION,
+                                                            engine.model_name if engine else None,
                                                             engine.dim if engine else None)
         bus = ChangeBus(app.state.redis, app.state.keys, registry, settings.face_sync_interval_seconds)
         await bus.start()

@@ -14,6 +14,9 @@ Choices where 002 is silent:
   and their images are not processed.
 * 1005 ("please check collection name") answers a query, search, clear or delete of a collection that
   does not exist; 1006 ("create it first") answers an insert or update into one.
+* Collections have owners (CONTRACT.md): see `Scope` for who reaches which. Another owner's collection
+  answers exactly as a missing one, so nobody learns the names others use. The quota of 30 collections
+  is per owner.
 * Search returns distinct target ids, each with the score of its closest vector, best first; scores
   are calibrated (services/face/calibration.py), not raw cosines, and none is filtered out.
 """
@@ -36,6 +39,7 @@ from services.face.errors import (
     CollectionExists,
     CollectionMissing,
     CollectionQuotaExceeded,
+    FaceApiError,
     ModelMismatch,
     TargetNotFound,
     TargetQuotaExceeded,
@@ -47,11 +51,65 @@ from services.face.schemas import ctime
 from services.face.settings import FaceSettings
 from services.face.sync import ChangeBus
 from shared.errors import InvalidRequest
+from shared.identity import Identity
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 AfterCommit = Callable[[Callable[[], Awaitable[object]]], None]
+# The `owner_id` an admin gives for the collections made before collections had owners (stored: null).
+NO_OWNER = 0
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose collections a 002 request reaches.
+
+    Everyone works in their own namespace: their user id, or for an API key its creator's (a key acts in
+    that namespace only, with none of an admin's reach). Admins reach every owner's collections: with
+    `owner_id` that owner's (0: the ones made before collections had owners), and without it their own
+    collection of the name, else the one collection of that name of any owner, if only one owner has it
+    (several: they are told to add `owner_id`). Listing everything, an admin sees every owner's
+    collections, each with its `owner_id`. Creating, an admin makes the collection for `owner_id` if given.
+    """
+
+    caller_id: int
+    admin: bool
+    owner_id: int | None = None  # the request's `owner_id`, if it gave one
+
+    @classmethod
+    def of(cls, identity: Identity, owner_id: int | None) -> Scope:
+        admin = identity.role == "admin"
+        if owner_id is not None and owner_id != identity.user_id and not admin:
+            raise InvalidRequest("owner_id: only an admin may name another owner")
+        return cls(identity.user_id, admin, owner_id)
+
+    @property
+    def namespace(self) -> int | None:
+        """The owner whose collections the request lists and creates (None: no owner)."""
+        owner = self.caller_id if self.owner_id is None else self.owner_id
+        return None if owner == NO_OWNER else owner
+
+    @property
+    def every_owner(self) -> bool:
+        return self.admin and self.owner_id is None
+
+    def pick(self, name: str, rows: list[CollectionRow], missing: type[FaceApiError]) -> CollectionRow | None:
+        """The collection `name` among the rows of that name this scope reaches."""
+        own = [row for row in rows if row.owner_id == self.namespace]
+        if own:
+            return own[0]
+        if len(rows) <= 1:
+            return rows[0] if rows else None
+        owners = ", ".join(str(NO_OWNER if row.owner_id is None else row.owner_id) for row in rows)
+        raise missing(f"collection {name!r} exists for several owners ({owners}): add owner_id")
+
+    async def find(self, repo: FaceRepository, name: str, missing: type[FaceApiError]) -> CollectionRow:
+        rows = await repo.collections(PUBLIC, self.namespace, every_owner=self.every_owner, names=[name])
+        row = self.pick(name, rows, missing)
+        if row is None:
+            raise missing(f"collection {name!r} does not exist")
+        return row
 
 
 @dataclass
@@ -63,9 +121,10 @@ class FaceContext:
     registry: IndexRegistry
     bus: ChangeBus
 
-    async def peek(self, kind: str, name: str) -> CollectionRow | None:
-        """A read outside the request's transaction (it ends before any model runs)."""
-        return await self.read(lambda repo: repo.collection(kind, name))
+    async def peek(self, scope: Scope, name: str, missing: type[FaceApiError]) -> CollectionRow:
+        """The 002 collection `name` that `scope` reaches (else `missing`), read outside the request's
+        transaction (it ends before any model runs)."""
+        return await self.read(lambda repo: scope.find(repo, name, missing))
 
     async def read(self, query: Callable[[FaceRepository], Awaitable[T]]) -> T:
         """A short read-only transaction of its own, so that no connection is held while a model runs."""
@@ -88,52 +147,68 @@ def check_model(collection: CollectionRow, model: str, has_vectors: bool) -> Non
 # --- collections ---------------------------------------------------------------------------------
 
 
-async def create(ctx: FaceContext, repo: FaceRepository, name: str, after_commit: AfterCommit) -> None:
+async def create(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, after_commit: AfterCommit) -> None:
+    owner = scope.namespace
+    if owner is None:
+        raise InvalidRequest(f"owner_id: {NO_OWNER} names the collections made before owners; a new one needs an owner")
     await repo.lock_creation()
-    if await repo.collection(PUBLIC, name) is not None:
+    if await repo.collection(PUBLIC, owner, name) is not None:
         raise CollectionExists(f"collection {name!r} already exists")
     limit = ctx.settings.face_max_collections
-    if await repo.count_collections(PUBLIC) >= limit:
-        raise CollectionQuotaExceeded(f"a deployment holds at most {limit} collections")
+    if await repo.count_collections(PUBLIC, owner) >= limit:
+        raise CollectionQuotaExceeded(f"an owner holds at most {limit} collections")
     engine = ctx.recognizer.engine
     try:
-        row = await repo.create_collection(PUBLIC, name, engine.model_name if engine else None,
+        row = await repo.create_collection(PUBLIC, owner, name, engine.model_name if engine else None,
                                            engine.dim if engine else None)
     except IntegrityError:
         raise CollectionExists(f"collection {name!r} already exists") from None
     ctx.publish_after(after_commit, Change(row.id, row.version, row.dim))
 
 
-async def _locked(repo: FaceRepository, name: str, missing: type[Exception]) -> CollectionRow:
-    row = await repo.collection(PUBLIC, name, lock=True)
+async def _locked(repo: FaceRepository, found: CollectionRow, missing: type[FaceApiError]) -> CollectionRow:
+    """The collection found earlier, locked (`missing` if it was deleted meanwhile)."""
+    row = await repo.collection_by_id(found.id, lock=True)
     if row is None:
-        raise missing(f"collection {name!r} does not exist")  # type: ignore[call-arg]
+        raise missing(f"collection {found.name!r} does not exist")
     return row
 
 
-async def clear(ctx: FaceContext, repo: FaceRepository, name: str, after_commit: AfterCommit) -> None:
-    row = await _locked(repo, name, CheckCollectionName)
+async def _find_locked(repo: FaceRepository, scope: Scope, name: str, missing: type[FaceApiError]) -> CollectionRow:
+    return await _locked(repo, await scope.find(repo, name, missing), missing)
+
+
+async def clear(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, after_commit: AfterCommit) -> None:
+    row = await _find_locked(repo, scope, name, CheckCollectionName)
     await repo.clear(row.id)
     version = await repo.bump(row.id)
     ctx.publish_after(after_commit, Change(row.id, version, row.dim, clear=True))
 
 
-async def drop(ctx: FaceContext, repo: FaceRepository, name: str, after_commit: AfterCommit) -> None:
-    row = await _locked(repo, name, CheckCollectionName)
+async def drop(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, after_commit: AfterCommit) -> None:
+    row = await _find_locked(repo, scope, name, CheckCollectionName)
     await repo.delete_collection(row.id)
     ctx.publish_after(after_commit, Change(row.id, row.version + 1, row.dim, drop=True))
 
 
-async def statuses(repo: FaceRepository, names: list[str]) -> list[dict[str, Any]]:
-    found = await repo.statuses(PUBLIC, names or None)
+async def statuses(repo: FaceRepository, scope: Scope, names: list[str]) -> list[dict[str, Any]]:
+    rows = await repo.collections(PUBLIC, scope.namespace, every_owner=scope.every_owner, names=names or None)
     if names:
-        missing = sorted(set(names) - {s.row.name for s in found})
+        picked = {name: scope.pick(name, [row for row in rows if row.name == name], CheckCollectionName)
+                  for name in names}
+        missing = [name for name, row in picked.items() if row is None]
         if missing:
             raise CheckCollectionName(f"no collection named {', '.join(map(repr, missing))}")
-        order = {name: i for i, name in enumerate(names)}
-        found.sort(key=lambda s: order[s.row.name])
-    return [{"collection_name": s.row.name, "create_time": ctime(s.row.created_at),
-             "update_time": ctime(s.row.updated_at), "feature_num": s.feature_num} for s in found]
+        rows = [row for row in picked.values() if row is not None]
+    counts = await repo.feature_counts([row.id for row in rows])
+    answer = []
+    for row in rows:
+        entry: dict[str, Any] = {"collection_name": row.name, "create_time": ctime(row.created_at),
+                                 "update_time": ctime(row.updated_at), "feature_num": counts.get(row.id, 0)}
+        if scope.admin:  # admins reach every owner's collections: say whose each one is
+            entry["owner_id"] = NO_OWNER if row.owner_id is None else row.owner_id
+        answer.append(entry)
+    return answer
 
 
 # --- vectors -------------------------------------------------------------------------------------
@@ -171,15 +246,14 @@ async def _embed_subset(ctx: FaceContext, images: list[Any], wanted: list[bool])
     return out
 
 
-async def insert(ctx: FaceContext, repo: FaceRepository, name: str, images: list[Any], targets: list[str],
-                 after_commit: AfterCommit) -> WriteResult:
+async def insert(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, images: list[Any],
+                 targets: list[str], after_commit: AfterCommit) -> WriteResult:
     engine = ctx.recognizer.require()
-    if await ctx.peek(PUBLIC, name) is None:
-        raise CollectionMissing(f"collection {name!r} does not exist: create it first")
+    found = await ctx.peek(scope, name, CollectionMissing)
     embedded = await ctx.recognizer.embed_images(images)
     grouped, problems = _valid_by_target(targets, embedded)
 
-    row = await _locked(repo, name, CollectionMissing)
+    row = await _locked(repo, found, CollectionMissing)
     has_vectors = await repo.feature_count(row.id) > 0
     check_model(row, engine.model_name, has_vectors)
     existing = await repo.feature_ids_by_target(row.id, grouped)
@@ -199,17 +273,14 @@ async def insert(ctx: FaceContext, repo: FaceRepository, name: str, images: list
     return WriteResult(len(accepted), problems, exceeded, [])
 
 
-async def update(ctx: FaceContext, repo: FaceRepository, name: str, images: list[Any], targets: list[str],
-                 after_commit: AfterCommit) -> WriteResult:
+async def update(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, images: list[Any],
+                 targets: list[str], after_commit: AfterCommit) -> WriteResult:
     engine = ctx.recognizer.require()
-    row = await ctx.peek(PUBLIC, name)
-    if row is None:
-        raise CollectionMissing(f"collection {name!r} does not exist: create it first")
-    collection_id = row.id
-    present = await ctx.read(lambda repo: repo.targets_present(collection_id, targets))
+    found = await ctx.peek(scope, name, CollectionMissing)
+    present = await ctx.read(lambda repo: repo.targets_present(found.id, targets))
     embedded = await _embed_subset(ctx, images, [t in present for t in targets])
 
-    row = await _locked(repo, name, CollectionMissing)
+    row = await _locked(repo, found, CollectionMissing)
     existing = await repo.feature_ids_by_target(row.id, targets)  # again, under the lock
     # Held now and when the images were chosen (a target made meanwhile had its images skipped).
     invalid_targets = list(dict.fromkeys(t for t in targets if t not in existing or t not in present))
@@ -236,9 +307,9 @@ async def update(ctx: FaceContext, repo: FaceRepository, name: str, images: list
     return WriteResult(0, problems, exceeded, invalid_targets)
 
 
-async def delete_targets(ctx: FaceContext, repo: FaceRepository, name: str, targets: list[str],
+async def delete_targets(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, targets: list[str],
                          after_commit: AfterCommit) -> None:
-    row = await _locked(repo, name, CheckCollectionName)
+    row = await _find_locked(repo, scope, name, CheckCollectionName)
     existing = await repo.feature_ids_by_target(row.id, targets)
     missing = [t for t in targets if t not in existing]
     if missing:
@@ -252,11 +323,9 @@ async def delete_targets(ctx: FaceContext, repo: FaceRepository, name: str, targ
 # --- search and compare --------------------------------------------------------------------------
 
 
-async def search(ctx: FaceContext, name: str, image: Any, k: int) -> list[dict[str, Any]]:
+async def search(ctx: FaceContext, scope: Scope, name: str, image: Any, k: int) -> list[dict[str, Any]]:
     engine = ctx.recognizer.require()
-    row = await ctx.peek(PUBLIC, name)
-    if row is None:
-        raise CheckCollectionName(f"collection {name!r} does not exist")
+    row = await ctx.peek(scope, name, CheckCollectionName)
     vector = await _query_vector(ctx, image, "face_image")
     state: CollectionIndex | None = await ctx.registry.current(row.id, row.version)
     if state is None:  # dropped meanwhile

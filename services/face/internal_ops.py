@@ -11,7 +11,8 @@ Face login (auth, services/auth/face_client.py): every user who binds a face has
 
 Face datasets (dataset, services/dataset/enrolment.py): a labelled image of dataset N becomes a vector
 of target id = its label in collection "dataset-N" (kind "dataset", made on first use, outside 002's
-quota of collections but under its per-target quota). A retry is recognised by its `enrolment_id`, and
+quota of collections but under its per-target quota), which belongs to the dataset's owner (a
+"dataset-N" made before collections had owners is theirs from its next enrolment on). A retry is recognised by its `enrolment_id`, and
 the same image under the same label (its `image_key`, a sha256) is stored once.
 
 Refusals carry a `reason`: 422 no_face | bad_image | already_registered | no_match, 413 too_large,
@@ -75,8 +76,8 @@ async def enroll_user(ctx: FaceContext, repo: FaceRepository, user_id: int, imag
                       after_commit: AfterCommit) -> None:
     engine = ctx.recognizer.require()
     vector = await _vector(ctx, image)
-    await repo.ensure_collection(USERS, USERS_COLLECTION, engine.model_name, engine.dim)
-    row = await repo.collection(USERS, USERS_COLLECTION, lock=True)
+    await repo.ensure_collection(USERS, None, USERS_COLLECTION, engine.model_name, engine.dim)
+    row = await repo.collection(USERS, None, USERS_COLLECTION, lock=True)
     assert row is not None
     state = await ctx.registry.current(row.id, row.version)
     _model_refusal(row, engine.model_name, state is not None and state.size > 0)
@@ -97,7 +98,7 @@ async def enroll_user(ctx: FaceContext, repo: FaceRepository, user_id: int, imag
 async def identify_user(ctx: FaceContext, image: Any) -> int:
     engine = ctx.recognizer.require()
     vector = await _vector(ctx, image)
-    row = await ctx.peek(USERS, USERS_COLLECTION)
+    row = await ctx.read(lambda repo: repo.collection(USERS, None, USERS_COLLECTION))
     state = None if row is None else await ctx.registry.current(row.id, row.version)
     if row is None or state is None or state.size == 0:
         raise Refusal(422, "no_match", "no account has bound a face")
@@ -116,6 +117,7 @@ async def identify_user(ctx: FaceContext, image: Any) -> int:
 @dataclass(frozen=True)
 class Enrolment:
     collection: str
+    owner_id: int
     target_id: str
     image_key: str
     image: Any
@@ -133,8 +135,9 @@ async def enroll_image(ctx: FaceContext, repo: FaceRepository, enrolment: Enrolm
     engine = ctx.recognizer.require()
     vector = await _vector(ctx, enrolment.image)
 
-    await repo.ensure_collection(DATASET, enrolment.collection, engine.model_name, engine.dim)
-    row = await repo.collection(DATASET, enrolment.collection, lock=True)
+    await repo.claim_ownerless(DATASET, enrolment.collection, enrolment.owner_id)
+    await repo.ensure_collection(DATASET, enrolment.owner_id, enrolment.collection, engine.model_name, engine.dim)
+    row = await repo.collection(DATASET, enrolment.owner_id, enrolment.collection, lock=True)
     assert row is not None
     if done := await repo.feature_by_enrolment(enrolment.enrolment_id):
         return answer(done[0], True)

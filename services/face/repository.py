@@ -28,17 +28,12 @@ class CollectionRow:
     id: int
     kind: str
     name: str
+    owner_id: int | None
     model: str | None
     dim: int | None
     version: int
     created_at: datetime
     updated_at: datetime
-
-
-@dataclass(frozen=True)
-class CollectionStatus:
-    row: CollectionRow
-    feature_num: int
 
 
 @dataclass(frozen=True)
@@ -60,8 +55,8 @@ class Snapshot:
     blobs: list[bytes]
 
 
-_COLUMNS = (Collection.id, Collection.kind, Collection.name, Collection.model, Collection.dim, Collection.version,
-            Collection.created_at, Collection.updated_at)  # fmt: skip
+_COLUMNS = (Collection.id, Collection.kind, Collection.name, Collection.owner_id, Collection.model, Collection.dim,
+            Collection.version, Collection.created_at, Collection.updated_at)  # fmt: skip
 
 
 def _row(values: Sequence[object] | None) -> CollectionRow | None:
@@ -84,11 +79,23 @@ class FaceRepository:
 
     # collections -------------------------------------------------------------------------------
 
-    async def collection(self, kind: str, name: str, *, lock: bool = False) -> CollectionRow | None:
-        query = select(*_COLUMNS).where(Collection.kind == kind, Collection.name == name)
+    async def collection(self, kind: str, owner_id: int | None, name: str, *, lock: bool = False) -> CollectionRow | None:
+        """The collection `name` of `owner_id` (None: the one with no owner)."""
+        query = select(*_COLUMNS).where(Collection.kind == kind, Collection.owner_id.is_not_distinct_from(owner_id),
+                                        Collection.name == name)
         if lock:
             query = query.with_for_update()
         return _row((await self.session.execute(query)).first())
+
+    async def collections(self, kind: str, owner_id: int | None, *, every_owner: bool = False,
+                          names: Sequence[str] | None = None) -> list[CollectionRow]:
+        """The collections of `owner_id` (or of every owner), those named `names` only when given; oldest first."""
+        query = select(*_COLUMNS).where(Collection.kind == kind).order_by(Collection.created_at, Collection.id)
+        if not every_owner:
+            query = query.where(Collection.owner_id.is_not_distinct_from(owner_id))
+        if names is not None:
+            query = query.where(Collection.name.in_(list(names)))
+        return [CollectionRow(*r) for r in (await self.session.execute(query)).all()]
 
     async def collection_by_id(self, collection_id: int, *, lock: bool = False) -> CollectionRow | None:
         query = select(*_COLUMNS).where(Collection.id == collection_id)
@@ -100,24 +107,33 @@ class FaceRepository:
         """Serialises collection creation for the whole deployment (the quota count)."""
         await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('labelhive:face:create'))"))
 
-    async def count_collections(self, kind: str) -> int:
-        query = select(func.count()).select_from(Collection).where(Collection.kind == kind)
+    async def count_collections(self, kind: str, owner_id: int | None) -> int:
+        query = (select(func.count()).select_from(Collection)
+                 .where(Collection.kind == kind, Collection.owner_id.is_not_distinct_from(owner_id)))
         return int((await self.session.execute(query)).scalar_one())
 
-    async def create_collection(self, kind: str, name: str, model: str | None, dim: int | None) -> CollectionRow:
-        statement = insert(Collection).values(kind=kind, name=name, model=model, dim=dim).returning(*_COLUMNS)
+    async def create_collection(self, kind: str, owner_id: int | None, name: str, model: str | None,
+                                dim: int | None) -> CollectionRow:
+        statement = (insert(Collection).values(kind=kind, owner_id=owner_id, name=name, model=model, dim=dim)
+                     .returning(*_COLUMNS))
         row = _row((await self.session.execute(statement)).first())
         assert row is not None
         return row
 
-    async def ensure_collection(self, kind: str, name: str, model: str | None, dim: int | None) -> CollectionRow:
+    async def ensure_collection(self, kind: str, owner_id: int | None, name: str, model: str | None,
+                                dim: int | None) -> CollectionRow:
         """The collection, created if missing (concurrent callers end with the same row)."""
-        statement = (pg_insert(Collection).values(kind=kind, name=name, model=model, dim=dim)
-                     .on_conflict_do_nothing(index_elements=["kind", "name"]))
+        statement = (pg_insert(Collection).values(kind=kind, owner_id=owner_id, name=name, model=model, dim=dim)
+                     .on_conflict_do_nothing(constraint="uq_collections_kind_owner_name"))
         await self.session.execute(statement)
-        row = await self.collection(kind, name)
+        row = await self.collection(kind, owner_id, name)
         assert row is not None
         return row
+
+    async def claim_ownerless(self, kind: str, name: str, owner_id: int) -> None:
+        """Give `owner_id` the collection `name` made before collections had owners, if there is one."""
+        await self.session.execute(update(Collection).where(
+            Collection.kind == kind, Collection.name == name, Collection.owner_id.is_(None)).values(owner_id=owner_id))
 
     async def delete_collection(self, collection_id: int) -> None:
         await self.session.execute(delete(Collection).where(Collection.id == collection_id))
@@ -130,16 +146,13 @@ class FaceRepository:
         statement = update(Collection).where(Collection.id == collection_id).values(**values)
         return int((await self.session.execute(statement.returning(Collection.version))).scalar_one())
 
-    async def statuses(self, kind: str, names: Sequence[str] | None) -> list[CollectionStatus]:
-        counts = (select(Feature.collection_id, func.count().label("n")).group_by(Feature.collection_id)
-                  .subquery())
-        query = (select(*_COLUMNS, func.coalesce(counts.c.n, 0))
-                 .outerjoin(counts, counts.c.collection_id == Collection.id)
-                 .where(Collection.kind == kind).order_by(Collection.created_at, Collection.id))
-        if names is not None:
-            query = query.where(Collection.name.in_(list(names)))
-        rows = (await self.session.execute(query)).all()
-        return [CollectionStatus(CollectionRow(*r[:-1]), int(r[-1])) for r in rows]
+    async def feature_counts(self, collection_ids: Sequence[int]) -> dict[int, int]:
+        """Vectors stored per collection (those holding none are absent)."""
+        if not collection_ids:
+            return {}
+        query = (select(Feature.collection_id, func.count()).where(Feature.collection_id.in_(list(collection_ids)))
+                 .group_by(Feature.collection_id))
+        return {int(i): int(n) for i, n in (await self.session.execute(query)).all()}
 
     async def versions(self) -> dict[int, int]:
         rows = (await self.session.execute(select(Collection.id, Collection.version))).all()

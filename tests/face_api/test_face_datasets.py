@@ -1,5 +1,5 @@
 """Face datasets (000): labelled photos uploaded to the dataset service reach the face service through its
-outbox, as vectors of the label in the dataset's own collection, once each."""
+outbox, as vectors of the label in the dataset's own collection (its owner's), once each."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ async def _features(db, collection: str) -> dict[str, int]:
 
 
 async def test_labelled_uploads_are_enrolled_once(platform, mailbox, db, photos, photo_bytes, face):
-    client, _ = await user_client(platform, mailbox)
+    client, owner = await user_client(platform, mailbox)
     name = unique("staff")
     r = await client.post("/data_module/create_dataset", files={
         "name": (None, name), "data_type": (None, "2"), "desc": (None, "staff faces"),
@@ -57,15 +57,21 @@ async def test_labelled_uploads_are_enrolled_once(platform, mailbox, db, photos,
     assert "no_face" in rows[3]["last_error"]
     collection = f"dataset-{dataset_id}"
     assert await _features(db, collection) == {"macron": 2, "ardern": 1}
+    assert await db.fetchval("SELECT owner_id FROM face.collections WHERE kind = 'dataset' AND name = $1",
+                             collection) == owner.user_id
 
     # A retry of a delivered enrolment (its answer lost) stores nothing new.
     first = rows[0]
-    body = {"collection": collection, "target_id": first["target_id"], "image_key": first["object_key"],
-            "image": photos["person_a_1.jpg"], "enrolment_id": first["id"]}
+    body = {"collection": collection, "owner_id": owner.user_id, "target_id": first["target_id"],
+            "image_key": first["object_key"], "image": photos["person_a_1.jpg"], "enrolment_id": first["id"]}
     async with httpx.AsyncClient(base_url=platform.service_url("face"), timeout=60) as direct:
-        r = await direct.post("/internal/datasets/enroll", json=body,
-                              headers={CALLER_HEADER: sign_caller("dataset", platform.secret)})
-    assert r.status_code == 200 and r.json()["duplicate"] is True, r.text
+        signed = {CALLER_HEADER: sign_caller("dataset", platform.secret)}
+        r = await direct.post("/internal/datasets/enroll", json=body, headers=signed)
+        assert r.status_code == 200 and r.json()["duplicate"] is True, r.text
+        # The owner is part of the call: without it there is no collection to enrol into.
+        r = await direct.post("/internal/datasets/enroll", json={k: v for k, v in body.items() if k != "owner_id"},
+                              headers=signed)
+        assert r.status_code == 400 and "owner_id" in r.text, r.text
     assert await _features(db, collection) == {"macron": 2, "ardern": 1}
 
     # The dataset's collection is not one of 002's.

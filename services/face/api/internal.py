@@ -2,7 +2,8 @@
 
     POST /internal/face-login/enroll    {"user_id", "image"}  -> 200 {"user_id"}             (auth)
     POST /internal/face-login/identify  {"image"}             -> 200 {"user_id"}             (auth)
-    POST /internal/datasets/enroll      {"collection", "target_id", "image_key", "image", "enrolment_id"}
+    POST /internal/datasets/enroll      {"collection", "owner_id", "target_id", "image_key", "image",
+                                         "enrolment_id"}
                                         -> 200 {"collection", "target_id", "feature_id", "duplicate"} (dataset)
     refusals: {"reason", "detail"} with 422, 413 or 409 (services/face/internal_ops.py)
     GET  /internal/face/indexes         this replica's indexes: version, size and kind per collection id
@@ -19,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 from services.face import internal_ops
 from services.face.api.deps import AfterCommitHook, Context, Repo
 from services.face.internal_ops import Enrolment, Refusal
-from services.face.schemas import read_body
+from services.face.schemas import MAX_OWNER_ID, read_body
 from shared.errors import InvalidRequest
 from shared.identity import InternalCaller
 
@@ -37,6 +38,7 @@ class Identify(BaseModel):
 
 class DatasetEnrolment(BaseModel):
     collection: str = Field(min_length=1, max_length=128)
+    owner_id: int = Field(ge=1, le=MAX_OWNER_ID)  # the dataset's owner, who owns its collection
     target_id: str = Field(min_length=1, max_length=256)
     image_key: str = Field(min_length=1, max_length=64)
     image: str
@@ -75,7 +77,8 @@ async def identify_user(request: Request, caller: InternalCaller, ctx: Context) 
 async def enroll_dataset_image(request: Request, caller: InternalCaller, ctx: Context, repo: Repo,
                                hook: AfterCommitHook) -> JSONResponse:
     body: DatasetEnrolment = await _parse(request, ctx, DatasetEnrolment)
-    enrolment = Enrolment(body.collection, body.target_id, body.image_key, body.image, body.enrolment_id)
+    enrolment = Enrolment(body.collection, body.owner_id, body.target_id, body.image_key, body.image,
+                          body.enrolment_id)
     return JSONResponse(await internal_ops.enroll_image(ctx, repo, enrolment, hook))
 
 

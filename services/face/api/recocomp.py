@@ -3,6 +3,9 @@
 Every endpoint answers GET and POST (002 documents GET, its client examples POST a JSON body), with the
 body as JSON or, for a GET without one, as query parameters; with or without a trailing slash. A session
 or an `X-API-Key` is required (CONTRACT.md); without one the answer is 401 in 002's envelope.
+
+Collections belong to whoever made them; who reaches which is `face_collections.Scope`. Admins may add
+`owner_id` to any request that names a collection (not in 002).
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from pydantic import BaseModel
 from services.face import face_collections as ops
 from services.face.api.deps import AfterCommitHook, Context, Repo
 from services.face.errors import TargetQuotaExceeded, UpdateFailed, is_database_error
-from services.face.face_collections import WriteResult
+from services.face.face_collections import Scope, WriteResult
 from services.face.schemas import (
+    ERROR_RESPONSES,
     CollectionBody,
     CompareBody,
     DeleteIdBody,
     FacesBody,
+    Fields,
     SearchBody,
     StatusBody,
     collection_name,
@@ -33,13 +38,13 @@ from services.face.schemas import (
     image,
     images_and_targets,
     invalid_block,
-    read_body,
-    string_list,
-    target_id,
+    owner_id,
+    read_fields,
+    targets_to_delete,
     top_k,
 )
-from shared.errors import InvalidRequest, LabelhiveError
-from shared.identity import CurrentIdentity
+from shared.errors import LabelhiveError
+from shared.identity import CurrentIdentity, Identity
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +63,15 @@ VERSION = _version()
 
 
 def endpoint(path: str, summary: str, body: type[BaseModel] | None = None):  # type: ignore[no-untyped-def]
+    """Registers `function` for GET and POST: one operation each (ids `<function>_get`, `<function>_post`),
+    with the request that method takes."""
+
     def register(function: Callable[..., Awaitable[JSONResponse]]) -> Callable[..., Awaitable[JSONResponse]]:
-        extra = documented(body) if body is not None else None
-        router.add_api_route(PREFIX + path, function, methods=["GET", "POST"], summary=summary,
-                             openapi_extra=extra, response_class=JSONResponse)
+        for method in ("GET", "POST"):
+            router.add_api_route(PREFIX + path, function, methods=[method], summary=summary,
+                                 operation_id=f"{function.__name__}_{method.lower()}",
+                                 openapi_extra=documented(body, method) if body is not None else None,
+                                 responses=ERROR_RESPONSES, response_class=JSONResponse)
         router.add_api_route(PREFIX + path + "/", function, methods=["GET", "POST"], include_in_schema=False)
         return function
 
@@ -72,8 +82,12 @@ def ok(**fields: Any) -> JSONResponse:
     return JSONResponse({"err_code": 0, **fields})
 
 
-async def _body(request: Request, ctx: ops.FaceContext) -> dict[str, Any]:
-    return await read_body(request, ctx.settings.face_max_body_bytes)
+async def _fields(request: Request, ctx: ops.FaceContext) -> Fields:
+    return await read_fields(request, ctx.settings.face_max_body_bytes)
+
+
+def _scope(identity: Identity, fields: Fields) -> Scope:
+    return Scope.of(identity, owner_id(fields))
 
 
 # --- system --------------------------------------------------------------------------------------
@@ -93,34 +107,34 @@ async def license_status(identity: CurrentIdentity) -> JSONResponse:
 # --- collections ---------------------------------------------------------------------------------
 
 
-@endpoint("/create/collection", "Create a collection (at most 30 per deployment)", CollectionBody)
+@endpoint("/create/collection", "Create a collection (at most 30 per owner)", CollectionBody)
 async def create_collection(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
                             hook: AfterCommitHook) -> JSONResponse:
-    name = collection_name(await _body(request, ctx))
-    await ops.create(ctx, repo, name, hook)
+    fields = await _fields(request, ctx)
+    await ops.create(ctx, repo, _scope(identity, fields), collection_name(fields), hook)
     return ok(status="Create collection successfully!")
 
 
 @endpoint("/clear/collection", "Remove every face of a collection", CollectionBody)
 async def clear_collection(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
                            hook: AfterCommitHook) -> JSONResponse:
-    name = collection_name(await _body(request, ctx))
-    await ops.clear(ctx, repo, name, hook)
+    fields = await _fields(request, ctx)
+    await ops.clear(ctx, repo, _scope(identity, fields), collection_name(fields), hook)
     return ok(status="Clear collection successfully!")
 
 
 @endpoint("/delete/collection", "Delete a collection and its faces", CollectionBody)
 async def delete_collection(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
                             hook: AfterCommitHook) -> JSONResponse:
-    name = collection_name(await _body(request, ctx))
-    await ops.drop(ctx, repo, name, hook)
+    fields = await _fields(request, ctx)
+    await ops.drop(ctx, repo, _scope(identity, fields), collection_name(fields), hook)
     return ok(status="Delete collection successfully!")
 
 
 @endpoint("/collection/status", "Faces stored, creation and last update of collections ([]: all)", StatusBody)
 async def collection_status(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo) -> JSONResponse:
-    names = collection_names(await _body(request, ctx))
-    return ok(status=await ops.statuses(repo, names))
+    fields = await _fields(request, ctx)
+    return ok(status=await ops.statuses(repo, _scope(identity, fields), collection_names(fields)))
 
 
 # --- faces ---------------------------------------------------------------------------------------
@@ -138,13 +152,14 @@ def _write_answer(result: WriteResult, targets: list[str], status: str, update: 
     return JSONResponse(body, status_code=error.status_code if error is not None else 200)
 
 
-async def _write(request: Request, ctx: ops.FaceContext, repo: Any, hook: Any, update: bool) -> JSONResponse:
-    body = await _body(request, ctx)
-    name = collection_name(body)
-    images, targets = images_and_targets(body, ctx.settings.face_max_images_per_request)
+async def _write(request: Request, identity: Identity, ctx: ops.FaceContext, repo: Any, hook: Any,
+                 update: bool) -> JSONResponse:
+    fields = await _fields(request, ctx)
+    scope, name = _scope(identity, fields), collection_name(fields)
+    images, targets = images_and_targets(fields, ctx.settings.face_max_images_per_request)
     operation = ops.update if update else ops.insert
     try:
-        result = await operation(ctx, repo, name, images, targets, hook)
+        result = await operation(ctx, repo, scope, name, images, targets, hook)
     except TargetQuotaExceeded as exc:
         return _write_answer(exc.data, targets, exc.message, update, exc)
     except LabelhiveError:
@@ -161,24 +176,21 @@ async def _write(request: Request, ctx: ops.FaceContext, repo: Any, hook: Any, u
 @endpoint("/face/insert", "Add faces to target ids (at most 5 per target id)", FacesBody)
 async def face_insert(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
                       hook: AfterCommitHook) -> JSONResponse:
-    return await _write(request, ctx, repo, hook, update=False)
+    return await _write(request, identity, ctx, repo, hook, update=False)
 
 
 @endpoint("/face/update", "Replace the faces of target ids", FacesBody)
 async def face_update(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
                       hook: AfterCommitHook) -> JSONResponse:
-    return await _write(request, ctx, repo, hook, update=True)
+    return await _write(request, identity, ctx, repo, hook, update=True)
 
 
 @endpoint("/delete/id", "Delete a target id and all its faces", DeleteIdBody)
 async def delete_id(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
                     hook: AfterCommitHook) -> JSONResponse:
-    body = await _body(request, ctx)
-    name = collection_name(body)
-    targets = list(dict.fromkeys(target_id(t) for t in string_list(body, "target_id")))
-    if not targets:
-        raise InvalidRequest("target_id is empty")
-    await ops.delete_targets(ctx, repo, name, targets, hook)
+    fields = await _fields(request, ctx)
+    scope, name = _scope(identity, fields), collection_name(fields)
+    await ops.delete_targets(ctx, repo, scope, name, targets_to_delete(fields), hook)
     return ok(status="Delete target_id successfully!")
 
 
@@ -187,14 +199,14 @@ async def delete_id(request: Request, identity: CurrentIdentity, ctx: Context, r
 
 @endpoint("/face/search", "1:N search: the target ids most like the image's face, best first", SearchBody)
 async def face_search(request: Request, identity: CurrentIdentity, ctx: Context) -> JSONResponse:
-    body = await _body(request, ctx)
-    name = collection_name(body)
-    k = top_k(body, ctx.settings.face_max_top_k)
-    return ok(status=await ops.search(ctx, name, image(body, "face_image"), k))
+    fields = await _fields(request, ctx)
+    scope, name = _scope(identity, fields), collection_name(fields)
+    k = top_k(fields, ctx.settings.face_max_top_k)
+    return ok(status=await ops.search(ctx, scope, name, image(fields, "face_image"), k))
 
 
 @endpoint("/face/compare", "1:1 verification: how likely two faces are one person (0-1)", CompareBody)
 async def face_compare(request: Request, identity: CurrentIdentity, ctx: Context) -> JSONResponse:
-    body = await _body(request, ctx)
-    first, second = image(body, "face_image1"), image(body, "face_image2")
+    fields = await _fields(request, ctx)
+    first, second = image(fields, "face_image1"), image(fields, "face_image2")
     return ok(score=await ops.compare(ctx, first, second))
