@@ -1,13 +1,13 @@
-"""Email verification codes: six digits, single use, expiring, with a cap on wrong guesses.
+"""Email verification codes: six digits, single use, expiring, with a cap on guesses.
 
 A code is kept in Redis well past its expiry so that a late answer reads "expired" (45), not
-"wrong" (46). Only a digest of the code is stored.
+"wrong" (46). Only a digest of the code is stored. A guess is counted and judged in one Lua script,
+so parallel guesses cannot all read the count before any of them raises it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import time
 
@@ -17,6 +17,17 @@ from services.auth.errors import CodeExpired, WrongCode
 from shared.redis import Keys
 
 _RETENTION_SECONDS = 24 * 3600
+
+# KEYS[1]: the code's hash; ARGV: the guess's digest, now, the cap. Every guess counts, the right one too.
+_CONSUME = """
+local stored = redis.call('HMGET', KEYS[1], 'digest', 'expires_at')
+if not stored[1] then return 'missing' end
+if tonumber(stored[2]) < tonumber(ARGV[2]) then return 'expired' end
+if redis.call('HINCRBY', KEYS[1], 'attempts', 1) > tonumber(ARGV[3]) then return 'expired' end
+if stored[1] ~= ARGV[1] then return 'wrong' end
+redis.call('DEL', KEYS[1])
+return 'ok'
+"""
 
 
 def _digest(code: str) -> str:
@@ -29,6 +40,7 @@ class EmailCodes:
         self.keys = keys
         self.ttl = ttl_seconds
         self.max_attempts = max_attempts
+        self._consume = redis.register_script(_CONSUME)
 
     def _key(self, email: str) -> str:
         return self.keys.of("email-code", email.lower())
@@ -47,15 +59,14 @@ class EmailCodes:
     async def consume(self, email: str, code: str, *, missing: type[Exception] = WrongCode) -> None:
         """Accepts the code once; raises 45 when expired or over its guesses, 46 when wrong and
         `missing` when no code was ever sent to this address."""
-        key = self._key(email)
-        stored = await self.redis.hgetall(key)
-        if not stored:
+        outcome = await self._consume(keys=[self._key(email)],
+                                      args=[_digest(code.strip()), time.time(), self.max_attempts])
+        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        if outcome == "missing":
             raise missing()
-        if float(stored["expires_at"]) < time.time() or int(stored["attempts"]) >= self.max_attempts:
+        if outcome == "expired":
             raise CodeExpired()
-        if not hmac.compare_digest(stored["digest"], _digest(code.strip())):
-            await self.redis.hincrby(key, "attempts", 1)
+        if outcome == "wrong":
             raise WrongCode()
-        await self.redis.delete(key)
 
 

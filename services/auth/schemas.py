@@ -8,12 +8,41 @@ expiry) only to that user, and to admins where 003's admin list documents them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.auth.membership import membership_level, vip_timestamp
 from services.auth.models import Ad, ApiKey, User
+
+# Outer bounds on free text. Names and passwords have tighter rules with documented codes (003's 2 and
+# 3, checked in `accounts`); these bounds only keep absurd sizes from reaching them.
+NAME_CHARS = 256
+PASSWORD_CHARS = 256
+CODE_CHARS = 16  # email verification codes (six digits)
+INVITE_CHARS = 32
+EMAIL_CHARS = 254
+AREA_CHARS = 64
+FACE_IMAGE_CHARS = 16 * 1024 * 1024  # a base64 photo
+AD_TYPE_CHARS = 32
+AD_URL_CHARS = 1024
+
+Name = Annotated[str, Field(max_length=NAME_CHARS)]
+Password = Annotated[str, Field(max_length=PASSWORD_CHARS)]
+
+
+def _ad_url(value: str) -> str:
+    """An ad's picture: an http(s) URL, or a path of the image bed (what `POST /picbed/` returns).
+    Anything else (`javascript:`, `data:`, `//host`) would run or load where the ad is shown."""
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError("url must not contain spaces or control characters")
+    parts = urlsplit(value)
+    if parts.scheme.lower() in ("http", "https") and parts.hostname:
+        return value
+    if not parts.scheme and not parts.netloc and value.startswith("/picbed/"):
+        return value
+    raise ValueError("url must be an http or https URL, or an image-bed path /picbed/...")
 
 
 class Body(BaseModel):
@@ -21,41 +50,41 @@ class Body(BaseModel):
 
 
 class Register003(Body):
-    user_name: str
-    password: str
-    user_type: str
-    invite_code: str | None = None
-    email: str | None = None
-    verifycode: str | None = None
+    user_name: Name
+    password: Password
+    user_type: str = Field(max_length=16)
+    invite_code: str | None = Field(None, max_length=INVITE_CHARS)
+    email: str | None = Field(None, max_length=EMAIL_CHARS)
+    verifycode: str | None = Field(None, max_length=CODE_CHARS)
 
 
 class Register001(Body):
-    username: str
-    password: str
-    user_area: str = ""
+    username: Name
+    password: Password
+    user_area: str = Field("", max_length=AREA_CHARS)
 
 
 class Credentials001(Body):
-    username: str
-    password: str
+    username: Name
+    password: Password
 
 
 class Login003(Body):
-    user_name: str
-    password: str
+    user_name: Name
+    password: Password
 
 
 class Register000(Body):
-    user_name: str
-    password: str
+    user_name: Name
+    password: Password
 
 
 class Login000(Body):
     """000 documents `username` but its example sends `user_name`: both work."""
 
-    username: str | None = None
-    user_name: str | None = None
-    password: str
+    username: Name | None = None
+    user_name: Name | None = None
+    password: Password
 
     @property
     def name(self) -> str:
@@ -63,8 +92,8 @@ class Login000(Body):
 
 
 class ModifyPassword(Body):
-    old_password: str
-    new_password: str
+    old_password: Password
+    new_password: Password
 
 
 class Amount(Body):
@@ -76,17 +105,17 @@ class BankAccountBody(Body):
 
 
 class EmailBody(Body):
-    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: str = Field(min_length=3, max_length=EMAIL_CHARS, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class ChangeEmail(Body):
-    newemail: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    verifycode: str = Field(max_length=16)
+    newemail: str = Field(min_length=3, max_length=EMAIL_CHARS, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    verifycode: str = Field(max_length=CODE_CHARS)
 
 
 class PasswordByEmail(Body):
-    verifycode: str = Field(max_length=16)
-    new_password: str
+    verifycode: str = Field(max_length=CODE_CHARS)
+    new_password: Password
 
 
 class VipPackage(Body):
@@ -94,13 +123,13 @@ class VipPackage(Body):
 
 
 class FaceImage(Body):
-    image: str = Field(min_length=1)
+    image: str = Field(min_length=1, max_length=FACE_IMAGE_CHARS)
 
 
 class PublishAd(Body):
     time: int = Field(strict=True, ge=1800, le=366 * 24 * 3600)
-    type: str = Field(min_length=1, max_length=32)
-    url: str = Field(min_length=1, max_length=1024)
+    type: str = Field(min_length=1, max_length=AD_TYPE_CHARS)
+    url: Annotated[str, Field(min_length=1, max_length=AD_URL_CHARS), AfterValidator(_ad_url)]
 
 
 class RenewAd(Body):

@@ -10,11 +10,13 @@ from fastapi.responses import JSONResponse
 
 from services.auth import wallet
 from services.auth.api.deps import IdempotencyKey, Repo
-from services.auth.schemas import PublishAd, RenewAd, ad_entry
+from services.auth.schemas import AD_TYPE_CHARS, PublishAd, RenewAd, ad_entry
 from shared.envelopes import ok_003
 from shared.identity import CurrentIdentity
 
 router = APIRouter(tags=["ads (003)"])
+
+MAX_ADS_SHOWN = 50  # 003 sets no limit on `num`: a larger one gets what the pool holds, up to this
 
 
 @router.post("/advertise/publish")
@@ -27,10 +29,10 @@ async def publish(body: PublishAd, identity: CurrentIdentity, repo: Repo, key: I
 @router.get("/advertise/get_ad")
 async def get_ad(
     repo: Repo,
-    type: Annotated[str | None, Query(max_length=32)] = None,
-    num: Annotated[int, Query(ge=1, le=50)] = 1,
+    type: Annotated[str | None, Query(max_length=AD_TYPE_CHARS)] = None,
+    num: Annotated[int, Query(ge=1, description=f"how many (at most {MAX_ADS_SHOWN} are drawn)")] = 1,
 ) -> JSONResponse:
-    ads = await repo.random_live_ads(type, num, datetime.now(UTC))
+    ads = await repo.random_live_ads(type, min(num, MAX_ADS_SHOWN), datetime.now(UTC))
     return ok_003([ad.url for ad in ads], message="succeed")
 
 
