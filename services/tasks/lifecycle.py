@@ -167,22 +167,27 @@ async def link_standard_answers(repo: TasksRepository, task: Task) -> None:
                              "for at least one of the task's files")
 
 
-async def create(repo: TasksRepository, auth: AuthClient, identity: Identity, body: TaskBody) -> Task:
+async def create(repo: TasksRepository, identity: Identity, body: TaskBody) -> Task:
+    """A task of a requester `ensure_checked_requester` admitted (before the body was read)."""
     fields = check_task_body(body)
-    await ensure_checked_requester(auth, identity)
     task = Task(publisher_id=identity.user_id, check_result="wait", status="created", taken=0, held_amount=0)
     await _apply(repo, task, fields, replace_questions=False)
     return task
 
 
-async def modify(repo: TasksRepository, auth: AuthClient, identity: Identity, task_id: int, body: TaskBody) -> Task:
-    """Only before distribution (annotators' terms never change under them); the admin checks the
-    new version again. 003's code 10 when the requester's points could not pay for it."""
+async def modifiable(repo: TasksRepository, identity: Identity, task_id: int) -> Task:
+    """The task, locked, if it exists (11) and `identity` published it (12): checked before the body is read."""
     task = await repo.task(task_id, lock=True)
     if task is None:
         raise TaskDoesNotExist()
     if task.publisher_id != identity.user_id:
         raise NoPermissionToModify()
+    return task
+
+
+async def modify(repo: TasksRepository, auth: AuthClient, identity: Identity, task: Task, body: TaskBody) -> Task:
+    """Only before distribution (annotators' terms never change under them); the admin checks the
+    new version again. 003's code 10 when the requester's points could not pay for it."""
     fields = check_task_body(body)
     if task.status != "created":
         raise NoPermissionToModify(data={"reason": "task has been distributed"})

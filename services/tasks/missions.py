@@ -77,8 +77,10 @@ def parse_due(value: Any, name: str) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 10**11 else value
-        return datetime.fromtimestamp(seconds, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, UTC)
+        except (OverflowError, OSError, ValueError):  # 1e300, NaN, Infinity: no date a calendar holds
+            raise InvalidRequest(f"参数错误: {name}超出时间范围") from None
     if isinstance(value, str):
         text = value.strip()
         for fmt in DATE_FORMATS:
@@ -238,7 +240,8 @@ def manager_entry(m: Mission, moment: datetime) -> dict[str, Any]:
 
 
 def history_entry(m: Mission) -> dict[str, Any]:
-    return {"mission_id": m.id, "expert_name": m.expert_name, "area": m.area, "dataset_name": m.dataset_name,
+    # 001: every field but the two counts is a string.
+    return {"mission_id": str(m.id), "expert_name": m.expert_name, "area": m.area, "dataset_name": m.dataset_name,
             "status": m.status, "original_id": str(m.original_id) if m.original_id else "-",
             "assign_time": mission_time(m.created_at), "finished_count": m.finished_count,
             "total_count": m.total_count}

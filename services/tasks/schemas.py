@@ -6,14 +6,28 @@ checked, banned, tag score): never a password, an email or a bank card, whatever
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from services.tasks.models import Assignment, Task
 
 Profiles = dict[int, dict[str, Any]]
+
+MAX_ANSWER_CHARS = 64 * 1024  # an annotator's answer (or input boxes) as JSON text
+MAX_LABEL_CHARS = 256  # a choice among tag_type, or an input box's prompt
+
+
+def _bounded_json(value: Any) -> Any:
+    if value is not None and len(json.dumps(value, ensure_ascii=False)) > MAX_ANSWER_CHARS:
+        raise ValueError(f"must be at most {MAX_ANSWER_CHARS} characters as JSON")
+    return value
+
+
+Answer = Annotated[Any, AfterValidator(_bounded_json)]
+Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
 
 
 class Body(BaseModel):
@@ -36,31 +50,31 @@ class TaskBody(Body):
     total_time_limit: Any = None
     distribute_user_num: int = Field(strict=True, ge=1, le=100_000)
     task_name: Any = None
-    accept_method: str
+    accept_method: str = Field(max_length=16)
     files: list[FileRef] = Field(min_length=1, max_length=200_000)
-    tag_type: list[str] | None = Field(None, max_length=1000)
+    tag_type: list[Label] | None = Field(None, max_length=1000)
     stdans_tag: str | None = Field(None, max_length=64)
-    strategy: str
-    input_type: list[str] | None = Field(None, max_length=100)
-    cut_num: str | int | None = None
+    strategy: str = Field(max_length=16)
+    input_type: list[Label] | None = Field(None, max_length=100)
+    cut_num: Annotated[str, Field(max_length=16)] | StrictInt | None = None
     result_type: str | None = Field(None, max_length=32)
 
 
 class CheckBody(Body):
-    result: str
+    result: str = Field(max_length=16)
 
 
 class AgentBody(Body):
-    agent_id: str | int
+    agent_id: Annotated[str, Field(max_length=20)] | StrictInt
 
 
 class ResultBody(Body):
-    result: Any = Field(...)
-    input_result: Any = None
+    result: Answer = Field(...)
+    input_result: Answer = None
 
 
 class CheckMethod(Body):
-    check_method: str = "select"
+    check_method: str = Field("select", max_length=16)
 
 
 class ReportBody(Body):

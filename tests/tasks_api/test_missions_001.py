@@ -114,8 +114,11 @@ async def test_manager_and_expert_flows(people, platform):
     assert await _mine(e1) == []  # handed over
     r = await e1.client.put("/data/label", json={"data_id": records[1]["data_id"], "data_answer": []})
     assert r.status_code == 404
-    history = {m["mission_id"]: m for m in (await manager.client.get(
-        "/task/list-by-dataset", params={"dataset_id": dataset_id})).json()["response"]}
+    history = (await manager.client.get("/task/list-by-dataset", params={"dataset_id": dataset_id})).json()["response"]
+    for entry in history:  # 001: every field but the two counts is a string
+        assert all(isinstance(v, str) for k, v in entry.items() if k not in ("finished_count", "total_count")), entry
+        assert isinstance(entry["finished_count"], int) and isinstance(entry["total_count"], int), entry
+    history = {int(m["mission_id"]): m for m in history}
     first_entry = history[first]
     assert (first_entry["status"], first_entry["finished_count"], first_entry["total_count"]) == ("已移交", 1, 1)
     assert (history[third]["status"], history[third]["original_id"], history[third]["total_count"]) == (

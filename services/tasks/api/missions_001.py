@@ -29,6 +29,21 @@ def _logged_in(identity: Identity | None, message: str | None = None) -> Identit
     return identity
 
 
+# The routes that take a body check who calls before they read it: 非管理员用户 / 非专家用户 whatever it holds.
+
+
+def _manager(identity: Identity | None) -> Identity:
+    identity = _logged_in(identity)
+    missions.ensure_manager(identity)
+    return identity
+
+
+def _expert(identity: Identity | None) -> Identity:
+    identity = _logged_in(identity)
+    missions.ensure_expert(identity)
+    return identity
+
+
 @router.get("/task/list", summary="Missions: the manager's or the expert's list")
 async def task_list(identity: MaybeIdentity, repo: Repo) -> JSONResponse:
     return _response(await missions.task_list(repo, _logged_in(identity, "请先登录")))
@@ -41,21 +56,21 @@ async def list_by_dataset(identity: MaybeIdentity, repo: Repo, dataset_id: IdPar
 
 @router.post("/task/assign", summary="Split a dataset area among experts")
 async def assign(request: Request, identity: MaybeIdentity, repo: Repo, auth: Auth, dataset: Dataset) -> JSONResponse:
-    identity = _logged_in(identity)
+    identity = _manager(identity)
     created = await missions.assign(repo, auth, dataset, identity, await json_object(request))
     return _response("success", mission_ids=[m.id for m in created])
 
 
 @router.put("/task/reassign", summary="Hand a mission over to other experts")
 async def reassign(request: Request, identity: MaybeIdentity, repo: Repo, auth: Auth) -> JSONResponse:
-    identity = _logged_in(identity)
+    identity = _manager(identity)
     created = await missions.reassign(repo, auth, identity, await json_object(request))
     return _response("success", mission_ids=[m.id for m in created])
 
 
 @router.post("/task/urgent", summary="Urge a mission")
 async def urgent(request: Request, identity: MaybeIdentity, repo: Repo) -> JSONResponse:
-    identity = _logged_in(identity)
+    identity = _manager(identity)
     await missions.urge(repo, identity, await json_object(request))
     return _response("success")
 
@@ -68,6 +83,6 @@ async def data_list(identity: MaybeIdentity, repo: Repo, dataset: Dataset, missi
 
 @router.put("/data/label", summary="Label a record: ranked answers and the keep flag")
 async def label(request: Request, identity: MaybeIdentity, repo: Repo, dataset: Dataset) -> JSONResponse:
-    identity = _logged_in(identity)
+    identity = _expert(identity)
     await missions.label(repo, dataset, identity, await json_object(request))
     return _response("success")

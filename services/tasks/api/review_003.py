@@ -5,11 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.tasks import labeling, review
-from services.tasks.api.deps import Auth, Dataset, Repo, Settings, read_csv
+from services.tasks.api.deps import (
+    Auth,
+    Dataset,
+    Repo,
+    Settings,
+    csv_file,
+    csv_form_doc,
+    ensure_role,
+    json_body_doc,
+    parse_body,
+)
+from services.tasks.errors import NoPermissions
 from services.tasks.schemas import CheckMethod, ReportBody
 from shared.envelopes import ok_003
 from shared.identity import CurrentIdentity
@@ -17,14 +28,20 @@ from shared.identity import CurrentIdentity
 router = APIRouter(tags=["review (003)"])
 
 
+CSV_ANSWER = {200: {"content": {"text/csv": {}}, "description": "a CSV file"}}
+
+
 def _csv(text: str, filename: str) -> Response:
     return Response(text.encode("utf-8"), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@router.post("/review/manual_check/{task_id}/{user_id}", summary="An annotator's answers: all or a sample")
-async def manual_check(task_id: int, user_id: int, body: CheckMethod, identity: CurrentIdentity, repo: Repo,
+@router.post("/review/manual_check/{task_id}/{user_id}", summary="An annotator's answers: all or a sample",
+             openapi_extra=json_body_doc(CheckMethod))
+async def manual_check(task_id: int, user_id: int, request: Request, identity: CurrentIdentity, repo: Repo,
                        dataset: Dataset) -> JSONResponse:
+    ensure_role(identity, "demand", error=NoPermissions)  # only the task's publisher
+    body = await parse_body(request, CheckMethod)
     task, pairs = await review.manual_check(repo, identity, task_id, user_id, body.check_method)
     texts = await labeling.texts_for(dataset, task, [q for q, _ in pairs])
     return ok_003({"q_info": [
@@ -44,13 +61,15 @@ async def refuse(task_id: int, user_id: int, identity: CurrentIdentity, repo: Re
     return ok_003(await review.review(repo, settings, identity, task_id, user_id, "refuse"))
 
 
-@router.get("/review/download/{task_id}/{user_id}", summary="One annotator's answers as CSV")
+@router.get("/review/download/{task_id}/{user_id}", summary="One annotator's answers as CSV",
+            response_class=Response, responses=CSV_ANSWER)
 async def download_user(task_id: int, user_id: int, identity: CurrentIdentity, repo: Repo) -> Response:
     return _csv(await review.user_results(repo, identity, task_id, user_id), f"task-{task_id}-user-{user_id}.csv")
 
 
 @router.get("/review/download/{task_id}",
-            summary="The whole task as CSV: majority vote, Dawid-Skene and each annotator's accuracy")
+            summary="The whole task as CSV: majority vote, Dawid-Skene and each annotator's accuracy",
+            response_class=Response, responses=CSV_ANSWER)
 async def download_task(task_id: int, identity: CurrentIdentity, repo: Repo, auth: Auth,
                         type: Annotated[str, Query(max_length=16)] = "accepted") -> Response:
     questions, answers, names = await review.task_results(repo, auth, identity, task_id, type)
@@ -58,14 +77,19 @@ async def download_task(task_id: int, identity: CurrentIdentity, repo: Repo, aut
     return _csv(text, f"task-{task_id}-result.csv")
 
 
-@router.post("/review/upload_stdans", summary="Standard answers: a CSV of filename,tag")
-async def upload_stdans(identity: CurrentIdentity, repo: Repo,
-                        file: Annotated[UploadFile, File(description="CSV: filename,tag")]) -> JSONResponse:
-    return ok_003({"tag": await review.upload_standard_answers(repo, identity, await read_csv(file))})
+@router.post("/review/upload_stdans", summary="Standard answers: a CSV of filename,tag",
+             openapi_extra=csv_form_doc("file", "CSV: filename,tag"))
+async def upload_stdans(request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+    ensure_role(identity, "demand")
+    raw = await csv_file(request, "file")
+    return ok_003({"tag": await review.upload_standard_answers(repo, identity, raw)})
 
 
-@router.post("/review/report/{task_id}/{user_id}", summary="Report an annotator (publisher) or a publisher")
-async def report(task_id: int, user_id: int, body: ReportBody, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+@router.post("/review/report/{task_id}/{user_id}", summary="Report an annotator (publisher) or a publisher",
+             openapi_extra=json_body_doc(ReportBody))
+async def report(task_id: int, user_id: int, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+    ensure_role(identity, "demand", "tag", error=NoPermissions)  # a task's publisher or one of its annotators
+    body = await parse_body(request, ReportBody)
     await review.report(repo, identity, task_id, user_id, body.reason)
     return ok_003()
 

@@ -7,13 +7,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.tasks import distribution, labeling, lifecycle
-from services.tasks.api.deps import Auth, Dataset, Repo, Settings, read_csv
+from services.tasks.api.deps import (
+    Auth,
+    Dataset,
+    Repo,
+    Settings,
+    csv_file,
+    csv_form_doc,
+    ensure_role,
+    json_body_doc,
+    parse_body,
+)
 from services.tasks.errors import (
     NoAccessPermission,
+    NoDistributePermission,
     NoTaskOfAdmin,
     TaskDoesNotExist,
     not_created,
@@ -60,10 +71,11 @@ async def _entries(repo: TasksRepository, auth: AuthClient, tasks: list[Task], i
     return entries
 
 
-@router.post("/task/", summary="Create a task (a checked requester)")
+@router.post("/task/", summary="Create a task (a checked requester)", openapi_extra=json_body_doc(TaskBody))
 @router.post("/task", include_in_schema=False)
-async def create_task(body: TaskBody, identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
-    task = await lifecycle.create(repo, auth, identity, body)
+async def create_task(request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
+    await lifecycle.ensure_checked_requester(auth, identity)
+    task = await lifecycle.create(repo, identity, await parse_body(request, TaskBody))
     return ok_003({"task_id": task.id, "q_num": task.q_num, "check_result": task.check_result})
 
 
@@ -96,10 +108,11 @@ async def get_all_tasks(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JS
     return ok_003([admin_list_entry(t, profiles) for t in tasks])
 
 
-@router.get("/task/is_distributed/{task_id}")
+@router.get("/task/is_distributed/{task_id}", summary="Whether a task was distributed (its publisher, admins)")
 async def is_distributed(task_id: TaskId, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     task = await repo.task(task_id)
-    if task is None:
+    # Other users learn nothing of a task, not even that it exists.
+    if task is None or (identity.role != "admin" and task.publisher_id != identity.user_id):
         raise not_created()
     return ok_003({"is_distributed": task.status in ("distributed", "finished")}, message="success")
 
@@ -110,7 +123,8 @@ async def tag_info(task_id: TaskId, identity: CurrentIdentity, repo: Repo, datas
     return ok_003(await labeling.tag_info(repo, dataset, identity, task_id, offset, limit))
 
 
-@router.get("/task/get_batch_data/{task_id}", summary="data.zip: the questions' files and upload.csv")
+@router.get("/task/get_batch_data/{task_id}", summary="data.zip: the questions' files and upload.csv",
+            response_class=Response, responses={200: {"content": {"application/zip": {}}, "description": "data.zip"}})
 async def get_batch_data(task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth, dataset: Dataset,
                          offset: Offset = 0, limit: Limit = None) -> Response:
     task, archive = await labeling.batch_archive(repo, auth, dataset, identity, task_id, offset, limit)
@@ -118,17 +132,22 @@ async def get_batch_data(task_id: TaskId, identity: CurrentIdentity, repo: Repo,
                     headers={"Content-Disposition": f'attachment; filename="task-{task.id}-data.zip"'})
 
 
-@router.post("/task/upload_res/{task_id}/{q_id}", summary="Submit my answer to a question (once)")
-async def upload_result(task_id: TaskId, q_id: int, body: ResultBody, identity: CurrentIdentity, repo: Repo,
+@router.post("/task/upload_res/{task_id}/{q_id}", summary="Submit my answer to a question (once)",
+             openapi_extra=json_body_doc(ResultBody))
+async def upload_result(task_id: TaskId, q_id: int, request: Request, identity: CurrentIdentity, repo: Repo,
                         settings: Settings) -> JSONResponse:
+    ensure_role(identity, "tag", error=NoAccessPermission)
+    body = await parse_body(request, ResultBody)
     return ok_003(await labeling.submit(repo, settings, identity, task_id, q_id, body.result, body.input_result))
 
 
-@router.post("/task/upload_res/{task_id}", summary="Submit answers in bulk: the filled upload.csv")
-async def upload_results(task_id: TaskId, identity: CurrentIdentity, repo: Repo, settings: Settings,
-                         file: Annotated[UploadFile, File(description="upload.csv")]) -> JSONResponse:
-    return ok_003(await labeling.submit_batch(repo, settings, identity, task_id, await read_csv(file)),
-                  message="success")
+@router.post("/task/upload_res/{task_id}", summary="Submit answers in bulk: the filled upload.csv",
+             openapi_extra=csv_form_doc("file", "upload.csv"))
+async def upload_results(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo,
+                         settings: Settings) -> JSONResponse:
+    ensure_role(identity, "tag", error=NoAccessPermission)
+    raw = await csv_file(request, "file")
+    return ok_003(await labeling.submit_batch(repo, settings, identity, task_id, raw), message="success")
 
 
 @router.post("/task/startquestion/{task_id}/{q_id}")
@@ -164,15 +183,21 @@ async def redistribute(task_id: TaskId, identity: CurrentIdentity, repo: Repo, a
     return ok_003(await distribution.redistribute(repo, auth, settings, identity, task_id))
 
 
-@router.post("/task/check_task/{task_id}", summary="Admin check of a task: accept or refuse")
-async def check_task(task_id: TaskId, body: CheckBody, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+@router.post("/task/check_task/{task_id}", summary="Admin check of a task: accept or refuse",
+             openapi_extra=json_body_doc(CheckBody))
+async def check_task(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+    ensure_role(identity, "admin")
+    body = await parse_body(request, CheckBody)
     await lifecycle.check(repo, identity, task_id, body.result)
     return ok_003()
 
 
-@router.post("/task/to_agent/{task_id}", summary="Delegate a task to an agent (escrow hold)")
-async def to_agent(task_id: TaskId, body: AgentBody, identity: CurrentIdentity, repo: Repo, auth: Auth,
+@router.post("/task/to_agent/{task_id}", summary="Delegate a task to an agent (escrow hold)",
+             openapi_extra=json_body_doc(AgentBody))
+async def to_agent(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth,
                    settings: Settings) -> JSONResponse:
+    ensure_role(identity, "demand", error=NoDistributePermission)
+    body = await parse_body(request, AgentBody)
     try:
         agent_id = int(body.agent_id)
     except ValueError:
@@ -188,10 +213,11 @@ async def distribute_to_user(task_id: TaskId, user_id: int, identity: CurrentIde
     return ok_003(f"task {task_id} distributed to user {user_id}", message="success")
 
 
-@router.put("/task/{task_id}", summary="Modify a task before distribution")
-async def modify_task(task_id: TaskId, body: TaskBody, identity: CurrentIdentity, repo: Repo,
+@router.put("/task/{task_id}", summary="Modify a task before distribution", openapi_extra=json_body_doc(TaskBody))
+async def modify_task(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo,
                       auth: Auth) -> JSONResponse:
-    task = await lifecycle.modify(repo, auth, identity, task_id, body)
+    task = await lifecycle.modifiable(repo, identity, task_id)
+    task = await lifecycle.modify(repo, auth, identity, task, await parse_body(request, TaskBody))
     return ok_003({"task_id": task.id, "q_num": task.q_num, "check_result": task.check_result})
 
 
