@@ -3,16 +3,20 @@
 The request's session is committed in exactly one place: when the endpoint returns (the dependency
 exits with scope="function", before the response is sent, so a failed commit still becomes an error
 response). Work that must only happen once the data is durable (Redis writes, mails, calls to other
-services) is registered with `after_commit` and dropped on rollback.
+services) is registered with `after_commit` and dropped on rollback. `refused_input` tells a value
+the database refused (the client's fault: a 4xx) from a real failure.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from enum import StrEnum
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -77,3 +81,42 @@ async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 DbSession = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
+
+
+class RefusedInput(StrEnum):
+    """Why the database refused a value a client sent."""
+
+    OUT_OF_RANGE = "out_of_range"  # a number beyond its column (or beyond int64)
+    NUL_CHARACTER = "nul_character"  # PostgreSQL text cannot hold U+0000
+    TOO_LONG = "too_long"  # longer than its varchar column
+    MALFORMED = "malformed"  # any other value the column's type refuses
+
+
+_REFUSED_BY_SQLSTATE = {
+    "22003": RefusedInput.OUT_OF_RANGE,
+    "22021": RefusedInput.NUL_CHARACTER,  # character_not_in_repertoire (0x00 in UTF-8 text)
+    "22P05": RefusedInput.NUL_CHARACTER,  # untranslatable_character (\u0000 in jsonb)
+    "22001": RefusedInput.TOO_LONG,
+}
+
+
+def refused_input(error: DBAPIError) -> RefusedInput | None:
+    """The input's fault in `error`, or None when the failure is not the input's (a bug, an outage).
+
+    PostgreSQL refuses bad data with SQLSTATE class 22 ("data exception"); asyncpg refuses a number
+    that does not fit its parameter's type before sending it, with the same class (its `DataError`,
+    caused by an OverflowError) or, for some types, an `InterfaceError` that is also a ValueError.
+    """
+    cause: BaseException | None = error.orig
+    while cause is not None:
+        if isinstance(cause, asyncpg.PostgresError):
+            sqlstate = str(getattr(cause, "sqlstate", "") or "")
+            if not sqlstate.startswith("22"):
+                return None
+            if isinstance(cause.__cause__, OverflowError):  # asyncpg could not encode the argument
+                return RefusedInput.OUT_OF_RANGE
+            return _REFUSED_BY_SQLSTATE.get(sqlstate, RefusedInput.MALFORMED)
+        if isinstance(cause, asyncpg.InterfaceError) and isinstance(cause, ValueError):
+            return RefusedInput.OUT_OF_RANGE if "out of" in str(cause) else RefusedInput.MALFORMED
+        cause = cause.__cause__
+    return None

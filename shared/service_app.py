@@ -1,5 +1,6 @@
 """What every service app has in common: lifespan (database, Redis, migrations), the request-id
-and metrics middleware, the one error handler, health and readiness."""
+and metrics middleware, the edge checks (shared/edge.py), the one error handler, the declared error
+answers (shared/openapi.py), health and readiness."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.contract import dialect_for
-from shared.db import create_engine, create_sessionmaker
+from shared.contract import Dialect, dialect_for
+from shared.db import RefusedInput, create_engine, create_sessionmaker, refused_input
+from shared.edge import BodyTooLarge, EdgeGuardMiddleware, say
 from shared.envelopes import error_response
 from shared.errors import (
     InternalError,
@@ -33,6 +36,8 @@ from shared.http import ServiceClient
 from shared.logs import configure_logging
 from shared.metrics import metrics_router, observe
 from shared.migrations import upgrade_async
+from shared.openapi import install_declared_errors
+from shared.params import INT32_MAX
 from shared.redis import Keys, create_redis
 from shared.requestctx import REQUEST_ID_HEADER, current_request_id, request_started_at
 from shared.settings import PlatformSettings
@@ -50,7 +55,9 @@ def new_request_id(incoming: str | None) -> str:
 
 
 class RequestContextMiddleware:
-    """Sets the request id and start time, echoes the id, and records metrics per route template."""
+    """Sets the request id and start time, echoes the id, records metrics per route template, and
+    answers an unhandled error itself: inside this middleware the request id is still set, so the
+    answer and the log line both carry it (Starlette's ServerErrorMiddleware runs outside it)."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
@@ -66,11 +73,13 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         time_token = request_started_at.set(started)
         status = 500
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 headers = message.setdefault("headers", [])
                 if not any(k.lower() == b"x-request-id" for k, _ in headers):  # a proxied answer has it
                     headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
@@ -78,6 +87,14 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if response_started:  # too late for an error answer: let the server drop the connection
+                raise
+            request = Request(scope)
+            # The id goes in the body too where the envelope has room (003's data, 004's details).
+            error = InternalError(data={"request_id": request_id}, details=f"request id {request_id}")
+            await error_response(_dialect(request), error, request.url.path)(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
@@ -104,14 +121,42 @@ def _validation_summary(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+def _names_nothing(request: Request) -> bool:
+    """Whether a path parameter is an integer no Integer column holds: an id that names nothing."""
+    return any(value.lstrip("-").isdigit() and not -INT32_MAX - 1 <= int(value) <= INT32_MAX
+               for value in map(str, request.path_params.values()))
+
+
+_PATH_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+
+def _refusal_message(dialect: Dialect, refused: RefusedInput) -> str:
+    english, chinese = {
+        RefusedInput.OUT_OF_RANGE: ("a number is out of range", "数值超出范围"),
+        RefusedInput.NUL_CHARACTER: ("text must not contain NUL characters (\\u0000)", "文本不能包含NUL字符(\\u0000)"),
+        RefusedInput.TOO_LONG: ("a text is too long", "文本过长"),
+        RefusedInput.MALFORMED: ("a value has the wrong format", "数据格式错误"),
+    }[refused]
+    return say(dialect, f"invalid request: {english}", f"参数错误: {chinese}")
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Every error a route raises becomes an answer in the route's envelope. Unhandled ones are
+    answered by RequestContextMiddleware (a 500 that carries the request id)."""
+
     async def labelhive_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, LabelhiveError)
         return error_response(_dialect(request), exc, request.url.path)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        error = InvalidRequest(f"invalid request: {_validation_summary(exc)}")
+        errors = exc.errors()
+        error: LabelhiveError
+        if errors and all(e.get("type") in _PATH_RANGE_ERRORS and tuple(e.get("loc", ()))[:1] == ("path",)
+                          for e in errors):
+            error = NotFound()  # an id outside its type's range (shared/params.py) names nothing
+        else:
+            error = InvalidRequest(f"invalid request: {_validation_summary(exc)}")
         return error_response(_dialect(request), error, request.url.path)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -122,19 +167,30 @@ def install_error_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             error = MethodNotAllowed()
         elif exc.status_code == 413:
-            error = PayloadTooLarge()
+            error = PayloadTooLarge(str(exc.detail) if isinstance(exc, BodyTooLarge) else None)
         else:
             error = InvalidRequest(str(exc.detail), status_code=exc.status_code)
         return error_response(_dialect(request), error, request.url.path)
 
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(_dialect(request), InternalError(), request.url.path)
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DBAPIError)
+        refused = refused_input(exc)
+        if refused is None:
+            raise exc  # a real failure: RequestContextMiddleware logs it and answers 500
+        dialect = _dialect(request)
+        # A value the edge let through: worth a line, since a router could refuse it more precisely.
+        log.warning("database refused %s on %s %s", refused, request.method, request.url.path)
+        error: LabelhiveError
+        if refused is RefusedInput.OUT_OF_RANGE and _names_nothing(request):
+            error = NotFound()
+        else:
+            error = InvalidRequest(_refusal_message(dialect, refused))
+        return error_response(dialect, error, request.url.path)
 
     app.add_exception_handler(LabelhiveError, labelhive_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    app.add_exception_handler(DBAPIError, database_error)
 
 
 def health_router(service: str) -> APIRouter:
@@ -230,8 +286,11 @@ def build_service_app(
 
     app = FastAPI(title=title, description=description, lifespan=common_lifespan,
                   docs_url=None, redoc_url=None)
+    # The last added runs first: the request id is set before the edge can refuse anything.
+    app.add_middleware(EdgeGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service=name)
     install_error_handlers(app)
+    install_declared_errors(app)
     app.include_router(health_router(name))
     app.include_router(metrics_router)
     for router in routers:

@@ -1,0 +1,214 @@
+"""The edge of every service: what a request must satisfy before any router sees it.
+
+- Its body is no larger than its route allows (shared/body_limits.py): refused from Content-Length
+  before a byte is read, and while streaming when no length is declared (413).
+- No text in it holds a NUL character, which PostgreSQL cannot store: not the path, not the query
+  string, not a JSON or urlencoded body (400). Multipart text fields are left to the database
+  fallback in service_app (a refused value is a 400 there too).
+- A JSON body nests at most MAX_JSON_DEPTH levels (400): deeper input exhausts the recursion of the
+  JSON parser and of every reader after it.
+
+Bodies that are not multipart are small, or read whole by their route anyway, so they are read here
+once, checked, and handed on unchanged; multipart bodies (uploads) stream through, counted.
+`read_json_object` is the one reader for routes that parse their JSON body by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import operator
+import re
+from itertools import accumulate, count
+from typing import Any
+from urllib.parse import unquote_plus
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.body_limits import body_limit
+from shared.contract import Dialect, dialect_for
+from shared.envelopes import error_response
+from shared.errors import InvalidRequest, LabelhiveError, PayloadTooLarge
+
+MAX_JSON_DEPTH = 64
+# Bodies larger than this are scanned off the event loop.
+_SCAN_IN_THREAD = 256 * 1024
+
+# A JSON string (escapes included), and the escape of NUL: `\u0000` after an even number of
+# backslashes, since `\\u0000` is a backslash followed by the text "u0000".
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+
+# 000's and 001's clients read Chinese; the others read the English their documents use.
+_CHINESE_DIALECTS = frozenset({Dialect.DATASET_000, Dialect.EXPERT_001})
+
+
+def say(dialect: Dialect, english: str, chinese: str) -> str:
+    """A message in the language of the route's document."""
+    return chinese if dialect in _CHINESE_DIALECTS else english
+
+
+def json_too_deep(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `body` nests arrays and objects more than `max_depth` levels (brackets inside strings
+    do not count; unclosed ones do, as the parser would descend into them)."""
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return False
+    # Each opener as 2 and each closer as 0: the depth after the k-th bracket is (sum of the first
+    # k) - k. Summed by itertools in C, not one Python step per bracket.
+    steps = _JSON_STRING.sub(b"", body).translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    return max(map(operator.sub, accumulate(steps), count(1)), default=0) > max_depth
+
+
+def json_holds_nul(body: bytes) -> bool:
+    return b"\x00" in body or (b"\\u0000" in body and _JSON_NUL_ESCAPE.search(body) is not None)
+
+
+def form_holds_nul(body: bytes) -> bool:
+    return "\x00" in unquote_plus(body.decode("latin-1"))
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` when a streamed body passes its limit. An HTTPException, so that the
+    framework's own body parsing lets it through to the error handler (it turns other errors into a
+    vague 400), which renders it as the route's PayloadTooLarge."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than the limit of {limit} bytes for this route")
+
+
+def _declared_length(headers: Headers, dialect: Dialect) -> int | None:
+    declared = headers.get("content-length")
+    if declared is None:
+        return None
+    if not declared.isdigit():
+        raise InvalidRequest(say(dialect, "invalid request: invalid Content-Length header",
+                                 "参数错误: Content-Length 无效"))
+    return int(declared)
+
+
+def _url_problem(scope: Scope, dialect: Dialect) -> LabelhiveError | None:
+    query = scope.get("query_string", b"")
+    if "\x00" in scope["path"] or (b"%00" in query and form_holds_nul(query)):
+        return InvalidRequest(say(dialect, "invalid request: the URL holds a NUL character",
+                                  "参数错误: URL 不能包含NUL字符"))
+    return None
+
+
+async def _read_whole(receive: Receive, limit: int, dialect: Dialect) -> bytes:
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left
+            return bytes(body)
+        body.extend(message.get("body", b""))
+        if len(body) > limit:
+            raise _too_large(limit, dialect)
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _too_large(limit: int, dialect: Dialect) -> PayloadTooLarge:
+    return PayloadTooLarge(say(dialect, f"request body larger than the limit of {limit} bytes for this route",
+                               f"数据过大: 请求体超过 {limit} 字节的限制"))
+
+
+def _body_problem(body: bytes, content_type: str, dialect: Dialect) -> LabelhiveError | None:
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        holds_nul = form_holds_nul(body)
+    else:  # JSON, whatever the client called it: the routes that parse by hand ignore the header
+        if json_too_deep(body):
+            return InvalidRequest(say(dialect, f"invalid request: JSON nested more than {MAX_JSON_DEPTH} levels deep",
+                                      f"参数错误: JSON嵌套超过{MAX_JSON_DEPTH}层"))
+        holds_nul = json_holds_nul(body)
+    if holds_nul:
+        return InvalidRequest(say(dialect, "invalid request: text must not contain NUL characters (\\u0000)",
+                                  "参数错误: 文本不能包含NUL字符(\\u0000)"))
+    return None
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()  # only a disconnect is left to wait for
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _counting(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def counted() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return counted
+
+
+class EdgeGuardMiddleware:
+    """Refuses, in the route's envelope, a request whose size or text the platform cannot take."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        dialect = dialect_for(method, path)
+        try:
+            if problem := _url_problem(scope, dialect):
+                raise problem
+            limit = body_limit(method, path)
+            headers = Headers(scope=scope)
+            declared = _declared_length(headers, dialect)
+            if declared is not None and declared > limit:
+                raise _too_large(limit, dialect)
+            content_type = headers.get("content-type", "").lower()
+            if content_type.startswith("multipart/"):
+                receive = _counting(receive, limit)
+            else:
+                body = await _read_whole(receive, limit, dialect)
+                check = _body_problem
+                problem = (await asyncio.to_thread(check, body, content_type, dialect) if len(body) > _SCAN_IN_THREAD
+                           else check(body, content_type, dialect))
+                if problem:
+                    raise problem
+                receive = _replaying(body, receive)
+        except LabelhiveError as error:
+            await error_response(dialect, error, path)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """The request's body as a JSON object ({} when empty), for routes that parse it by hand. Its
+    size, depth and text were checked at the edge; a large one is parsed off the event loop."""
+    body = await request.body()
+    dialect = getattr(request.state, "dialect", None) or dialect_for(request.method, request.url.path)
+    if not body.strip():
+        return {}
+    try:
+        value = await asyncio.to_thread(json.loads, body) if len(body) > _SCAN_IN_THREAD else json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidRequest(say(dialect, "invalid request: body is not valid JSON",
+                                 "参数错误: 请求体不是合法的JSON")) from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(say(dialect, "invalid request: body must be a JSON object",
+                                 "参数错误: 请求体必须是JSON对象"))
+    return value
