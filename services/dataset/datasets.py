@@ -1,7 +1,9 @@
 """Document 000's image datasets: creation with a label vocabulary, and image uploads.
 
 `data_type` (the document lists the kinds but not their codes; the numbering follows the order the document
-names them in, and the names are accepted too):
+names them in, and the names are accepted too). The codes are ours, not the document's, so they only describe
+a dataset: both upload routes take any dataset (000's examples create one with `'1'` and use both), and an
+unknown code is kept as sent. Only a face dataset does more: its labelled images are enrolled.
 
     1  classification  分类      images with one label each       POST /data_module/upload_image/<name>
     2  face            人脸识别  the same; labelled images are enrolled in the face service under the
@@ -59,9 +61,8 @@ _DATA_TYPE_NAMES = {
     **{name: name for name in DATA_TYPES.values()},
     "分类": "classification", "人脸识别": "face", "人脸": "face", "检测": "detection", "分割": "segmentation",
 }
-LABELLED_TYPES = ("classification", "face")  # upload_image
-BOXED_TYPES = ("detection", "segmentation")  # upload_images
 MAX_NAME_CHARS = 128
+MAX_DATA_TYPE_CHARS = 32
 IMAGE_FIELD, TABLE_FIELD, XML_FIELD = "upload_image_site", "table_site", "label_file"
 
 
@@ -71,11 +72,11 @@ def face_collection(dataset_id: int) -> str:
 
 def parse_data_type(value: str | None) -> str:
     key = (value or "").strip()
-    data_type = DATA_TYPES.get(key) or _DATA_TYPE_NAMES.get(key.lower())
-    if data_type is None:
-        raise InvalidRequest(f"data_type must be 1 (classification), 2 (face), 3 (detection) or 4 (segmentation), "
-                             f"not {value!r}")
-    return data_type
+    if not key:
+        raise InvalidRequest("data_type is required")
+    if len(key) > MAX_DATA_TYPE_CHARS or any(unicodedata.category(ch).startswith("C") for ch in key):
+        raise InvalidRequest(f"data_type is at most {MAX_DATA_TYPE_CHARS} printable characters")
+    return DATA_TYPES.get(key) or _DATA_TYPE_NAMES.get(key.lower()) or key
 
 
 def check_dataset_name(value: str | None, field_name: str = "name") -> str:
@@ -324,13 +325,6 @@ async def find_dataset(repo: DatasetRepository, owner_id: int, name: str, *, loc
     if dataset is None:
         raise NotFound(f"dataset {name!r} not found")
     return dataset
-
-
-def check_route(dataset: Dataset, boxed: bool) -> None:
-    if boxed and dataset.data_type not in BOXED_TYPES:
-        raise InvalidRequest(f"dataset {dataset.name!r} is a {dataset.data_type} dataset: use upload_image")
-    if not boxed and dataset.data_type not in LABELLED_TYPES:
-        raise InvalidRequest(f"dataset {dataset.name!r} is a {dataset.data_type} dataset: use upload_images")
 
 
 async def _rows(repo: DatasetRepository, dataset: Dataset, plan: UploadPlan

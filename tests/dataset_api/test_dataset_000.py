@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from tests.conftest import unique
 from tests.dataset_api.files import jpeg, png, stored_objects, voc_xml
 
@@ -90,7 +92,8 @@ async def test_create_dataset_errors(manager, other_manager, tagger, client):
     assert_error(await create(owner, unique("x"), label_type="1:cat,1:dog"), 400, "4103", "label_type")
     assert_error(await create(owner, unique("x"), label_type=None, upload_file=("l.txt", b"\xff\xfe\x00\x00")),
                  400, "4103", "l.txt")
-    assert_error(await create(owner, unique("x"), data_type="9"), 400, "4103", "data_type")
+    assert_error(await create(owner, unique("x"), data_type="9" * 33), 400, "4103", "data_type")
+    assert_error(await create(owner, unique("x"), data_type=" "), 400, "4103", "data_type")
     assert_error(await owner.post("/data_module/create_dataset", files=_form(data_type="1", desc="d",
                                                                              label_type="1:a")), 400, "4103", "name")
     assert_error(await create(owner, "a/b"), 400, "4103", "slash")
@@ -171,9 +174,27 @@ async def test_upload_image_errors(manager, db, client):
                                   files=image), 404, "4002")
     detection = unique("det")
     assert_ok(await create(owner, detection, data_type="3"))
-    assert_error(await owner.post(f"/data_module/upload_image/{detection}", data={"status": "default"},
-                                  files=image), 400, "4103", "upload_images")
+    assert_ok(await owner.post(f"/data_module/upload_image/{detection}", data={"status": "default"}, files=image))
     assert_error(await client.post(url, data={"status": "default"}, files=image), 401, "4101")
+
+
+@pytest.mark.parametrize("data_type", ["1", "7", "图像"])
+async def test_no_upload_is_refused_for_its_data_type(manager, db, data_type):
+    """000 documents no codes for data_type; its examples create a dataset with '1' and use both routes."""
+    client, _ = manager
+    name = unique("any")
+    dataset_id = assert_ok(await create(client, name, data_type=data_type, label_type="1:cat,2:dog"))
+    r = await client.post(f"/data_module/upload_image/{name}", data={"status": "1:cat"},
+                          files={"upload_image_site": ("a.jpg", jpeg(), "image/jpeg")})
+    assert_ok(r, dataset_id)
+    r = await client.post(f"/data_module/upload_images/{name}", files={
+        "upload_image_site": ("b.jpg", jpeg(64, 48), "image/jpeg"),
+        "label_file": ("b.xml", voc_xml("b.jpg", 64, 48, [("dog", 1, 2, 30, 40)]), "application/xml")})
+    assert_ok(r, dataset_id)
+    images = await images_of(db, dataset_id)
+    assert set(images) == {"a.jpg", "b.jpg"}
+    stored = await db.fetchval("SELECT data_type FROM dataset.datasets WHERE id = $1", int(dataset_id))
+    assert stored == {"1": "classification"}.get(data_type, data_type)
 
 
 async def test_face_dataset_queues_enrolments(manager, db):

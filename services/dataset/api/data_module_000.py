@@ -38,19 +38,20 @@ def _ok(request: Request, dataset_id: int) -> JSONResponse:
     return JSONResponse(envelope_000(0, "OK", request.url.path, dataset_id=str(dataset_id)))
 
 
-async def _dataset_id(request: Request, owner_id: int, collection_name: str, boxed: bool) -> int:
-    """Checks the dataset before the body is read, in a short read-only session of its own."""
+async def _dataset_id(request: Request, owner_id: int, collection_name: str) -> int:
+    """Finds the dataset before the body is read, in a short read-only session of its own. Either upload
+    route takes any dataset: `data_type` has no documented codes to refuse one on (CONTRACT.md)."""
     name = unicodedata.normalize("NFC", collection_name.strip())
     async with request.app.state.sessionmaker() as session:
         dataset = await datasets.find_dataset(DatasetRepository(session), owner_id, name)
-    datasets.check_route(dataset, boxed)
     return dataset.id
 
 
 @router.post("/data_module/create_dataset", summary="Create an image dataset with its labels",
              openapi_extra=form_doc({
                  "name": ("text", "dataset name (unique per user; the <collection_name> of the upload URLs)"),
-                 "data_type": ("text", "1 classification, 2 face, 3 detection, 4 segmentation"),
+                 "data_type": ("text", "1 classification, 2 face (labelled images are enrolled), 3 detection, "
+                                       "4 segmentation, or any other short code; no upload is refused for it"),
                  "desc": ("text", "description"),
                  "label_type": ("text", "labels '1:cat,2:dog' (or upload_file, exactly one of the two)"),
                  "upload_file": ("file", "label file: 'id:name' per line, or a Caffe labelmap prototxt"),
@@ -74,7 +75,7 @@ async def create_dataset(request: Request, manager: Manager, upload: Upload, rep
              openapi_extra=form_doc(_UPLOAD_FIELDS, ("status",)))
 async def upload_image(collection_name: str, request: Request, manager: Manager, upload: Upload, repo: Repo,
                        settings: Settings, slots: DecodeSlots, drainer: Drainer) -> JSONResponse:
-    dataset_id = await _dataset_id(request, manager.user_id, collection_name, boxed=False)
+    dataset_id = await _dataset_id(request, manager.user_id, collection_name)
     form = await upload.form(max_bytes=settings.max_upload_request_bytes, max_files=settings.max_files_per_request)
     plan = await datasets.plan_labelled_upload(form, settings, slots)
     if await datasets.apply_upload(repo, upload, dataset_id, plan, settings):
@@ -86,7 +87,7 @@ async def upload_image(collection_name: str, request: Request, manager: Manager,
              openapi_extra=form_doc({**_UPLOAD_FIELDS, "label_file": ("files", "Pascal VOC XML, one per image")}))
 async def upload_images(collection_name: str, request: Request, manager: Manager, upload: Upload, repo: Repo,
                         settings: Settings, slots: DecodeSlots) -> JSONResponse:
-    dataset_id = await _dataset_id(request, manager.user_id, collection_name, boxed=True)
+    dataset_id = await _dataset_id(request, manager.user_id, collection_name)
     form = await upload.form(max_bytes=settings.max_upload_request_bytes, max_files=settings.max_files_per_request)
     plan = await datasets.plan_boxed_upload(form, settings, slots)
     await datasets.apply_upload(repo, upload, dataset_id, plan, settings)

@@ -16,6 +16,15 @@ from shared.envelopes import ok_003
 
 router = APIRouter(tags=["image and media bed (003)"])
 
+# What the GET routes really answer: the stored bytes under their own type (errors stay 003's JSON).
+_IMAGE = {200: {"description": "the image", "content": {f"image/{kind}": {} for kind in ("jpeg", "png", "gif",
+                                                                                          "webp", "bmp", "tiff")}}}
+_MEDIA = {200: {"description": "the media file (or the requested range)",
+                "content": {kind: {} for kind in ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska",
+                                                  "video/x-msvideo", "audio/mp4", "application/ogg", "audio/mpeg",
+                                                  "audio/wav", "audio/flac")}},
+          206: {"description": "a byte range of the media file"}}
+
 
 @router.post("/picbed/", summary="Upload an image", openapi_extra=form_doc({"img": ("file", "the image")}, ("img",)))
 @router.post("/picbed", include_in_schema=False)
@@ -25,7 +34,7 @@ async def upload_picture(identity: User, upload: Upload, repo: Repo, settings: S
     return ok_003({"url": url}, message="Succeed")
 
 
-@router.get("/picbed/{name}", summary="An image of the image bed")
+@router.get("/picbed/{name}", summary="An image of the image bed", response_class=Response, responses=_IMAGE)
 @router.head("/picbed/{name}", include_in_schema=False)
 async def get_picture(name: str, request: Request, repo: Repo, store: Store) -> Response:
     found = await media.find(repo, "picbed", name, PictureNotFound)
@@ -49,7 +58,8 @@ async def upload_video(request: Request, identity: User, upload: Upload, repo: R
     return ok_003({"url": url}, message="succeed")
 
 
-@router.get("/video/{name}", summary="A media file, with HTTP Range support")
+@router.get("/video/{name}", summary="A media file, with HTTP Range support", response_class=Response,
+            responses=_MEDIA)
 @router.head("/video/{name}", include_in_schema=False)
 async def get_video(name: str, request: Request, repo: Repo, store: Store) -> Response:
     found = await media.find(repo, "video", name, VideoNotFound)
