@@ -143,6 +143,10 @@ async def test_records_reach_stats_and_the_data_api_answers(needs_detect, platfo
     ("/api/data/getRecent", {"limit": "abc"}),
     ("/api/data/getRecent", {"limit": 100000}),
     ("/api/data/getPaginated", {"page": 0}),
+    ("/api/data/statByDate", {"startDate": 0}),  # a number of seconds is no date
+    ("/api/data/statByDate", {"endDate": "1700000000"}),
+    ("/api/data/search", {"startDate": "0"}),
+    ("/api/data/search", {"endDate": "2024-5-1"}),
 ])
 async def test_bad_parameters_are_400(needs_detect, platform, mailbox, path, params):
     client, _ = await user_client(platform, mailbox)
@@ -202,3 +206,18 @@ async def test_dashboard_page_is_self_contained(needs_detect, client):
     page = await client.get("/api/data/dashboard")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "/api/data/statByDate" in page.text and "<script src" not in page.text
+
+
+async def test_the_schema_declares_what_binary_routes_answer(client):
+    """A client generated from /openapi.json expects the content types the routes really send."""
+    paths = (await client.get("/openapi.json")).json()["paths"]
+
+    def declared(path: str) -> set[str]:
+        return set(paths[path]["get"]["responses"]["200"]["content"])
+
+    assert declared("/api/data/dashboard") == {"text/html"}
+    assert declared("/api/data/figure/{fig_id}") == {"image/jpeg"}
+    assert declared("/task/get_batch_data/{task_id}") == {"application/zip"}
+    assert "image/jpeg" in declared("/picbed/{name}") and "application/json" not in declared("/picbed/{name}")
+    assert "video/mp4" in declared("/video/{name}") and "application/json" not in declared("/video/{name}")
+    assert declared("/review/download/{task_id}") == {"text/csv"}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BeforeValidator
 
 from services.stats.repository import SearchFilter, StatsRepository
 from services.stats.schemas import record_entry, search_entry
@@ -29,6 +31,17 @@ def _repo(session: DbSession) -> StatsRepository:
 Repo = Annotated[StatsRepository, Depends(_repo)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Page = Annotated[int, Query(ge=1, le=1_000_000)]
+ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_day(value: object) -> object:
+    """A date is written YYYY-MM-DD: not a number of seconds (`0` is no way to say 1970-01-01)."""
+    if not isinstance(value, str) or not ISO_DAY.fullmatch(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
 
 
 def _day_start(day: date) -> datetime:
@@ -55,8 +68,8 @@ async def get_recent(identity: CurrentIdentity, repo: Repo, limit: Limit = 120) 
 async def stat_by_date(
     identity: CurrentIdentity,
     repo: Repo,
-    start_date: Annotated[date | None, Query(alias="startDate")] = None,
-    end_date: Annotated[date | None, Query(alias="endDate")] = None,
+    start_date: Annotated[Day | None, Query(alias="startDate")] = None,
+    end_date: Annotated[Day | None, Query(alias="endDate")] = None,
 ) -> JSONResponse:
     start, end = _range(start_date, end_date)
     counts = await repo.per_day(_day_start(start), _day_start(end + timedelta(days=1)))
@@ -81,8 +94,8 @@ async def search(
     page: Page = 1,
     name: Annotated[str | None, Query(max_length=256)] = None,
     num: Annotated[int | None, Query(ge=0)] = None,
-    start_date: Annotated[date | None, Query(alias="startDate")] = None,
-    end_date: Annotated[date | None, Query(alias="endDate")] = None,
+    start_date: Annotated[Day | None, Query(alias="startDate")] = None,
+    end_date: Annotated[Day | None, Query(alias="endDate")] = None,
 ) -> JSONResponse:
     if start_date and end_date and start_date > end_date:
         raise InvalidRequest("startDate is after endDate")
@@ -93,7 +106,8 @@ async def search(
     return JSONResponse({"total": total, "data": [search_entry(r) for r in rows]})
 
 
-@router.get("/figure/{fig_id}", summary="The result image of a record (figId)")
+@router.get("/figure/{fig_id}", summary="The result image of a record (figId)", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}, "description": "the result image"}})
 async def figure(fig_id: int, identity: CurrentIdentity, repo: Repo) -> Response:
     image = await repo.figure(fig_id)
     if image is None:
@@ -101,7 +115,7 @@ async def figure(fig_id: int, identity: CurrentIdentity, repo: Repo) -> Response
     return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
-@router.get("/dashboard", summary="Charts of the daily calls and defects (an HTML page)")
+@router.get("/dashboard", summary="Charts of the daily calls and defects (an HTML page)", response_class=HTMLResponse)
 async def dashboard() -> HTMLResponse:
     # The page itself is public; the data it fetches needs the viewer's session.
     return HTMLResponse(DASHBOARD.read_text())
