@@ -12,7 +12,6 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 from gateway import docs
 from gateway.proxy import forward
@@ -86,7 +85,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                   openapi_url=None)
     app.add_middleware(RequestContextMiddleware, service="gateway")
     app.include_router(metrics_router)
-    app.mount(docs.ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    app.mount(docs.ASSETS, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")
 
     @app.exception_handler(LabelhiveError)
     async def labelhive_error(request: Request, exc: LabelhiveError) -> JSONResponse:

@@ -1,11 +1,15 @@
 """One OpenAPI document for the whole platform, merged from every service's, and Swagger UI served
-from local assets (no CDN), so /docs works offline."""
+from local assets (no CDN), so /docs works offline.
+
+The assets are swagger-ui-dist 5.x, vendored in `gateway/swagger_ui/` with its licence (see VERSION
+there): the newest swagger-ui-bundle on PyPI ships 4.15, which cannot render an OpenAPI 3.1 document."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +18,7 @@ from starlette.responses import HTMLResponse
 
 CACHE_SECONDS = 30
 ASSETS = "/docs/assets"
+SWAGGER_UI_DIR = Path(__file__).resolve().parent / "swagger_ui"
 
 
 def _prefixed(spec: dict[str, Any], service: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ _ROUTES: list[tuple[frozenset[str] | None, re.Pattern[str], str]] = [
     (None, re.compile(r"^/api/v1/engine/recocomp(/|$)"), "face"),
     (None, re.compile(r"^/api/detect/?$"), "detect"),
     (None, re.compile(r"^/api/data/"), "stats"),
+    (frozenset({"GET", "HEAD"}), re.compile(r"^/(console(/|$)|$)"), "console"),
 ]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("auth", "dataset", "tasks", "face", "detect", "stats")
+SERVICES = ("auth", "dataset", "tasks", "face", "detect", "stats", "console")
 DEFAULT_SERVICE_PORTS = {name: 8101 + i for i, name in enumerate(SERVICES)}
 
 
@@ -35,6 +35,7 @@ class PlatformSettings(BaseSettings):
     face_url: str = f"http://127.0.0.1:{DEFAULT_SERVICE_PORTS['face']}"
     detect_url: str = f"http://127.0.0.1:{DEFAULT_SERVICE_PORTS['detect']}"
     stats_url: str = f"http://127.0.0.1:{DEFAULT_SERVICE_PORTS['stats']}"
+    console_url: str = f"http://127.0.0.1:{DEFAULT_SERVICE_PORTS['console']}"
 
     def service_url(self, name: str) -> str:
         return getattr(self, f"{name}_url")
