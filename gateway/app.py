@@ -4,6 +4,7 @@ service a signed identity, checks CSRF and rate limits, and serves the merged do
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,20 +13,28 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import docs
-from gateway.proxy import forward
-from gateway.ratelimit import RateLimiter, account_of, limit_for
-from gateway.routing import owner_of
+from gateway.proxy import declared_length, forward, read_body
+from gateway.ratelimit import RateLimiter, account_of, limited_route
+from gateway.routing import is_plain_path, owner_of
 from gateway.security import CSRF_COOKIE, csrf_ok, new_csrf_token, resolve_identity
 from gateway.settings import GatewaySettings
+from shared.access import is_public
+from shared.body_limits import body_limit
 from shared.contract import dialect_for
+from shared.edge import too_large
 from shared.envelopes import error_response
 from shared.errors import (
     CsrfFailed,
+    InvalidRequest,
     LabelhiveError,
+    MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
+    NotLoggedIn,
     RateLimited,
     ServiceUnavailable,
 )
@@ -40,19 +49,30 @@ from shared.sessions import SessionStore
 log = logging.getLogger(__name__)
 
 
+def _trusted(address: str, proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
 def _client_ip(request: Request, settings: GatewaySettings) -> str:
-    if settings.trust_forwarded_for and (forwarded := request.headers.get("x-forwarded-for")):
-        return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else "unknown"
+    """The peer, or behind trusted proxies the right-most X-Forwarded-For hop that is not one of them:
+    hops to its left were written by the client and prove nothing."""
+    peer = request.client.host if request.client else "unknown"
+    if not settings.trusted_proxies or not _trusted(peer, settings.trusted_proxies):
+        return peer
+    hops = [hop.strip() for value in request.headers.getlist("x-forwarded-for") for hop in value.split(",")]
+    hops = [hop for hop in hops if hop]
+    for hop in reversed(hops):
+        if not _trusted(hop, settings.trusted_proxies):
+            return hop[:64]
+    return hops[0] if hops else peer
 
 
-async def _small_body(request: Request, limit: int) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise PayloadTooLarge()
-    return bytes(body)
+def _has_body(request: Request) -> bool:
+    return declared_length(request.headers) > 0
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -91,6 +111,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def labelhive_error(request: Request, exc: LabelhiveError) -> JSONResponse:
         return error_response(dialect_for(request.method, request.url.path), exc, request.url.path)
 
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Sessions and rate limits live in Redis: out of reach, the platform is down, not broken.
+        log.warning("redis unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return await labelhive_error(request, ServiceUnavailable("session store unavailable",
+                                                                 details=type(exc).__name__))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own refusals (a method no route takes, such as TRACE), in the route's envelope.
+        error = {404: NotFound, 405: MethodNotAllowed}.get(exc.status_code)
+        return await labelhive_error(request, error() if error else InvalidRequest(str(exc.detail),
+                                                                                   status_code=exc.status_code))
+
     @app.get("/get_csrf_token", tags=["gateway"], summary="CSRF token for browser writes (003)")
     async def get_csrf_token() -> JSONResponse:
         token = new_csrf_token(settings.internal_secret)
@@ -128,28 +163,38 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
                    include_in_schema=False)
     async def proxy(request: Request, path: str) -> Response:
+        if not is_plain_path(request.scope["raw_path"], request.url.path):
+            raise NotFound()
         service = owner_of(request.method, request.url.path)
         if service is None:
             raise NotFound()
         if service not in request.app.state.upstreams:
             raise ServiceUnavailable(f"the {service} service is not deployed")
+        limit = body_limit(request.method, request.url.path)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:  # refused before a byte of it is read
+            raise too_large(limit, dialect_for(request.method, request.url.path))
         identity, presented_by = await resolve_identity(request, request.app.state.sessions)
+        # An anonymous body for a route that needs a caller is refused unread. (A bodiless request
+        # goes on: its service answers in the words its document gives, e.g. 001's 请先登录.)
+        if identity is None and _has_body(request) and not is_public(request.method, request.url.path):
+            raise NotLoggedIn()
         if not csrf_ok(request, presented_by, settings.internal_secret, settings.allowed_origins):
             raise CsrfFailed()
         client_ip = _client_ip(request, settings)
         body = None
-        limit = limit_for(request.method, request.url.path) if settings.rate_limits else None
-        if limit is not None:
-            # Only a limit that counts per account needs the body (small JSON); others stream on.
-            if limit.account_fields:
-                body = await _small_body(request, settings.max_inspected_body)
-            account = account_of(limit, body or b"", dict(request.query_params),
-                                 identity.user_id if identity else None) if limit.account_fields else None
-            if not await request.app.state.limiter.allow(limit, client_ip, account):
+        limited = limited_route(request.method, request.url.path) if settings.rate_limits else None
+        if limited is not None:
+            # Only a limit that counts per named account needs the body (small JSON); others stream on.
+            if limited.body_fields:
+                body = await read_body(request, limit)
+            account = account_of(limited, body or b"", dict(request.query_params),
+                                 identity.user_id if identity else None)
+            if not await request.app.state.limiter.allow(limited.limit, client_ip, account):
                 raise RateLimited()
         identity_header = sign_identity(identity, settings.internal_secret) if identity else None
         return await forward(request.app.state.upstreams[service], request, service,
                              request_id=current_request_id.get(), identity_header=identity_header,
-                             client_ip=client_ip, body=body)
+                             client_ip=client_ip, body_limit=limit, body=body)
 
     return app

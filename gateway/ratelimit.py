@@ -1,5 +1,5 @@
-"""Fixed-window rate limits in Redis on login, registration and code-sending endpoints, per client
-address and per account (the user name or email in the request)."""
+"""Fixed-window rate limits in Redis on login, registration and e-mail code endpoints, per client
+address and per account (the user name or e-mail the auth service will use, else the caller)."""
 
 from __future__ import annotations
 
@@ -19,48 +19,65 @@ class Limit:
     per_ip: int
     per_account: int
     window_seconds: int
-    account_fields: tuple[str, ...] = ()
 
 
-LOGIN = Limit("login", per_ip=60, per_account=10, window_seconds=60,
-              account_fields=("user_name", "username"))
-REGISTER = Limit("register", per_ip=20, per_account=5, window_seconds=600,
-                 account_fields=("user_name", "username", "email"))
-CODE = Limit("code", per_ip=10, per_account=3, window_seconds=600, account_fields=("email",))
+LOGIN = Limit("login", per_ip=60, per_account=10, window_seconds=60)
+REGISTER = Limit("register", per_ip=20, per_account=5, window_seconds=600)
+CODE = Limit("code", per_ip=10, per_account=3, window_seconds=600)
+# Guesses of an e-mail code (the auth service also caps wrong guesses per code).
+CODE_CHECK = Limit("code-check", per_ip=20, per_account=5, window_seconds=600)
 # A face login names no account (its body is a photo): limited per address only.
 FACE_LOGIN = Limit("face-login", per_ip=30, per_account=0, window_seconds=60)
 
-LIMITED_ROUTES: dict[tuple[str, str], Limit] = {
-    ("POST", "/user/login"): LOGIN,
-    ("GET", "/user/login"): LOGIN,
-    ("POST", "/login"): LOGIN,
-    ("POST", "/user/face_recognition_login"): FACE_LOGIN,
-    ("POST", "/user/register"): REGISTER,
-    ("POST", "/user/register-manager"): REGISTER,
-    ("POST", "/api/users"): REGISTER,
-    ("POST", "/user/get_verifycode"): CODE,
-    ("POST", "/user/verifycode_current_email"): CODE,
+
+@dataclass(frozen=True)
+class LimitedRoute:
+    """A limit and where the auth service finds the account a request is about: the JSON body's
+    fields, or the query's, in the order the service prefers them (the first present one is the
+    account it uses, so a decoy in another field cannot move the count elsewhere), or the signed-in
+    caller when the route is about the caller's own e-mail."""
+
+    limit: Limit
+    body_fields: tuple[str, ...] = ()
+    query_fields: tuple[str, ...] = ()
+    by_caller: bool = False
+
+
+LIMITED_ROUTES: dict[tuple[str, str], LimitedRoute] = {
+    ("POST", "/user/login"): LimitedRoute(LOGIN, body_fields=("user_name",)),
+    ("GET", "/user/login"): LimitedRoute(LOGIN, query_fields=("username",)),
+    # 000's Login000.name: `username`, else `user_name`.
+    ("POST", "/login"): LimitedRoute(LOGIN, body_fields=("username", "user_name")),
+    ("POST", "/user/face_recognition_login"): LimitedRoute(FACE_LOGIN),
+    # 003's body when it has `user_name`, else 001's `username`.
+    ("POST", "/user/register"): LimitedRoute(REGISTER, body_fields=("user_name", "username")),
+    ("POST", "/user/register-manager"): LimitedRoute(REGISTER, body_fields=("username",)),
+    ("POST", "/api/users"): LimitedRoute(REGISTER, body_fields=("user_name",)),
+    ("POST", "/user/get_verifycode"): LimitedRoute(CODE, body_fields=("email",)),
+    ("POST", "/user/verifycode_current_email"): LimitedRoute(CODE, by_caller=True),
+    # The code checked is the one sent to `newemail`.
+    ("POST", "/user/change_email"): LimitedRoute(CODE_CHECK, body_fields=("newemail",), by_caller=True),
 }
 
 
-def limit_for(method: str, path: str) -> Limit | None:
+def limited_route(method: str, path: str) -> LimitedRoute | None:
     return LIMITED_ROUTES.get((method.upper(), path.rstrip("/") or "/"))
 
 
-def account_of(limit: Limit, body: bytes, query: dict[str, str], user_id: int | None) -> str | None:
-    """The account a request is about: a field of its JSON body or query, else the caller."""
+def account_of(route: LimitedRoute, body: bytes, query: dict[str, str], user_id: int | None) -> str | None:
+    """The account a request is about, read the way the auth service reads it."""
     data: Any = {}
-    if body:
+    if route.body_fields and body:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             data = {}
-    for source in (data if isinstance(data, dict) else {}, query):
-        for name in limit.account_fields:
+    for source, names in ((data if isinstance(data, dict) else {}, route.body_fields), (query, route.query_fields)):
+        for name in names:
             value = source.get(name)
             if isinstance(value, str) and value:
                 return value.strip().lower()[:254]
-    return f"user:{user_id}" if user_id is not None else None
+    return f"user:{user_id}" if route.by_caller and user_id is not None else None
 
 
 class RateLimiter:

@@ -1,4 +1,5 @@
-"""Which service owns a path (CONTRACT.md, "Which service owns what"). One owner per path."""
+"""Which service owns a path (CONTRACT.md, "Which service owns what"). One owner per path, and only
+plain paths are routed."""
 
 from __future__ import annotations
 
@@ -23,6 +24,25 @@ _ROUTES: list[tuple[frozenset[str] | None, re.Pattern[str], str]] = [
     (None, re.compile(r"^/api/data/"), "stats"),
     (frozenset({"GET", "HEAD"}), re.compile(r"^/(console(/|$)|$)"), "console"),
 ]
+
+
+# Escaped separators and non-ASCII bytes in the request target as the client sent it.
+_OPAQUE_RAW_PATH = re.compile(rb"%(2f|5c)|[^\x21-\x7e]", re.IGNORECASE)
+
+
+def is_plain_path(raw_path: bytes, path: str) -> bool:
+    """Whether a request's path means one thing to the gateway and to every service behind it.
+
+    `raw_path` is the path as sent, `path` its percent-decoded form. Dot segments, empty segments
+    (`//`), encoded slashes, backslashes (encoded or not), raw non-ASCII bytes and non-printable
+    characters are read differently by different HTTP stacks (and would let `/user/../internal/...` or `/user/./login`
+    slip past routing and rate limits), so such a path is refused, never rewritten. A trailing slash
+    is fine: several documented routes have one.
+    """
+    if _OPAQUE_RAW_PATH.search(raw_path) or "\\" in path or not path.isprintable():
+        return False
+    segments = path.split("/")[1:]
+    return "." not in segments and ".." not in segments and "" not in segments[:-1]
 
 
 def owner_of(method: str, path: str) -> str | None:

@@ -31,3 +31,27 @@ def credential_opens(credential: str, path: str) -> bool:
     if credential == Credential.API_KEY:
         return _API_KEY_ROUTES.match(path) is not None
     return False
+
+
+# Routes that serve a caller with no credential at all (the services read no identity, or answer an
+# anonymous caller themselves): signing up and in, e-mail codes for registration, face login, the ad
+# pool, the image and media beds' files, 004's dashboard page and the console's static pages. Every
+# other route needs a credential, so the gateway refuses an anonymous request to it before reading
+# its body. (methods, path regex); the gateway's own routes (/get_csrf_token, /healthz, /docs,
+# /openapi.json, /metrics) never reach this table.
+_PUBLIC_ROUTES: list[tuple[frozenset[str], re.Pattern[str]]] = [
+    (frozenset({"POST"}), re.compile(r"^/(api/users|login)/?$")),
+    (frozenset({"POST"}), re.compile(r"^/user/(register|register-manager|login|get_verifycode)/?$")),
+    (frozenset({"POST"}), re.compile(r"^/user/face_recognition_login/?$")),
+    (frozenset({"GET", "HEAD"}), re.compile(r"^/user/(login|logout|get-current)/?$")),
+    (frozenset({"GET", "HEAD"}), re.compile(r"^/advertise/get_ad/?$")),
+    (frozenset({"GET", "HEAD"}), re.compile(r"^/(picbed|video)/[^/]+$")),
+    (frozenset({"GET", "HEAD"}), re.compile(r"^/api/data/dashboard/?$")),
+    (frozenset({"GET", "HEAD"}), re.compile(r"^/(console(/|$)|$)")),
+]
+
+
+def is_public(method: str, path: str) -> bool:
+    """Whether `method path` serves a caller who presented no credential."""
+    method = method.upper()
+    return any(method in methods and pattern.match(path) for methods, pattern in _PUBLIC_ROUTES)

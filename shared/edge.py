@@ -107,12 +107,12 @@ async def _read_whole(receive: Receive, limit: int, dialect: Dialect) -> bytes:
             return bytes(body)
         body.extend(message.get("body", b""))
         if len(body) > limit:
-            raise _too_large(limit, dialect)
+            raise too_large(limit, dialect)
         if not message.get("more_body", False):
             return bytes(body)
 
 
-def _too_large(limit: int, dialect: Dialect) -> PayloadTooLarge:
+def too_large(limit: int, dialect: Dialect) -> PayloadTooLarge:
     return PayloadTooLarge(say(dialect, f"request body larger than the limit of {limit} bytes for this route",
                                f"数据过大: 请求体超过 {limit} 字节的限制"))
 
@@ -178,7 +178,7 @@ class EdgeGuardMiddleware:
             headers = Headers(scope=scope)
             declared = _declared_length(headers, dialect)
             if declared is not None and declared > limit:
-                raise _too_large(limit, dialect)
+                raise too_large(limit, dialect)
             content_type = headers.get("content-type", "").lower()
             if content_type.startswith("multipart/"):
                 receive = _counting(receive, limit)

@@ -125,9 +125,9 @@ async def platform(backing: Backing, mailbox: Mailbox) -> AsyncIterator[Platform
             "LABELHIVE_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "LABELHIVE_SMTP_HOST": "127.0.0.1",
             "LABELHIVE_SMTP_PORT": str(mailbox.port),
-            # Each test client comes from its own address, so rate limits stay on without one
-            # test's logins throttling another's.
-            "LABELHIVE_TRUST_FORWARDED_FOR": "1",
+            # Each test client comes from its own address (the X-Forwarded-For it sends through the
+            # trusted local hop), so rate limits stay on without one test's logins throttling another's.
+            "LABELHIVE_TRUSTED_PROXIES": "127.0.0.1",
             "LABELHIVE_DATA_DIR": str(ROOT / "var" / f"test-data-{backing.namespace}"),
             "LABELHIVE_UPLOAD_THROTTLE": "0",
         },
@@ -160,7 +160,7 @@ async def _no_secrets(response: httpx.Response) -> None:
 
 
 def gateway_client(platform: Platform, **kwargs: object) -> httpx.AsyncClient:
-    """A client of the gateway coming from an address of its own (see LABELHIVE_TRUST_FORWARDED_FOR)."""
+    """A client of the gateway coming from an address of its own (see LABELHIVE_TRUSTED_PROXIES)."""
     headers = {"X-Forwarded-For": random_ip(), **kwargs.pop("headers", {})}  # type: ignore[dict-item]
     return httpx.AsyncClient(base_url=platform.gateway_url, headers=headers, timeout=30,
                              event_hooks={"response": [_no_secrets]}, **kwargs)  # type: ignore[arg-type]
