@@ -69,6 +69,9 @@ async def test_user_lists_by_role(platform, mailbox):
     assert r.status_code == 400 and r.json()["code"] == 1006
     r = await tagger.get("/user/get_all_users")
     assert r.json()["code"] == 1006
+    # The role is checked before the query: a bad value from the wrong role is still 1006.
+    r = await tagger.get("/user/get_all_users", params={"type": "gods"})
+    assert r.json()["code"] == 1006
 
     agents = (await demand.get("/user/get_agent_list")).json()
     assert agents["code"] == "0" and agents["message"] == "success"

@@ -241,15 +241,16 @@ async def check_user(user_id: int, admin: Admin19, repo: Repo) -> JSONResponse:
 
 @router.get("/user/get_all_users")
 async def get_all_users(
-    identity: CurrentIdentity, repo: Repo, type: Annotated[str, Query(pattern="^(all|tag)$")] = "all"
+    # The role dependency runs before the query is validated: others get 1006 whatever they send.
+    identity: Annotated[Identity, Depends(require_roles("admin", "agent"))],
+    repo: Repo,
+    type: Annotated[str, Query(pattern="^(all|tag)$")] = "all",
 ) -> JSONResponse:
     now = _now()
     if identity.role == "admin":
         users = await repo.users(["tag"] if type == "tag" else None)
         return ok_003([admin_list_entry(u, now) for u in users])
-    if identity.role == "agent":
-        return ok_003([agent_list_entry(u, now) for u in await repo.users(["tag"])])
-    raise NoPermission()
+    return ok_003([agent_list_entry(u, now) for u in await repo.users(["tag"])])
 
 
 @router.get("/user/get_agent_list")
