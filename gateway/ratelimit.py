@@ -24,8 +24,9 @@ class Limit:
 LOGIN = Limit("login", per_ip=60, per_account=10, window_seconds=60)
 REGISTER = Limit("register", per_ip=20, per_account=5, window_seconds=600)
 CODE = Limit("code", per_ip=10, per_account=3, window_seconds=600)
-# Guesses of an e-mail code (the auth service also caps wrong guesses per code).
-CODE_CHECK = Limit("code-check", per_ip=20, per_account=5, window_seconds=600)
+# Guesses of an e-mail code: twice the auth service's cap of wrong guesses per code, so that a typo
+# and a new code still fit.
+CODE_CHECK = Limit("code-check", per_ip=20, per_account=10, window_seconds=600)
 # A face login names no account (its body is a photo): limited per address only.
 FACE_LOGIN = Limit("face-login", per_ip=30, per_account=0, window_seconds=60)
 

@@ -22,7 +22,8 @@ async def test_parallel_code_guesses_are_counted_atomically(platform, client, ma
     assert codes.count(46) <= 5, codes  # at most the cap was evaluated...
     assert set(codes) <= {45, 46, 1008}, codes  # ...the rest were refused as out of guesses (or rate-limited)
     r = await client.post("/user/change_email", json={"newemail": email, "verifycode": verify})
-    assert (r.status_code, r.json()["code"]) == (400, 45)
+    # Out of guesses (45), or the gateway's limit on guesses per address has already refused it.
+    assert (r.status_code, r.json()["code"]) in ((400, 45), (429, 1008))
 
 
 @pytest.mark.parametrize("url", [
