@@ -117,7 +117,8 @@ async def test_a_request_over_its_limit_is_refused_from_its_length(session, plat
     status, answer, sent = await _send_until_answered(
         platform, session.cookies[SESSION_COOKIE], _part_head("images", "a.jpg"), MAX_REQUEST_BYTES + 1, 64 * MB)
     assert status == 413, answer
-    assert set(answer) == {"error", "details"} and answer["error"] == "Request body too large"
+    # The gateway or the service answers, whichever sees the length first; either names the limit.
+    assert set(answer) == {"error", "details"} and str(MAX_REQUEST_BYTES) in json.dumps(answer)
     assert sent < 64 * MB, "answered only once the client stopped sending"
 
 

@@ -41,6 +41,8 @@ CONFIG = {
         "no-shrink": True,  # a failure is reported as found: shrinking it costs minutes per operation
         "database": "none",  # no examples replayed from earlier runs: every run sends the same requests
     },
+    # No state kept between runs (it would replay earlier runs' failures first): every run is the same.
+    "cache": {"enabled": False},
     "phases": {
         "examples": {"enabled": True},
         "coverage": {"enabled": True},

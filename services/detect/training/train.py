@@ -358,8 +358,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     config, report_path = parse_config(argv)
     torch.set_num_threads(config.threads)
-    # Denormal floats in late-training gradients make CPU steps several times slower.
+    # Denormal floats in late-training gradients make CPU steps several times slower. The flag is
+    # the thread's, so it is set for this run only: a caller in the same process (the test suite,
+    # whose fuzzer generates subnormal floats) gets IEEE floats back.
     torch.set_flush_denormal(True)
+    try:
+        return _run(config, report_path)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _run(config: TrainConfig, report_path: Path | None) -> dict[str, object]:
     wall_started, cpu_started = time.monotonic(), time.process_time()
 
     train_data = load_split(config.data, "train", config.image_size, config.limit_images)
