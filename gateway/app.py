@@ -49,26 +49,35 @@ from shared.sessions import SessionStore
 log = logging.getLogger(__name__)
 
 
-def _trusted(address: str, proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in proxies)
-
-
 def _client_ip(request: Request, settings: GatewaySettings) -> str:
     """The peer, or behind trusted proxies the right-most X-Forwarded-For hop that is not one of them:
-    hops to its left were written by the client and prove nothing."""
-    peer = request.client.host if request.client else "unknown"
-    if not settings.trusted_proxies or not _trusted(peer, settings.trusted_proxies):
-        return peer
+    hops to its left were written by the client and prove nothing. A hop that is not an address ends
+    the walk at the last address before it."""
+    proxies = settings.trusted_proxies
+    client = request.client.host if request.client else "unknown"
+    if not proxies or not _trusted(_address(client), proxies):
+        return client
     hops = [hop.strip() for value in request.headers.getlist("x-forwarded-for") for hop in value.split(",")]
-    hops = [hop for hop in hops if hop]
     for hop in reversed(hops):
-        if not _trusted(hop, settings.trusted_proxies):
-            return hop[:64]
-    return hops[0] if hops else peer
+        address = _address(hop)
+        if address is None:
+            break
+        client = hop
+        if not _trusted(address, proxies):
+            break
+    return client
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+             proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    return address is not None and any(address in network for network in proxies)
 
 
 def _has_body(request: Request) -> bool:
