@@ -16,6 +16,8 @@ import httpx
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse
 
+from gateway.ratelimit import limited_route
+
 CACHE_SECONDS = 30
 ASSETS = "/docs/assets"
 SWAGGER_UI_DIR = Path(__file__).resolve().parent / "swagger_ui"
@@ -42,12 +44,25 @@ def merge(specs: dict[str, dict[str, Any]], own: dict[str, Any], missing: list[s
     for service, spec in specs.items():
         spec = _prefixed(spec, service)
         for path, operations in spec.get("paths", {}).items():
-            for operation in operations.values():
+            for method, operation in operations.items():
                 if isinstance(operation, dict):
                     operation["tags"] = [f"{service}: {t}" for t in operation.get("tags", [])] or [service]
+                    _declare_gateway_answers(method, path, operation)
             merged["paths"].setdefault(path, {}).update(operations)
         merged["components"]["schemas"].update(spec["components"]["schemas"])
     return merged
+
+
+def _declare_gateway_answers(method: str, path: str, operation: dict[str, Any]) -> None:
+    """What the gateway itself may answer on a proxied operation, in the envelope of the route's 400:
+    429 where it rate-limits (gateway/ratelimit.py), 503 when the service is down or slow."""
+    responses = operation.setdefault("responses", {})
+    content = responses.get("400", {}).get("content")
+    answers = {"503": "The service that owns this route is down or too slow"}
+    if limited_route(method, path) is not None:
+        answers["429"] = "Too many attempts from this address or for this account: wait and retry"
+    for status, description in answers.items():
+        responses.setdefault(status, {"description": description, **({"content": content} if content else {})})
 
 
 class MergedOpenAPI:

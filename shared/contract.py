@@ -25,6 +25,8 @@ _DIALECT_RULES: list[tuple[frozenset[str] | None, re.Pattern[str], Dialect]] = [
     (None, re.compile(r"^/data_module(/|$)"), Dialect.DATASET_000),
     (frozenset({"GET", "HEAD"}), re.compile(r"^/user/(login|logout)/?$"), Dialect.EXPERT_001),
     (None, re.compile(r"^/user/(get-current|list|register-manager)/?$"), Dialect.EXPERT_001),
+    # Exports are new endpoints under 001's prefix: 003's envelope (CONTRACT.md, "New endpoints").
+    (None, re.compile(r"^/dataset/export(/|$)"), Dialect.CROWD_003),
     (None, re.compile(r"^/dataset(/|$)"), Dialect.EXPERT_001),
     (None, re.compile(r"^/task/(list|list-by-dataset|assign|reassign|urgent)/?$"), Dialect.EXPERT_001),
     (None, re.compile(r"^/data/(list|label)/?$"), Dialect.EXPERT_001),

@@ -269,7 +269,9 @@ async def face_recognition(body: FaceImage, identity: CurrentIdentity, repo: Rep
     return JSONResponse({"code": 0, "message": "success"})
 
 
-@router.post("/user/face_recognition_login")
+@router.post("/user/face_recognition_login", responses={401: {
+    "description": "No enrolled face matches the photo (code 60)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error003"}}}}})
 async def face_recognition_login(body: FaceImage, repo: Repo, face: Face, sessions: Sessions) -> Response:
     user = await accounts.existing_user(repo, await face.identify(body.image))
     accounts.ensure_not_banned(user)

@@ -10,22 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from services.dataset import exporting
 from services.dataset.api.deps import Repo, Settings, Store, User
 from services.dataset.labels import LabelType
-from shared.contract import Dialect
 from shared.errors import NotFound
 
-
-def _dialect_003(request: Request) -> None:
-    # /dataset/* is 001's path space; these new endpoints answer in 003's envelope (CONTRACT.md).
-    request.state.dialect = Dialect.CROWD_003
-
-
-router = APIRouter(tags=["exports"], dependencies=[Depends(_dialect_003)])
+# /dataset/* is 001's path space; these new endpoints answer in 003's envelope (shared/contract.py).
+router = APIRouter(tags=["exports"])
 
 
 @router.get("/dataset/export/{dataset_id}", summary="Export a dataset (COCO, VOC, YOLO, CSV, JSON Lines)")
