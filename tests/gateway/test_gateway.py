@@ -88,11 +88,13 @@ async def test_login_is_rate_limited_per_account_and_per_address(platform):
     async with gateway_client(platform) as c:
         await c.post("/api/users", json={"user_name": name, "password": "123456"})
     codes = []
-    for _ in range(12):  # each from a new address: the per-account limit still applies
+    # Each try from a new address: the per-account limit (10 a minute) still applies. The window is a
+    # fixed minute, so a run that crosses its boundary may get up to twice that before the refusal.
+    while len(codes) < 25 and 429 not in codes:
         async with gateway_client(platform) as c:
             r = await c.post("/user/login", json={"user_name": name, "password": "wrong-guess"})
             codes.append(r.status_code)
-    assert codes[:10] == [400] * 10 and codes[10:] == [429, 429]
+    assert codes[-1] == 429 and set(codes[:-1]) == {400} and 10 <= len(codes) - 1 <= 20, codes
     assert r.json() == {"code": 1008, "message": "too many requests", "data": {}}
     assert r.headers["retry-after"]
 
