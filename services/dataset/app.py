@@ -1,5 +1,6 @@
 """The dataset service: 000's image datasets, 001's Q&A datasets, 003's task data, image bed and media bed,
-and exports of all of them. Files live in a content-addressed object store under the data dir."""
+and exports of all of them. Files live in a content-addressed object store: under the data dir, or in S3-compatible
+storage (`LABELHIVE_OBJECT_STORE`) that every replica reads alike."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from services.dataset.api import (
 from services.dataset.enrolment import EnrolmentDrainer
 from services.dataset.objects import sweep_orphans
 from services.dataset.settings import DatasetSettings
-from services.dataset.storage import LocalObjectStore
+from services.dataset.storage import open_object_store
 from services.dataset.uploads import UploadThrottle
 from shared.service_app import build_service_app, peer, run_in_background
 
@@ -62,8 +63,8 @@ def create_app(settings: DatasetSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = LocalObjectStore(settings.objects_dir)
-        if removed := store.purge_stale_temp():
+        store = open_object_store(settings)
+        if removed := await store.purge_stale_temp():
             log.info("removed %d temp files an interrupted upload left behind", removed)
         settings.scratch_dir.mkdir(parents=True, exist_ok=True)
         _purge_scratch(settings.scratch_dir)

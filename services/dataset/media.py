@@ -179,8 +179,8 @@ async def find(repo: DatasetRepository, kind: str, name: str, not_found: type[La
     return media
 
 
-def object_response(request: Request, store: ObjectStore, media: Media, not_found: type[LabelhiveError],
-                    cache_control: str = "private, max-age=3600") -> Response:
+async def object_response(request: Request, store: ObjectStore, media: Media, not_found: type[LabelhiveError],
+                          cache_control: str = "private, max-age=3600") -> Response:
     """The bytes of `media`, whole or one HTTP range of them (206), streamed from the store."""
     size, etag = media.size, f'"{media.object_key}"'
     headers = {"Accept-Ranges": "bytes", "ETag": etag, "Cache-Control": cache_control,
@@ -203,7 +203,7 @@ def object_response(request: Request, store: ObjectStore, media: Media, not_foun
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=media.content_type)
     try:
-        body = store.iter_bytes(media.object_key, start, end)
+        body = await store.open_stream(media.object_key, start, end)
     except (ObjectNotFound, StoreRangeNotSatisfiable):
         raise not_found() from None
     return StreamingResponse(body, status_code=status, headers=headers, media_type=media.content_type)

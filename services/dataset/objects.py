@@ -18,7 +18,6 @@ left behind when it died between storing and committing are found by `sweep_orph
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .errors import UploadRaced
 from .repository import DatasetRepository
-from .storage import LocalObjectStore, ObjectStore, StoredObject, is_valid_key
+from .storage import ObjectStore, StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -112,32 +111,12 @@ async def collect(sessionmaker: async_sessionmaker[AsyncSession], store: ObjectS
     return removed
 
 
-def _old_keys(directory: str, cutoff: float) -> list[str]:
-    """Object keys under one top-level directory of a local store, last written before `cutoff`."""
-    keys = []
-    with os.scandir(directory) as level1:
-        for sub in level1:
-            if not sub.is_dir(follow_symlinks=False):
-                continue
-            with os.scandir(sub.path) as level2:
-                for entry in level2:
-                    if is_valid_key(entry.name) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                        keys.append(entry.name)
-    return keys
-
-
-async def sweep_orphans(sessionmaker: async_sessionmaker[AsyncSession], store: LocalObjectStore,
+async def sweep_orphans(sessionmaker: async_sessionmaker[AsyncSession], store: ObjectStore,
                         older_than: float) -> int:
     """Removes stored bytes that no row references and that are older than `older_than` seconds (an upload
     in progress stores bytes before it references them, so young ones are left alone). Returns how many."""
-    cutoff = time.time() - older_than
     removed = 0
-    tops = sorted(entry.path for entry in os.scandir(store.root)
-                  if entry.is_dir(follow_symlinks=False) and len(entry.name) == 2)
-    for top in tops:  # a 256th of the store at a time: memory stays small however many objects there are
-        keys = await anyio.to_thread.run_sync(_old_keys, top, cutoff)
-        if not keys:
-            continue
+    async for keys in store.keys_older_than(time.time() - older_than):  # bounded batches, whatever the store
         async with sessionmaker() as session:
             referenced = await DatasetRepository(session).referenced_keys(keys)
         removed += await collect(sessionmaker, store, [key for key in keys if key not in referenced])

@@ -1,19 +1,30 @@
 """The dataset service's knobs (environment variables `LABELHIVE_<FIELD>`, e.g. `LABELHIVE_MAX_IMAGE_BYTES`).
 
+`LABELHIVE_OBJECT_STORE=s3://bucket/prefix` keeps files in S3-compatible object storage instead of the data
+dir; the client reads the usual `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_REGION`.
+
 `LABELHIVE_UPLOAD_THROTTLE` (`upload_throttle`, shared with every service) switches 003's per-membership
 upload wait on or off; the waits themselves are the document's and live in `uploads.THROTTLE_SECONDS_PER_MB`.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+from pydantic import field_validator
 
 from shared.settings import PlatformSettings
 
 MB = 1024 * 1024
+# S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens; the prefix is any path below it.
+_S3_URL_RE = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?")
 
 
 class DatasetSettings(PlatformSettings):
+    # Where files live: empty for the content-addressed store under the data dir (one replica, or a shared
+    # volume), `s3://bucket/prefix` for S3-compatible object storage that every replica reads alike.
+    object_store: str = ""
     # One image (000 uploads, the image bed, images inside 003 archives).
     max_image_bytes: int = 20 * MB
     # Pixel cap checked from the header before any pixel is decoded (decompression bombs).
@@ -44,6 +55,14 @@ class DatasetSettings(PlatformSettings):
     # Stored bytes nothing references (a process died between storing and committing) are removed at
     # start-up once older than this; 0 turns the sweep off.
     orphan_sweep_age_seconds: float = 3600.0
+
+    @field_validator("object_store")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not _S3_URL_RE.fullmatch(value):
+            raise ValueError("LABELHIVE_OBJECT_STORE must be empty (files under the data dir) or s3://bucket/prefix")
+        return value.rstrip("/")
 
     @property
     def objects_dir(self) -> Path:

@@ -2,8 +2,9 @@
 
 Objects are named by the SHA-256 of their bytes, so the same upload is stored once and a key can never
 point at different content. ``ObjectStore`` is the interface the web layer uses; ``LocalObjectStore``
-implements it on a local directory. A remote store (S3 and the like) would implement the same protocol,
-returning ``None`` from ``path()`` so that callers fall back to ``iter_bytes()``.
+implements it on a local directory (the default), ``s3_storage.S3ObjectStore`` on S3-compatible object
+storage (``LABELHIVE_OBJECT_STORE=s3://bucket/prefix``), which every replica of the service reads alike.
+``open_object_store`` picks one from the settings.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .settings import DatasetSettings
 
 CHUNK_SIZE = 1024 * 1024
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
@@ -127,10 +131,14 @@ class ObjectStore(Protocol):
         """
         ...
 
-    def iter_bytes(
+    async def open_stream(
         self, key: str, start: int = 0, end: int | None = None, chunk_size: int = CHUNK_SIZE
     ) -> AsyncIterator[bytes]:
-        """Stream bytes ``[start, end)`` of an object (for ``StreamingResponse`` and range requests)."""
+        """Bytes ``[start, end)`` of an object (for ``StreamingResponse`` and range requests).
+
+        The object and the range are checked before this returns (``ObjectNotFound``,
+        ``RangeNotSatisfiable``): a missing object must fail before a streaming response sends its status.
+        """
         ...
 
     def open(self, key: str) -> BinaryIO:
@@ -139,6 +147,14 @@ class ObjectStore(Protocol):
 
     def path(self, key: str) -> Path | None:
         """Local file path of the object, or ``None`` for stores that are not on a local disk."""
+        ...
+
+    def keys_older_than(self, cutoff: float) -> AsyncIterator[list[str]]:
+        """Keys of the objects last written before ``cutoff`` (a Unix time), a bounded batch at a time."""
+        ...
+
+    async def purge_stale_temp(self, older_than_seconds: float = 24 * 3600) -> int:
+        """Remove what uploads that a killed process left unfinished wrote (call at start-up); returns how many."""
         ...
 
 
@@ -249,8 +265,10 @@ class LocalObjectStore:
             raise ObjectTooLarge(max_bytes)
         return await self.put_fileobj(io.BytesIO(data))
 
-    def purge_stale_temp(self, older_than_seconds: float = 24 * 3600) -> int:
-        """Remove temp files a killed process left behind (call at start-up); returns how many."""
+    async def purge_stale_temp(self, older_than_seconds: float = 24 * 3600) -> int:
+        return await asyncio.to_thread(self._purge_stale_temp_sync, older_than_seconds)
+
+    def _purge_stale_temp_sync(self, older_than_seconds: float) -> int:
         cutoff = time.time() - older_than_seconds
         removed = 0
         for leftover in self._tmp_dir.glob("put-*.part"):
@@ -281,11 +299,9 @@ class LocalObjectStore:
             return False
         return True
 
-    def iter_bytes(
+    async def open_stream(
         self, key: str, start: int = 0, end: int | None = None, chunk_size: int = CHUNK_SIZE
     ) -> AsyncIterator[bytes]:
-        # Open and check the range now, not on first iteration: a missing object must fail before a
-        # streaming response has sent its status line.
         fileobj = self.open(key)
         size = os.fstat(fileobj.fileno()).st_size
         stop = size if end is None else min(end, size)
@@ -293,6 +309,27 @@ class LocalObjectStore:
             fileobj.close()
             raise RangeNotSatisfiable(size)
         return _iter_file(fileobj, start, stop, chunk_size)
+
+    async def keys_older_than(self, cutoff: float) -> AsyncIterator[list[str]]:
+        tops = sorted(entry.path for entry in os.scandir(self.root)
+                      if entry.is_dir(follow_symlinks=False) and len(entry.name) == 2)
+        for top in tops:  # a 256th of the store at a time: memory stays small however many objects there are
+            if keys := await asyncio.to_thread(_old_keys, top, cutoff):
+                yield keys
+
+
+def _old_keys(directory: str, cutoff: float) -> list[str]:
+    """Object keys under one top-level directory of a local store, last written before `cutoff`."""
+    keys = []
+    with os.scandir(directory) as level1:
+        for sub in level1:
+            if not sub.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(sub.path) as level2:
+                for entry in level2:
+                    if is_valid_key(entry.name) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        keys.append(entry.name)
+    return keys
 
 
 async def _iter_file(fileobj: BinaryIO, start: int, stop: int, chunk_size: int) -> AsyncIterator[bytes]:
@@ -307,3 +344,13 @@ async def _iter_file(fileobj: BinaryIO, start: int, stop: int, chunk_size: int) 
             yield chunk
     finally:
         fileobj.close()
+
+
+def open_object_store(settings: DatasetSettings) -> ObjectStore:
+    """The store the settings name: S3-compatible storage for ``s3://bucket/prefix``, else the local one."""
+    if settings.object_store:
+        # Imported here: the S3 client is a native extension that a local-only deployment never needs loaded.
+        from .s3_storage import S3ObjectStore
+
+        return S3ObjectStore.from_url(settings.object_store)
+    return LocalObjectStore(settings.objects_dir)

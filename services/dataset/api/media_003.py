@@ -38,7 +38,7 @@ async def upload_picture(identity: User, upload: Upload, repo: Repo, settings: S
 @router.head("/picbed/{name}", include_in_schema=False)
 async def get_picture(name: str, request: Request, repo: Repo, store: Store) -> Response:
     found = await media.find(repo, "picbed", name, PictureNotFound)
-    return media.object_response(request, store, found, PictureNotFound, cache_control="public, max-age=86400")
+    return await media.object_response(request, store, found, PictureNotFound, cache_control="public, max-age=86400")
 
 
 @router.delete("/picbed/{name}", summary="Delete an image (its uploader or an admin)")
@@ -63,7 +63,7 @@ async def upload_video(request: Request, identity: User, upload: Upload, repo: R
 @router.head("/video/{name}", include_in_schema=False)
 async def get_video(name: str, request: Request, repo: Repo, store: Store) -> Response:
     found = await media.find(repo, "video", name, VideoNotFound)
-    return media.object_response(request, store, found, VideoNotFound)
+    return await media.object_response(request, store, found, VideoNotFound)
 
 
 @router.delete("/video/{name}", summary="Delete a media file (its uploader or an admin)")
