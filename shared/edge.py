@@ -10,7 +10,11 @@
 
 Bodies that are not multipart are small, or read whole by their route anyway, so they are read here
 once, checked, and handed on unchanged; multipart bodies (uploads) stream through, counted.
-`read_json_object` is the one reader for routes that parse their JSON body by hand.
+
+Routes that parse their JSON body by hand (to check the caller's role first: CONTRACT.md, authorization
+before validation) read it with `read_json_body` (or `read_json_object`, then `validated`), and declare
+it with shared.openapi.json_body. `validation_summary` says what pydantic found wrong, for them and for
+the bodies and parameters FastAPI validates.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import asyncio
 import json
 import operator
 import re
+from collections.abc import Iterable, Mapping
 from itertools import accumulate, count
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -32,6 +38,8 @@ from shared.body_limits import body_limit
 from shared.contract import Dialect, dialect_for
 from shared.envelopes import error_response
 from shared.errors import InvalidRequest, LabelhiveError, PayloadTooLarge
+
+M = TypeVar("M", bound=BaseModel)
 
 MAX_JSON_DEPTH = 64
 # Bodies larger than this are scanned off the event loop.
@@ -196,11 +204,18 @@ class EdgeGuardMiddleware:
         await self.app(scope, receive, send)
 
 
-async def read_json_object(request: Request) -> dict[str, Any]:
+def _request_dialect(request: Request) -> Dialect:
+    return getattr(request.state, "dialect", None) or dialect_for(request.method, request.url.path)
+
+
+async def read_json_object(request: Request, max_bytes: int | None = None) -> dict[str, Any]:
     """The request's body as a JSON object ({} when empty), for routes that parse it by hand. Its
-    size, depth and text were checked at the edge; a large one is parsed off the event loop."""
+    size, depth and text were checked at the edge; `max_bytes` is a service's own, lower limit. A large
+    body is parsed off the event loop."""
     body = await request.body()
-    dialect = getattr(request.state, "dialect", None) or dialect_for(request.method, request.url.path)
+    dialect = _request_dialect(request)
+    if max_bytes is not None and len(body) > max_bytes:
+        raise too_large(max_bytes, dialect)
     if not body.strip():
         return {}
     try:
@@ -212,3 +227,43 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         raise InvalidRequest(say(dialect, "invalid request: body must be a JSON object",
                                  "参数错误: 请求体必须是JSON对象"))
     return value
+
+
+async def read_json_body(request: Request, model: type[M], max_bytes: int | None = None) -> M:
+    """The request's JSON body validated as `model` (declare it with shared.openapi.json_body(model))."""
+    return validated(model, await read_json_object(request, max_bytes), _request_dialect(request))
+
+
+def validated(model: type[M], data: Mapping[str, Any], dialect: Dialect) -> M:
+    """`data` as `model`, or the route's 400 saying what is wrong."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_input(exc.errors(), dialect) from None
+
+
+def invalid_input(errors: Iterable[Mapping[str, Any]], dialect: Dialect) -> InvalidRequest:
+    summary = validation_summary(errors)
+    return InvalidRequest(say(dialect, f"invalid request: {summary}", f"参数错误: {summary}"))
+
+
+# Where FastAPI found a value: the first element of its errors' locations, not a field's name.
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def validation_summary(errors: Iterable[Mapping[str, Any]], limit: int = 5) -> str:
+    """pydantic's (or FastAPI's) validation errors as `field: problem; ...`, the first `limit` of them."""
+    parts = []
+    for error in list(errors)[:limit]:
+        location = tuple(error.get("loc", ()))
+        if error.get("type") == "json_invalid":
+            parts.append("body is not valid JSON")
+            continue
+        if location == ("body",):
+            parts.append("body must be a JSON object")
+            continue
+        if location[:1] and location[0] in _LOCATIONS:
+            location = location[1:]
+        field = ".".join(str(part) for part in location)
+        parts.append(f"{field}: {error.get('msg')}" if field else str(error.get("msg")))
+    return "; ".join(parts)

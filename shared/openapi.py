@@ -1,6 +1,14 @@
-"""The error answers a service's OpenAPI schema declares: the ones its routes really give.
+"""What a service's OpenAPI schema declares beyond FastAPI's own: the bodies its routes read by hand,
+and the error answers its routes really give.
 
-FastAPI declares a 422 for every route with parameters, yet a validation error here is a 400 in the
+Bodies. A route that checks the caller's role before it reads its body (CONTRACT.md: authorization
+before validation) declares no body parameter, since FastAPI would validate one before any dependency
+ran; it reads the body with shared.edge.read_json_body(request, Model) and declares it with
+`openapi_extra=json_body(Model)`, from the very model it validates with, so the two cannot drift (a
+multipart form: `form_body`). The models' definitions travel in the operation and are moved into
+`components/schemas` when the schema is built, where every `$ref` points.
+
+Errors. FastAPI declares a 422 for every route with parameters, yet a validation error here is a 400 in the
 route's own envelope (service_app.install_error_handlers). This replaces the 422 with that 400 and
 adds, by rule, what the shared code answers on every route:
 
@@ -21,10 +29,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from shared.contract import Dialect, dialect_for
 from shared.identity import optional_identity, required_identity
 
+COMPONENT_REF = "#/components/schemas/{model}"
 _TEXT = {"type": "string"}
 ERROR_SCHEMAS: dict[Dialect, tuple[str, dict[str, Any]]] = {
     Dialect.DATASET_000: ("Error000", {
@@ -51,6 +62,52 @@ _DESCRIPTIONS = {
 }
 _BODY_METHODS = frozenset({"post", "put", "patch"})
 _IDENTITY_DEPENDENCIES = (required_identity, optional_identity)
+
+
+def json_body(*models: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` declaring the JSON body a route reads by hand: `model`, or any one of `models` where
+    the body's fields tell which one the client speaks (`POST /user/register`: 001's or 003's)."""
+    references, definitions = models_json_schema([(model, "validation") for model in models],
+                                                 ref_template=COMPONENT_REF)
+    schema: dict[str, Any] = dict(references[(models[0], "validation")]) if len(models) == 1 else {
+        "anyOf": [references[(model, "validation")] for model in models]}
+    schema["$defs"] = definitions.get("$defs", {})  # moved into components by _place_definitions
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def form_body(fields: dict[str, tuple[str, str]], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`openapi_extra` declaring a multipart form a route parses itself: {name: (kind, description)},
+    kind = text | file | files."""
+    properties: dict[str, Any] = {}
+    for name, (kind, description) in fields.items():
+        if kind == "text":
+            properties[name] = {"type": "string", "description": description}
+        elif kind == "file":
+            properties[name] = {"type": "string", "format": "binary", "description": description}
+        else:
+            properties[name] = {"type": "array", "items": {"type": "string", "format": "binary"},
+                                "description": description}
+    schema = {"type": "object", "properties": properties, "required": list(required)}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def _place_definitions(schema: dict[str, Any]) -> None:
+    """Moves the `$defs` that `json_body` left in operations into `components/schemas`, where its
+    references point (a `$ref` in an OpenAPI document resolves from the document's root)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+
+    def hoist(node: Any) -> None:
+        if isinstance(node, dict):
+            for name, definition in node.pop("$defs", {}).items():
+                if components.setdefault(name, definition) != definition:
+                    raise ValueError(f"two different schemas named {name!r} in one service's OpenAPI document")
+            for value in node.values():
+                hoist(value)
+        elif isinstance(node, list):
+            for value in node:
+                hoist(value)
+
+    hoist(schema.get("paths", {}))
 
 
 def _reads_identity(dependant: Any) -> bool:
@@ -102,8 +159,9 @@ def declare_errors(schema: dict[str, Any], identity_operations: set[tuple[str, s
         components[name] = error_schema
 
 
-def install_declared_errors(app: FastAPI) -> None:
-    """Makes `app.openapi()` return the schema with its real error answers (built once, cached)."""
+def install_declared_schema(app: FastAPI) -> None:
+    """Makes `app.openapi()` return the schema with its hand-read bodies' definitions in components and
+    its real error answers (built once, cached)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -111,6 +169,7 @@ def install_declared_errors(app: FastAPI) -> None:
             with warnings.catch_warnings():  # the duplicate operation ids it warns of are renamed below
                 warnings.filterwarnings("ignore", "Duplicate Operation ID")
                 generated = generate()  # cached by FastAPI in app.openapi_schema, and rewritten there
+            _place_definitions(generated)
             declare_errors(generated, _identity_operations(app))
         return app.openapi_schema  # type: ignore[return-value]
 

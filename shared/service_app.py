@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.contract import Dialect, dialect_for
 from shared.db import RefusedInput, create_engine, create_sessionmaker, refused_input
-from shared.edge import BodyTooLarge, EdgeGuardMiddleware, say
+from shared.edge import BodyTooLarge, EdgeGuardMiddleware, invalid_input, say
 from shared.envelopes import error_response
 from shared.errors import (
     InternalError,
@@ -36,7 +36,7 @@ from shared.http import ServiceClient
 from shared.logs import configure_logging
 from shared.metrics import metrics_router, observe
 from shared.migrations import upgrade_async
-from shared.openapi import install_declared_errors
+from shared.openapi import install_declared_schema
 from shared.params import INT32_MAX
 from shared.redis import Keys, create_redis
 from shared.requestctx import REQUEST_ID_HEADER, current_request_id, request_started_at
@@ -107,20 +107,6 @@ def _dialect(request: Request):  # type: ignore[no-untyped-def]
     return getattr(request.state, "dialect", None) or dialect_for(request.method, request.url.path)
 
 
-def _validation_summary(exc: RequestValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        if error.get("type") == "json_invalid":
-            parts.append("body is not valid JSON")
-            continue
-        if tuple(error.get("loc", ())) == ("body",):
-            parts.append("body must be a JSON object")
-            continue
-        location = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
-        parts.append(f"{location}: {error.get('msg')}" if location else str(error.get("msg")))
-    return "; ".join(parts)
-
-
 def _names_nothing(request: Request) -> bool:
     """Whether a path parameter is an integer no Integer column holds: an id that names nothing."""
     return any(value.lstrip("-").isdigit() and not -INT32_MAX - 1 <= int(value) <= INT32_MAX
@@ -156,7 +142,7 @@ def install_error_handlers(app: FastAPI) -> None:
                           for e in errors):
             error = NotFound()  # an id outside its type's range (shared/params.py) names nothing
         else:
-            error = InvalidRequest(f"invalid request: {_validation_summary(exc)}")
+            error = invalid_input(errors, _dialect(request))
         return error_response(_dialect(request), error, request.url.path)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -226,6 +212,16 @@ def health_router(service: str) -> APIRouter:
     return router
 
 
+def app_state(name: str) -> Any:
+    """A dependency giving the app's `state.<name>` (set by its lifespan):
+    `Settings = Annotated[AuthSettings, app_state("settings")]`."""
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return Depends(dependency)
+
+
 def peer(app: FastAPI, name: str) -> ServiceClient:
     """The long-lived client for calls from this service to `name`, closed when the app stops."""
     clients: dict[str, ServiceClient] = app.state.peers
@@ -290,7 +286,7 @@ def build_service_app(
     app.add_middleware(EdgeGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service=name)
     install_error_handlers(app)
-    install_declared_errors(app)
+    install_declared_schema(app)
     app.include_router(health_router(name))
     app.include_router(metrics_router)
     for router in routers:

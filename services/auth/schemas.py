@@ -50,15 +50,19 @@ class Body(BaseModel):
 
 
 class Register003(Body):
+    """003's `POST /user/register` (a body with `user_name`; one with only `username` is 001's)."""
+
     user_name: Name
     password: Password
-    user_type: str = Field(max_length=16)
+    user_type: Literal["demand", "tag", "admin", "agent"]
     invite_code: str | None = Field(None, max_length=INVITE_CHARS)
-    email: str | None = Field(None, max_length=EMAIL_CHARS)
-    verifycode: str | None = Field(None, max_length=CODE_CHARS)
+    email: str = Field(min_length=1, max_length=EMAIL_CHARS)
+    verifycode: str = Field(min_length=1, max_length=CODE_CHARS)
 
 
 class Register001(Body):
+    """001's `POST /user/register`: an expert (a `tag` user) with the area they know."""
+
     username: Name
     password: Password
     user_area: str = Field("", max_length=AREA_CHARS)

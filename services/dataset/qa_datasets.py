@@ -26,38 +26,19 @@ from shared.identity import Identity
 from .models import Dataset
 from .qa import QaError, parse_dataset_json
 from .repository import DatasetRepository
-from .schemas import record_entry_001
+from .schemas import QaUpload, record_entry_001
 
 STATUSES = ("未分配", "已分配", "已完成", "已结束")
-MAX_TEXT_FIELD = 256
 PAGE = 1000
 
 
-def _text_field(body: dict[str, Any], name: str, required: bool, max_chars: int) -> str:
-    value = body.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise InvalidRequest(f"参数错误: 缺少{name}")
-        return ""
-    if not isinstance(value, str):
-        raise InvalidRequest(f"参数错误: {name}必须是字符串")
-    if len(value) > max_chars:
-        raise InvalidRequest(f"参数错误: {name}超过{max_chars}个字符")
-    return value.strip()
-
-
-async def upload(repo: DatasetRepository, owner: Identity, body: dict[str, Any], max_json_bytes: int) -> Dataset:
-    name = _text_field(body, "dataset_name", True, 128)
-    task_type = _text_field(body, "dataset_task_type", False, 128)
-    source = _text_field(body, "dataset_source", False, MAX_TEXT_FIELD)
-    if "dataset_json" not in body:
-        raise InvalidRequest("参数错误: 缺少dataset_json")
+async def upload(repo: DatasetRepository, owner: Identity, body: QaUpload, max_json_bytes: int) -> Dataset:
     try:
-        records = parse_dataset_json(body["dataset_json"], max_bytes=max_json_bytes)
+        records = parse_dataset_json(body.dataset_json, max_bytes=max_json_bytes)
     except QaError as exc:
         raise InvalidRequest(f"参数错误: {exc}") from None
-    dataset = Dataset(owner_id=owner.user_id, kind="qa", document="001", name=name, task_type=task_type,
-                      source=source)
+    dataset = Dataset(owner_id=owner.user_id, kind="qa", document="001", name=body.dataset_name.strip(),
+                      task_type=(body.dataset_task_type or "").strip(), source=(body.dataset_source or "").strip())
     await repo.add(dataset)
     await repo.insert_qa_records([
         {"dataset_id": dataset.id, "position": position, "area": record.data_area,

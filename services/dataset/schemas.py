@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .models import Dataset, QaRecord
 
@@ -13,6 +13,22 @@ NO_DATE = "-/-/-"
 
 
 # 001 ---------------------------------------------------------------------------------------------
+
+
+class QaUpload(BaseModel):
+    """001's `POST /dataset/upload`: a Q&A dataset's name and description, and its records, which
+    `qa.parse_dataset_json` checks one by one (errors name the record and the field)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    dataset_name: str = Field(min_length=1, max_length=128, pattern=r"\S", description="数据集名称")
+    dataset_task_type: str | None = Field(None, max_length=128, description="数据集任务类型")
+    dataset_source: str | None = Field(None, max_length=256, description="数据集来源")
+    dataset_json: str | list[dict[str, Any]] = Field(description=(
+        "数据集的所有数据: JSON.stringify(data), or data itself; data is an array of records "
+        '{"data_background", "data_question", "data_answer": [{"answer", "ranking_number", "reserve"}, ...], '
+        '"data_area", "data_keyword", "other"}, all strings but data_answer; data_question and data_area '
+        "are required"))
 
 
 def date_001(value: datetime | None) -> str:

@@ -13,22 +13,20 @@ time), and 001's manager list says 已分配 / expert list 未开始 for a missi
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Any
+
+from pydantic_core import PydanticCustomError
 
 from services.tasks import outbox
 from services.tasks.models import Mission
 from services.tasks.peers import AuthClient, DatasetClient
 from services.tasks.repository import TasksRepository
-from services.tasks.schemas import mission_time
+from services.tasks.schemas import AssignBody, LabelBody, ReassignBody, UrgeBody, mission_time, positive_id
 from shared.errors import InvalidRequest, LabelhiveError, NoPermission, NotFound
 from shared.identity import Identity
 
 MANAGER_ROLES = ("demand", "admin")
-DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
-                "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
-DAY_FORMATS = ("%Y-%m-%d", "%Y/%m/%d")
 
 
 def now() -> datetime:
@@ -46,60 +44,11 @@ def ensure_expert(identity: Identity) -> None:
 
 
 def parse_id(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise InvalidRequest(f"参数错误: {name}必须是整数")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if not isinstance(value, int) or not 0 < value < 2**31:
-        raise InvalidRequest(f"参数错误: {name}必须是正整数")
-    return value
-
-
-def parse_expert_ids(value: Any) -> list[int]:
-    """A JSON array of ids (001), or that array as a JSON string."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise InvalidRequest("参数错误: expert_id_list必须是id的数组") from None
-    if not isinstance(value, list) or not value:
-        raise InvalidRequest("参数错误: expert_id_list必须是非空的id数组")
-    if len(value) > 1000:
-        raise InvalidRequest("参数错误: expert_id_list最多1000个专家")
-    ids = [parse_id(v, "expert_id_list") for v in value]
-    if len(set(ids)) != len(ids):
-        raise InvalidRequest("参数错误: expert_id_list有重复的专家")
-    return ids
-
-
-def parse_due(value: Any, name: str) -> datetime | None:
-    """A date ("2024/01/12": the end of that day), a date and time, or a Unix time (s or ms); UTC."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, UTC)
-        except (OverflowError, OSError, ValueError):  # 1e300, NaN, Infinity: no date a calendar holds
-            raise InvalidRequest(f"参数错误: {name}超出时间范围") from None
-    if isinstance(value, str):
-        text = value.strip()
-        for fmt in DATE_FORMATS:
-            try:
-                return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-            except ValueError:
-                pass
-        for fmt in DAY_FORMATS:
-            try:
-                day = datetime.strptime(text, fmt).date()
-                return datetime.combine(day, time(23, 59, 59), UTC)
-            except ValueError:
-                pass
-        try:
-            parsed = datetime.fromisoformat(text)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        except ValueError:
-            pass
-    raise InvalidRequest(f"参数错误: {name}不是合法的时间")
+    """An id from a query string, by the rule of the bodies' ids."""
+    try:
+        return positive_id(value)
+    except PydanticCustomError as exc:
+        raise InvalidRequest(f"参数错误: {name}{exc.message()}") from None
 
 
 def split(ids: list[int], parts: int) -> list[list[int]]:
@@ -142,17 +91,9 @@ async def _missions(repo: TasksRepository, template: Mission, experts: dict[int,
 
 
 async def assign(repo: TasksRepository, auth: AuthClient, dataset: DatasetClient, identity: Identity,
-                 body: dict[str, Any]) -> list[Mission]:
+                 body: AssignBody) -> list[Mission]:
     ensure_manager(identity)
-    dataset_id = parse_id(body.get("dataset_id"), "dataset_id")
-    area = body.get("area")
-    if not isinstance(area, str) or not area.strip():
-        raise InvalidRequest("参数错误: 缺少area")
-    expert_ids = parse_expert_ids(body.get("expert_id_list"))
-    notice = body.get("notice") or ""
-    if not isinstance(notice, str) or len(notice) > 10_000:
-        raise InvalidRequest("参数错误: notice必须是字符串")
-    due = parse_due(body.get("due_time"), "due_time")
+    dataset_id, area, expert_ids = body.dataset_id, body.area, body.expert_id_list
     info = await dataset.qa_dataset(dataset_id)
     if info is None or (identity.role != "admin" and int(info.get("owner_id", -1)) != identity.user_id):
         raise NotFound("数据集不存在")
@@ -168,7 +109,8 @@ async def assign(repo: TasksRepository, auth: AuthClient, dataset: DatasetClient
     template = Mission(dataset_id=dataset_id, dataset_name=str(info.get("dataset_name", "")),
                        dataset_task_type=str(info.get("dataset_task_type") or ""),
                        dataset_source=str(info.get("dataset_source") or ""),
-                       manager_id=int(info.get("owner_id", identity.user_id)), area=area, notice=notice, due_at=due)
+                       manager_id=int(info.get("owner_id", identity.user_id)), area=area, notice=body.notice or "",
+                       due_at=body.due_time)
     created = await _missions(repo, template, experts, expert_ids, record_ids, "分配")
     await outbox.dataset_status(repo, dataset_id, "已分配", now(), f"mission:{created[0].id}:dataset-status")
     return created
@@ -182,14 +124,10 @@ async def _managed(repo: TasksRepository, identity: Identity, mission_id: int) -
     return mission
 
 
-async def reassign(repo: TasksRepository, auth: AuthClient, identity: Identity, body: dict[str, Any]) -> list[Mission]:
+async def reassign(repo: TasksRepository, auth: AuthClient, identity: Identity, body: ReassignBody) -> list[Mission]:
     """Hands a mission's unlabelled records over to other experts (001's 移交)."""
-    mission = await _managed(repo, identity, parse_id(body.get("mission_id"), "mission_id"))
-    expert_ids = parse_expert_ids(body.get("expert_id_list"))
-    notice = body.get("mission_notice")
-    if notice is not None and (not isinstance(notice, str) or len(notice) > 10_000):
-        raise InvalidRequest("参数错误: mission_notice必须是字符串")
-    due = parse_due(body.get("mission_due_time"), "mission_due_time")
+    mission = await _managed(repo, identity, body.mission_id)
+    expert_ids, notice, due = body.expert_id_list, body.mission_notice, body.mission_due_time
     if mission.status != "标注中":
         raise LabelhiveError(f"移交失败,任务{mission.status}")
     experts = await _experts(auth, expert_ids, "移交")
@@ -207,8 +145,8 @@ async def reassign(repo: TasksRepository, auth: AuthClient, identity: Identity, 
     return created
 
 
-async def urge(repo: TasksRepository, identity: Identity, body: dict[str, Any]) -> Mission:
-    mission = await _managed(repo, identity, parse_id(body.get("mission_id"), "mission_id"))
+async def urge(repo: TasksRepository, identity: Identity, body: UrgeBody) -> Mission:
+    mission = await _managed(repo, identity, body.mission_id)
     mission.is_highlight = True
     return mission
 
@@ -291,26 +229,16 @@ async def data_list(repo: TasksRepository, dataset: DatasetClient, identity: Ide
     return entries, mission.notice
 
 
-async def label(repo: TasksRepository, dataset: DatasetClient, identity: Identity, body: dict[str, Any]) -> None:
+async def label(repo: TasksRepository, dataset: DatasetClient, identity: Identity, body: LabelBody) -> None:
     ensure_expert(identity)
-    record_id = parse_id(body.get("data_id"), "data_id")
-    reserve = body.get("data_reserve", 1)
-    if isinstance(reserve, str) and reserve.strip() in ("0", "1"):
-        reserve = int(reserve.strip())
-    if isinstance(reserve, bool) or reserve not in (0, 1):
-        raise InvalidRequest("参数错误: data_reserve必须是0或1")
-    question = body.get("data_question")
-    if question is not None and not isinstance(question, str):
-        raise InvalidRequest("参数错误: data_question必须是字符串")
-    if "data_answer" not in body:
-        raise InvalidRequest("参数错误: 缺少data_answer")
+    record_id = body.data_id
     found = await repo.active_record(record_id, identity.user_id)
     if found is None:
         raise NotFound("数据不存在或不在你进行中的任务里")
     mission, record = found
     status, answer = await dataset.label_record(record_id, {
-        "expert_name": identity.user_name, "data_answer": body["data_answer"], "data_reserve": reserve,
-        "data_question": question or None})
+        "expert_name": identity.user_name, "data_answer": body.data_answer, "data_reserve": body.data_reserve,
+        "data_question": body.data_question or None})
     if status == 404:
         raise NotFound("数据不存在")
     if status != 200:

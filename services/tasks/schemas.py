@@ -7,12 +7,23 @@ checked, banned, tag score): never a password, an email or a bank card, whatever
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, time
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictInt,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from services.tasks.models import Assignment, Task
+from shared.params import INT32_MAX
 
 Profiles = dict[int, dict[str, Any]]
 
@@ -79,6 +90,130 @@ class CheckMethod(Body):
 
 class ReportBody(Body):
     reason: str = Field(min_length=1, max_length=2000)
+
+
+# 001's bodies. Its clients send ids as numbers or as digit strings, and dates in several ways; what is
+# wrong is said in its clients' language (shared.edge.validated prefixes 参数错误 and the field).
+
+MAX_EXPERTS = 1000
+MAX_NOTICE_CHARS = 10_000
+MAX_AREA_CHARS = 64  # as the dataset service bounds an area (services/dataset/qa.py)
+MAX_QUESTION_CHARS = 100_000  # as the dataset service bounds a record's text
+DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
+                "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
+DAY_FORMATS = ("%Y-%m-%d", "%Y/%m/%d")
+
+
+def positive_id(value: Any) -> int:
+    """An id of an Integer column, as a number or a string of digits."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("positive_id", "必须是整数")
+    if isinstance(value, str) and (text := value.strip()).isascii() and text.isdigit() and len(text) <= 20:
+        value = int(text)
+    if not isinstance(value, int) or not 0 < value <= INT32_MAX:
+        raise PydanticCustomError("positive_id", "必须是正整数")
+    return value
+
+
+def _ids_from_text(value: Any) -> Any:
+    """001 sends the list itself, or the list as a JSON string."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        raise PydanticCustomError("id_list", "必须是id的数组") from None
+
+
+def _distinct(ids: list[int]) -> list[int]:
+    if len(set(ids)) != len(ids):
+        raise PydanticCustomError("distinct_ids", "有重复的专家")
+    return ids
+
+
+def due_time(value: Any) -> datetime | None:
+    """A date ("2024/01/12": the end of that day), a date and time, or a Unix time (s or ms); UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, UTC)
+        except (OverflowError, OSError, ValueError):  # 1e300, NaN, Infinity: no date a calendar holds
+            raise PydanticCustomError("due_time", "超出时间范围") from None
+    if isinstance(value, str):
+        text = value.strip()
+        for fmt in DATE_FORMATS:
+            try:
+                return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+            except ValueError:
+                pass
+        for fmt in DAY_FORMATS:
+            try:
+                return datetime.combine(datetime.strptime(text, fmt).date(), time(23, 59, 59), UTC)
+            except ValueError:
+                pass
+        try:
+            parsed = datetime.fromisoformat(text)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    raise PydanticCustomError("due_time", "不是合法的时间")
+
+
+def _reserve(value: Any) -> int:
+    if isinstance(value, str) and value.strip() in ("0", "1"):
+        return int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (0, 1):
+        raise PydanticCustomError("reserve", "必须是0或1")
+    return value
+
+
+_ID_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": INT32_MAX},
+                        {"type": "string", "pattern": r"^\s*[0-9]+\s*$", "maxLength": 20}]}
+PositiveId = Annotated[int, PlainValidator(positive_id), WithJsonSchema(_ID_SCHEMA)]
+ExpertIds = Annotated[list[PositiveId], BeforeValidator(_ids_from_text, json_schema_input_type=list[PositiveId] | str),
+                      Field(min_length=1, max_length=MAX_EXPERTS), AfterValidator(_distinct)]
+DueTime = Annotated[datetime | None, PlainValidator(due_time), WithJsonSchema({
+    "anyOf": [{"type": "string", "description": "2024/01/12 (the end of that day), 2024-01-12 18:00[:00], ISO 8601"},
+              {"type": "number", "description": "Unix time in seconds, or in milliseconds"}, {"type": "null"}]})]
+Notice = Annotated[str, Field(max_length=MAX_NOTICE_CHARS)]
+
+
+class AssignBody(Body):
+    """001's `POST /task/assign`: one area of a dataset split among experts, one mission each."""
+
+    dataset_id: PositiveId
+    area: str = Field(min_length=1, max_length=MAX_AREA_CHARS, pattern=r"\S")
+    expert_id_list: ExpertIds
+    notice: Notice | None = None
+    due_time: DueTime = None
+
+
+class ReassignBody(Body):
+    """001's `PUT /task/reassign`: a mission's unlabelled records handed over (notice and due time kept
+    when not sent)."""
+
+    mission_id: PositiveId
+    expert_id_list: ExpertIds
+    mission_notice: Notice | None = None
+    mission_due_time: DueTime = None
+
+
+class UrgeBody(Body):
+    """001's `POST /task/urgent`."""
+
+    mission_id: PositiveId
+
+
+class LabelBody(Body):
+    """001's `PUT /data/label`: an expert's ranked answers and keep flag for one record."""
+
+    data_id: PositiveId
+    data_answer: list[dict[str, Any]] | str | None = Field(
+        description="[{answer, ranking_number, reserve}, ...] as in the dataset's upload, or that list as JSON "
+                    "text; checked by the dataset service as an upload's data_answer")
+    data_reserve: Annotated[int, PlainValidator(_reserve), WithJsonSchema({"enum": [0, 1, "0", "1"]})] = 1
+    data_question: str | None = Field(None, max_length=MAX_QUESTION_CHARS)
 
 
 # Responses ------------------------------------------------------------------------------------

@@ -19,8 +19,6 @@ from services.auth.api.deps import (
     Sessions,
     Settings,
     clear_session_cookie,
-    json_object,
-    parse,
     set_session_cookie,
 )
 from services.auth.errors import (
@@ -49,14 +47,15 @@ from services.auth.schemas import (
 )
 from shared.contract import Dialect
 from shared.db import after_commit
+from shared.edge import read_json_object, validated
 from shared.envelopes import ok_003
-from shared.errors import InvalidRequest, NoPermission
+from shared.errors import NoPermission
 from shared.identity import CurrentIdentity, Identity, require_roles
+from shared.openapi import json_body
 
 router = APIRouter(tags=["users (003)"])
 
 Admin = Annotated[Identity, Depends(require_roles("admin"))]
-ROLES_003 = ("demand", "tag", "admin", "agent")
 
 
 def _now() -> datetime:
@@ -72,17 +71,14 @@ def _admin_19(identity: CurrentIdentity) -> Identity:
 Admin19 = Annotated[Identity, Depends(_admin_19)]
 
 
-@router.post("/user/register", summary="Register (003 body: user_name...; 001 body: username...)")
+@router.post("/user/register", summary="Register (003 body: user_name...; 001 body: username...)",
+             openapi_extra=json_body(Register003, Register001))
 async def register(request: Request, repo: Repo, codes: Codes, settings: Settings) -> JSONResponse:
-    body = await json_object(request)
+    body = await read_json_object(request)
     if "username" in body and "user_name" not in body:
         request.state.dialect = Dialect.EXPERT_001
-        return await users_001.register_expert(repo, parse(Register001, body))
-    data = parse(Register003, body)
-    if data.user_type not in ROLES_003:
-        raise InvalidRequest("invalid request: user_type must be demand, tag, admin or agent")
-    if not data.email or not data.verifycode:
-        raise InvalidRequest("invalid request: email and verifycode are required")
+        return await users_001.register_expert(repo, validated(Register001, body, Dialect.EXPERT_001))
+    data = validated(Register003, body, Dialect.CROWD_003)
     user = await accounts.register_003(
         repo, codes, user_name=data.user_name, password=data.password, role=data.user_type,
         email=data.email, verifycode=data.verifycode, invite_code=data.invite_code,

@@ -15,13 +15,13 @@ from services.dataset.api.deps import (
     Manager,
     Repo,
     Settings,
-    form_doc,
 )
 from services.dataset.forms import Upload, text_of
 from services.dataset.repository import DatasetRepository
 from shared.db import after_commit
 from shared.envelopes import envelope_000
 from shared.errors import InvalidRequest
+from shared.openapi import form_body
 
 router = APIRouter(tags=["datasets (000)"])
 
@@ -48,7 +48,7 @@ async def _dataset_id(request: Request, owner_id: int, collection_name: str) -> 
 
 
 @router.post("/data_module/create_dataset", summary="Create an image dataset with its labels",
-             openapi_extra=form_doc({
+             openapi_extra=form_body({
                  "name": ("text", "dataset name (unique per user; the <collection_name> of the upload URLs)"),
                  "data_type": ("text", "1 classification, 2 face (labelled images are enrolled), 3 detection, "
                                        "4 segmentation, or any other short code; no upload is refused for it"),
@@ -72,7 +72,7 @@ async def create_dataset(request: Request, manager: Manager, upload: Upload, rep
 
 
 @router.post("/data_module/upload_image/{collection_name}", summary="Upload images (classification, face)",
-             openapi_extra=form_doc(_UPLOAD_FIELDS, ("status",)))
+             openapi_extra=form_body(_UPLOAD_FIELDS, ("status",)))
 async def upload_image(collection_name: str, request: Request, manager: Manager, upload: Upload, repo: Repo,
                        settings: Settings, slots: DecodeSlots, drainer: Drainer) -> JSONResponse:
     dataset_id = await _dataset_id(request, manager.user_id, collection_name)
@@ -84,7 +84,7 @@ async def upload_image(collection_name: str, request: Request, manager: Manager,
 
 
 @router.post("/data_module/upload_images/{collection_name}", summary="Upload images (detection, segmentation)",
-             openapi_extra=form_doc({**_UPLOAD_FIELDS, "label_file": ("files", "Pascal VOC XML, one per image")}))
+             openapi_extra=form_body({**_UPLOAD_FIELDS, "label_file": ("files", "Pascal VOC XML, one per image")}))
 async def upload_images(collection_name: str, request: Request, manager: Manager, upload: Upload, repo: Repo,
                         settings: Settings, slots: DecodeSlots) -> JSONResponse:
     dataset_id = await _dataset_id(request, manager.user_id, collection_name)

@@ -9,17 +9,20 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.dataset import qa_datasets
-from services.dataset.api.deps import Manager, Repo, Settings, Tasks, json_object
-from services.dataset.schemas import dataset_entry_001
+from services.dataset.api.deps import Manager, Repo, Settings, Tasks
+from services.dataset.schemas import QaUpload, dataset_entry_001
+from shared.edge import read_json_body
+from shared.openapi import json_body
 
 router = APIRouter(tags=["Q&A datasets (001)"])
 
 DatasetId = Annotated[str | None, Query(max_length=20, description="数据集id")]
 
 
-@router.post("/dataset/upload", summary="Upload a Q&A dataset")
+@router.post("/dataset/upload", summary="Upload a Q&A dataset", openapi_extra=json_body(QaUpload))
 async def upload(request: Request, manager: Manager, repo: Repo, settings: Settings) -> JSONResponse:
-    body = await json_object(request, settings.max_qa_body_bytes)
+    # Read by hand: only a manager's body is read (CONTRACT.md, authorization before validation).
+    body = await read_json_body(request, QaUpload, settings.max_qa_body_bytes)
     dataset = await qa_datasets.upload(repo, manager, body, settings.max_qa_body_bytes)
     return JSONResponse({"response": "success", "dataset_id": dataset.id})
 

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.dataset import media
-from services.dataset.api.deps import DecodeSlots, Repo, Settings, Store, User, form_doc
+from services.dataset.api.deps import DecodeSlots, Repo, Settings, Store, User
 from services.dataset.errors import PictureNotFound, VideoNotFound
 from services.dataset.forms import Upload
 from shared.envelopes import ok_003
+from shared.openapi import form_body
 
 router = APIRouter(tags=["image and media bed (003)"])
 
@@ -26,7 +27,7 @@ _MEDIA = {200: {"description": "the media file (or the requested range)",
           206: {"description": "a byte range of the media file"}}
 
 
-@router.post("/picbed/", summary="Upload an image", openapi_extra=form_doc({"img": ("file", "the image")}, ("img",)))
+@router.post("/picbed/", summary="Upload an image", openapi_extra=form_body({"img": ("file", "the image")}, ("img",)))
 @router.post("/picbed", include_in_schema=False)
 async def upload_picture(identity: User, upload: Upload, repo: Repo, settings: Settings,
                          slots: DecodeSlots) -> JSONResponse:
@@ -49,7 +50,7 @@ async def delete_picture(name: str, request: Request, identity: User, repo: Repo
 
 
 @router.post("/video/", summary="Upload a media file (streamed to storage)",
-             openapi_extra=form_doc({"video": ("file", "mp4, mov, m4a, webm, mkv, ogg, mp3, wav, flac or avi")},
+             openapi_extra=form_body({"video": ("file", "mp4, mov, m4a, webm, mkv, ogg, mp3, wav, flac or avi")},
                                     ("video",)))
 @router.post("/video", include_in_schema=False)
 async def upload_video(request: Request, identity: User, upload: Upload, repo: Repo,

@@ -12,9 +12,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from services.dataset import uploads
-from services.dataset.api.deps import DecodeSlots, Manager, Repo, Settings, form_doc
+from services.dataset.api.deps import DecodeSlots, Manager, Repo, Settings
 from services.dataset.forms import Upload
 from shared.envelopes import ok_003
+from shared.openapi import form_body
 
 router = APIRouter(tags=["task data (003)"])
 
@@ -22,7 +23,7 @@ DATASET_HEADER = "X-Labelhive-Dataset-Id"
 
 
 @router.post("/task/upload_data", summary="Upload question data: a zip of 1.txt, 2.txt, ... or 1.jpg, ...",
-             openapi_extra=form_doc({"file": ("file", "a zip archive")}, ("file",)))
+             openapi_extra=form_body({"file": ("file", "a zip archive")}, ("file",)))
 @router.post("/task/upload_data/", include_in_schema=False)
 async def upload_data(
     requester: Manager,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
-from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile as FormFile
 
 from services.tasks.outbox import Outbox
@@ -16,10 +14,9 @@ from services.tasks.settings import TasksSettings
 from shared.db import DbSession, after_commit
 from shared.errors import InvalidRequest, LabelhiveError, NoPermission, PayloadTooLarge
 from shared.identity import Identity
+from shared.service_app import app_state
 
 MAX_CSV_BYTES = 32 * 1024 * 1024
-MAX_JSON_BYTES = 1024 * 1024
-M = TypeVar("M", bound=BaseModel)
 
 
 def _repo(request: Request, session: DbSession) -> TasksRepository:
@@ -34,87 +31,22 @@ def _repo(request: Request, session: DbSession) -> TasksRepository:
     return repo
 
 
-def _state(name: str) -> Any:
-    def dependency(request: Request) -> Any:
-        return getattr(request.app.state, name)
-
-    return Depends(dependency)
-
-
 Repo = Annotated[TasksRepository, Depends(_repo)]
-Auth = Annotated[AuthClient, _state("auth")]
-Dataset = Annotated[DatasetClient, _state("dataset")]
-Settings = Annotated[TasksSettings, _state("settings")]
+Auth = Annotated[AuthClient, app_state("auth")]
+Dataset = Annotated[DatasetClient, app_state("dataset")]
+Settings = Annotated[TasksSettings, app_state("settings")]
 
 
 # A route that admits only some roles reads its body after checking the role (CONTRACT.md: authorization
 # before validation). FastAPI reads and validates a declared body before any dependency runs, so such a
-# route declares none: it calls `ensure_role`, then `parse_body` or `csv_file`, and documents its body
-# with `json_body_doc` or `csv_form_doc`.
+# route declares none: it calls `ensure_role`, then shared.edge.read_json_body or `csv_file`, and
+# documents its body with shared.openapi.json_body or form_body.
 
 
 def ensure_role(identity: Identity, *roles: str, error: type[LabelhiveError] = NoPermission) -> Identity:
     if identity.role not in roles:
         raise error()
     return identity
-
-
-async def json_object(request: Request, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
-    """001's bodies: a JSON object (its clients' wording for the errors)."""
-    body = await request.body()
-    if len(body) > max_bytes:
-        raise PayloadTooLarge()
-    try:
-        value = json.loads(body or b"{}")
-    except (ValueError, RecursionError):
-        raise InvalidRequest("参数错误: 请求体不是合法的JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidRequest("参数错误: 请求体必须是JSON对象")
-    return value
-
-
-async def parse_body(request: Request, model: type[M], max_bytes: int = MAX_JSON_BYTES) -> M:
-    """003's bodies: the JSON object validated as `model` (1005 with what is wrong)."""
-    body = await request.body()
-    if len(body) > max_bytes:
-        raise PayloadTooLarge()
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
-        raise InvalidRequest("invalid request: body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidRequest("invalid request: body must be a JSON object")
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        raise InvalidRequest(f"invalid request: {problems}") from None
-
-
-def _inline_refs(schema: Any, definitions: dict[str, Any]) -> Any:
-    """The schema with every `#/$defs/...` reference replaced by its definition (no recursive models here)."""
-    if isinstance(schema, dict):
-        ref = schema.get("$ref", "")
-        if ref.startswith("#/$defs/"):
-            return _inline_refs(definitions[ref.removeprefix("#/$defs/")], definitions)
-        return {k: _inline_refs(v, definitions) for k, v in schema.items() if k != "$defs"}
-    if isinstance(schema, list):
-        return [_inline_refs(v, definitions) for v in schema]
-    return schema
-
-
-def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` declaring the JSON body a route reads with `parse_body`."""
-    schema = model.model_json_schema()
-    schema = _inline_refs(schema, schema.get("$defs", {}))
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
-def csv_form_doc(field: str, description: str) -> dict[str, Any]:
-    """`openapi_extra` declaring the multipart form a route reads with `csv_file`."""
-    schema = {"type": "object", "required": [field],
-              "properties": {field: {"type": "string", "format": "binary", "description": description}}}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
 async def csv_file(request: Request, field: str) -> bytes:

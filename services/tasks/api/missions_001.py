@@ -10,9 +10,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.tasks import missions
-from services.tasks.api.deps import Auth, Dataset, Repo, json_object
+from services.tasks.api.deps import Auth, Dataset, Repo
+from services.tasks.schemas import AssignBody, LabelBody, ReassignBody, UrgeBody
+from shared.edge import read_json_body
 from shared.errors import NotLoggedIn
 from shared.identity import Identity, MaybeIdentity
+from shared.openapi import json_body
 
 router = APIRouter(tags=["missions (001)"])
 
@@ -54,24 +57,25 @@ async def list_by_dataset(identity: MaybeIdentity, repo: Repo, dataset_id: IdPar
     return _response(await missions.dataset_history(repo, _logged_in(identity), dataset_id))
 
 
-@router.post("/task/assign", summary="Split a dataset area among experts")
+@router.post("/task/assign", summary="Split a dataset area among experts", openapi_extra=json_body(AssignBody))
 async def assign(request: Request, identity: MaybeIdentity, repo: Repo, auth: Auth, dataset: Dataset) -> JSONResponse:
     identity = _manager(identity)
-    created = await missions.assign(repo, auth, dataset, identity, await json_object(request))
+    created = await missions.assign(repo, auth, dataset, identity, await read_json_body(request, AssignBody))
     return _response("success", mission_ids=[m.id for m in created])
 
 
-@router.put("/task/reassign", summary="Hand a mission over to other experts")
+@router.put("/task/reassign", summary="Hand a mission over to other experts",
+            openapi_extra=json_body(ReassignBody))
 async def reassign(request: Request, identity: MaybeIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     identity = _manager(identity)
-    created = await missions.reassign(repo, auth, identity, await json_object(request))
+    created = await missions.reassign(repo, auth, identity, await read_json_body(request, ReassignBody))
     return _response("success", mission_ids=[m.id for m in created])
 
 
-@router.post("/task/urgent", summary="Urge a mission")
+@router.post("/task/urgent", summary="Urge a mission", openapi_extra=json_body(UrgeBody))
 async def urgent(request: Request, identity: MaybeIdentity, repo: Repo) -> JSONResponse:
     identity = _manager(identity)
-    await missions.urge(repo, identity, await json_object(request))
+    await missions.urge(repo, identity, await read_json_body(request, UrgeBody))
     return _response("success")
 
 
@@ -81,8 +85,9 @@ async def data_list(identity: MaybeIdentity, repo: Repo, dataset: Dataset, missi
     return _response(entries, notice=notice)
 
 
-@router.put("/data/label", summary="Label a record: ranked answers and the keep flag")
+@router.put("/data/label", summary="Label a record: ranked answers and the keep flag",
+            openapi_extra=json_body(LabelBody))
 async def label(request: Request, identity: MaybeIdentity, repo: Repo, dataset: Dataset) -> JSONResponse:
     identity = _expert(identity)
-    await missions.label(repo, dataset, identity, await json_object(request))
+    await missions.label(repo, dataset, identity, await read_json_body(request, LabelBody))
     return _response("success")

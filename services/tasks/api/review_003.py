@@ -15,15 +15,14 @@ from services.tasks.api.deps import (
     Repo,
     Settings,
     csv_file,
-    csv_form_doc,
     ensure_role,
-    json_body_doc,
-    parse_body,
 )
 from services.tasks.errors import NoPermissions
 from services.tasks.schemas import CheckMethod, ReportBody
+from shared.edge import read_json_body
 from shared.envelopes import ok_003
 from shared.identity import CurrentIdentity
+from shared.openapi import form_body, json_body
 
 router = APIRouter(tags=["review (003)"])
 
@@ -37,11 +36,11 @@ def _csv(text: str, filename: str) -> Response:
 
 
 @router.post("/review/manual_check/{task_id}/{user_id}", summary="An annotator's answers: all or a sample",
-             openapi_extra=json_body_doc(CheckMethod))
+             openapi_extra=json_body(CheckMethod))
 async def manual_check(task_id: int, user_id: int, request: Request, identity: CurrentIdentity, repo: Repo,
                        dataset: Dataset) -> JSONResponse:
     ensure_role(identity, "demand", error=NoPermissions)  # only the task's publisher
-    body = await parse_body(request, CheckMethod)
+    body = await read_json_body(request, CheckMethod)
     task, pairs = await review.manual_check(repo, identity, task_id, user_id, body.check_method)
     texts = await labeling.texts_for(dataset, task, [q for q, _ in pairs])
     return ok_003({"q_info": [
@@ -78,7 +77,7 @@ async def download_task(task_id: int, identity: CurrentIdentity, repo: Repo, aut
 
 
 @router.post("/review/upload_stdans", summary="Standard answers: a CSV of filename,tag",
-             openapi_extra=csv_form_doc("file", "CSV: filename,tag"))
+             openapi_extra=form_body({"file": ("file", "CSV: filename,tag")}, ("file",)))
 async def upload_stdans(request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     ensure_role(identity, "demand")
     raw = await csv_file(request, "file")
@@ -86,10 +85,10 @@ async def upload_stdans(request: Request, identity: CurrentIdentity, repo: Repo)
 
 
 @router.post("/review/report/{task_id}/{user_id}", summary="Report an annotator (publisher) or a publisher",
-             openapi_extra=json_body_doc(ReportBody))
+             openapi_extra=json_body(ReportBody))
 async def report(task_id: int, user_id: int, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     ensure_role(identity, "demand", "tag", error=NoPermissions)  # a task's publisher or one of its annotators
-    body = await parse_body(request, ReportBody)
+    body = await read_json_body(request, ReportBody)
     await review.report(repo, identity, task_id, user_id, body.reason)
     return ok_003()
 

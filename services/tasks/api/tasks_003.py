@@ -17,10 +17,7 @@ from services.tasks.api.deps import (
     Repo,
     Settings,
     csv_file,
-    csv_form_doc,
     ensure_role,
-    json_body_doc,
-    parse_body,
 )
 from services.tasks.errors import (
     NoAccessPermission,
@@ -41,9 +38,11 @@ from services.tasks.schemas import (
     admin_list_entry,
     task_entry,
 )
+from shared.edge import read_json_body
 from shared.envelopes import ok_003
 from shared.errors import InvalidRequest, NoPermission
 from shared.identity import CurrentIdentity, Identity
+from shared.openapi import form_body, json_body
 
 router = APIRouter(tags=["tasks (003)"])
 
@@ -71,11 +70,11 @@ async def _entries(repo: TasksRepository, auth: AuthClient, tasks: list[Task], i
     return entries
 
 
-@router.post("/task/", summary="Create a task (a checked requester)", openapi_extra=json_body_doc(TaskBody))
+@router.post("/task/", summary="Create a task (a checked requester)", openapi_extra=json_body(TaskBody))
 @router.post("/task", include_in_schema=False)
 async def create_task(request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     await lifecycle.ensure_checked_requester(auth, identity)
-    task = await lifecycle.create(repo, identity, await parse_body(request, TaskBody))
+    task = await lifecycle.create(repo, identity, await read_json_body(request, TaskBody))
     return ok_003({"task_id": task.id, "q_num": task.q_num, "check_result": task.check_result})
 
 
@@ -133,16 +132,16 @@ async def get_batch_data(task_id: TaskId, identity: CurrentIdentity, repo: Repo,
 
 
 @router.post("/task/upload_res/{task_id}/{q_id}", summary="Submit my answer to a question (once)",
-             openapi_extra=json_body_doc(ResultBody))
+             openapi_extra=json_body(ResultBody))
 async def upload_result(task_id: TaskId, q_id: int, request: Request, identity: CurrentIdentity, repo: Repo,
                         settings: Settings) -> JSONResponse:
     ensure_role(identity, "tag", error=NoAccessPermission)
-    body = await parse_body(request, ResultBody)
+    body = await read_json_body(request, ResultBody)
     return ok_003(await labeling.submit(repo, settings, identity, task_id, q_id, body.result, body.input_result))
 
 
 @router.post("/task/upload_res/{task_id}", summary="Submit answers in bulk: the filled upload.csv",
-             openapi_extra=csv_form_doc("file", "upload.csv"))
+             openapi_extra=form_body({"file": ("file", "upload.csv")}, ("file",)))
 async def upload_results(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo,
                          settings: Settings) -> JSONResponse:
     ensure_role(identity, "tag", error=NoAccessPermission)
@@ -184,20 +183,20 @@ async def redistribute(task_id: TaskId, identity: CurrentIdentity, repo: Repo, a
 
 
 @router.post("/task/check_task/{task_id}", summary="Admin check of a task: accept or refuse",
-             openapi_extra=json_body_doc(CheckBody))
+             openapi_extra=json_body(CheckBody))
 async def check_task(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     ensure_role(identity, "admin")
-    body = await parse_body(request, CheckBody)
+    body = await read_json_body(request, CheckBody)
     await lifecycle.check(repo, identity, task_id, body.result)
     return ok_003()
 
 
 @router.post("/task/to_agent/{task_id}", summary="Delegate a task to an agent (escrow hold)",
-             openapi_extra=json_body_doc(AgentBody))
+             openapi_extra=json_body(AgentBody))
 async def to_agent(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth,
                    settings: Settings) -> JSONResponse:
     ensure_role(identity, "demand", error=NoDistributePermission)
-    body = await parse_body(request, AgentBody)
+    body = await read_json_body(request, AgentBody)
     try:
         agent_id = int(body.agent_id)
     except ValueError:
@@ -213,11 +212,11 @@ async def distribute_to_user(task_id: TaskId, user_id: int, identity: CurrentIde
     return ok_003(f"task {task_id} distributed to user {user_id}", message="success")
 
 
-@router.put("/task/{task_id}", summary="Modify a task before distribution", openapi_extra=json_body_doc(TaskBody))
+@router.put("/task/{task_id}", summary="Modify a task before distribution", openapi_extra=json_body(TaskBody))
 async def modify_task(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo,
                       auth: Auth) -> JSONResponse:
     task = await lifecycle.modifiable(repo, identity, task_id)
-    task = await lifecycle.modify(repo, auth, identity, task, await parse_body(request, TaskBody))
+    task = await lifecycle.modify(repo, auth, identity, task, await read_json_body(request, TaskBody))
     return ok_003({"task_id": task.id, "q_num": task.q_num, "check_result": task.check_result})
 
 
