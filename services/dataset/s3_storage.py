@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import io
 import logging
+import os
 import re
 import time
 import uuid
@@ -56,6 +57,8 @@ TEMP_DIR = ".tmp"
 _OBJECT_PATH_RE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/([0-9a-f]{64})")
 # A storage service that does not answer fails the request in seconds (a 503), not after minutes of retries.
 _RETRY = {"max_retries": 3, "retry_timeout": timedelta(seconds=20)}
+_OPTIONAL_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
+                       "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
 _CLIENT = {
     # The operator chose the scheme in AWS_ENDPOINT_URL (MinIO inside a cluster often speaks plain HTTP);
     # https endpoints stay https.
@@ -100,6 +103,11 @@ class S3ObjectStore:
     def from_url(cls, url: str, **config: Any) -> S3ObjectStore:
         """``s3://bucket/prefix``; endpoint, credentials and region come from the ``AWS_*`` environment
         (or ``config``, e.g. ``endpoint=...`` in tests)."""
+        for name in _OPTIONAL_VARIABLES:
+            # Empty means unset (docker compose passes `${AWS_ENDPOINT_URL:-}` as ""): obstore would take ""
+            # for an endpoint (and fail on the first request) or for a key (instead of the pod's role).
+            if os.environ.get(name) == "":
+                del os.environ[name]
         return cls(S3Store.from_url(url, client_options=_CLIENT, retry_config=_RETRY, **config))
 
     def path(self, key: str) -> Path | None:

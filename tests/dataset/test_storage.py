@@ -347,3 +347,13 @@ def test_200_mb_stream_keeps_memory_flat(store: ObjectStore) -> None:
     assert digest.hexdigest() == obj.key
     assert peak < 8 * 1024 * 1024, f"peak traced memory {peak} bytes"
     assert asyncio.run(store.delete(obj.key))  # pytest keeps recent tmp dirs: don't leave 200 MB behind
+
+
+def test_empty_endpoint_variable_means_unset(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    # docker compose passes an unset `${AWS_ENDPOINT_URL:-}` as "": obstore would panic on it.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    bucket = s3.new_bucket()
+    store = S3ObjectStore.from_url(f"s3://{bucket}/files", **s3.store_config())
+    assert "AWS_ENDPOINT_URL" not in os.environ
+    key = asyncio.run(store.put_bytes(b"compose")).key
+    assert read(store, key) == b"compose"
