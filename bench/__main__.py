@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "tasks": "bench.tasks",
     "face": "bench.face",
     "detect": "bench.detect",
+    "console": "bench.console",
 }
 
 BenchMain = Callable[[], Awaitable[None]]

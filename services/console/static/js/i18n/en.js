@@ -125,5 +125,6 @@ export default {
   "datasets.qa": "Q&A datasets", "datasets.noqa": "No Q&A datasets.",
   "missions.subtitle": "Rank the answers of your Q&A records.", "missions.none": "No missions assigned to you.",
   "missions.open": "Open", "missions.question": "Question", "missions.up": "Move up", "missions.keep": "Keep this record",
+  "face.status": "{name}: {n} faces",
   "missions.save": "Save",
 };

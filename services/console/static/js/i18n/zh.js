@@ -125,5 +125,6 @@ export default {
   "datasets.qa": "问答数据集", "datasets.noqa": "没有问答数据集。",
   "missions.subtitle": "为你的问答数据排序答案。", "missions.none": "暂无分配给你的任务。",
   "missions.open": "打开", "missions.question": "问题", "missions.up": "上移", "missions.keep": "保留这条数据",
+  "face.status": "{name}:{n} 张人脸",
   "missions.save": "保存",
 };

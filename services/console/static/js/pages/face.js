@@ -35,8 +35,8 @@ export default {
       if (!names.length) { status.textContent = t("face.nocollections"); return; }
       try {
         const answer = await call("/collection/status", { collection_name: names });
-        const known = answer.status || {};
-        status.textContent = names.map((name) => `${name}: ${JSON.stringify(known[name] ?? known)}`).join(" · ").slice(0, 300);
+        const rows = Array.isArray(answer.status) ? answer.status : [];
+        status.textContent = rows.map((row) => t("face.status", { name: row.collection_name, n: row.feature_num })).join(" · ");
       } catch (error) {
         status.textContent = errorText(error);
       }
