@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -37,10 +38,10 @@ def create_app(settings: DetectSettings | None = None) -> FastAPI:
         segmenter, missing = _load_segmenter(settings)
         batcher = None
         if segmenter is not None:
-            batcher = MicroBatcher(segmenter.predict_batch, settings.max_batch,
-                                   settings.max_batch_wait_ms / 1000)
+            batcher = MicroBatcher(segmenter.run, settings.max_batch)
             batcher.start()
-        app.state.detector = Detector(segmenter, missing, batcher, app.state.redis,
+        image_executor = ThreadPoolExecutor(max_workers=settings.image_threads, thread_name_prefix="images")
+        app.state.detector = Detector(segmenter, missing, batcher, image_executor, app.state.redis,
                                       stream_key(app.state.keys))
 
         async def model_check() -> str:
@@ -52,6 +53,7 @@ def create_app(settings: DetectSettings | None = None) -> FastAPI:
         finally:
             if batcher is not None:
                 await batcher.stop()
+            image_executor.shutdown(wait=True)
 
     return build_service_app(
         name="detect", settings=settings, routers=[detect.router], lifespan=lifespan,

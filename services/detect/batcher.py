@@ -1,5 +1,7 @@
 """Gathers single items submitted concurrently into batches for one blocking call, so that a GPU
-runs full batches: the first item waits at most `max_wait` seconds for others to join."""
+runs full batches without making anyone wait for company: an item that arrives while the model is
+idle runs at once, alone; items that arrive while a batch runs wait for it to end and then go
+together (up to `max_batch`). Batches grow with the load, and a lone request pays no batching delay."""
 
 from __future__ import annotations
 
@@ -13,10 +15,9 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, run_batch: Callable[[Sequence[T]], Sequence[R]], max_batch: int, max_wait: float) -> None:
+    def __init__(self, run_batch: Callable[[Sequence[T]], Sequence[R]], max_batch: int) -> None:
         self._run_batch = run_batch
         self.max_batch = max_batch
-        self.max_wait = max_wait
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         # One worker thread: inference never runs on the event loop, and batches run one at a time.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
@@ -33,20 +34,14 @@ class MicroBatcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        self._queue.put_nowait((item, future))
         return await future
 
     async def _collect(self) -> list[tuple[T, asyncio.Future[R]]]:
+        """The next item, whenever it comes, and whatever else is already waiting: never a wait for more."""
         batch = [await self._queue.get()]
-        deadline = asyncio.get_running_loop().time() + self.max_wait
-        while len(batch) < self.max_batch:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
+        while len(batch) < self.max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
         return batch
 
     async def _work(self) -> None:

@@ -70,7 +70,8 @@ def decode_image(data: bytes) -> Image.Image:
 
     Pillow's lazy loading would let truncated files through ``Image.open``; ``load()`` forces
     a full decode so errors surface here, not later in the pipeline. The EXIF orientation is
-    applied so masks line up with what a viewer shows. Raises :class:`ImageDecodeError` (a
+    applied (in place: most uploads have none, and a copy of every upload would be wasted) so
+    masks line up with what a viewer shows. Raises :class:`ImageDecodeError` (a
     ``ValueError``) for anything undecodable, and :class:`ImageTooLargeError` above
     ``Image.MAX_IMAGE_PIXELS`` (Pillow itself only warns between 1x and 2x that limit).
     """
@@ -83,7 +84,7 @@ def decode_image(data: bytes) -> Image.Image:
         image: Image.Image = Image.open(io.BytesIO(data))
         _check_pixel_limit(image.size)
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -277,17 +278,21 @@ def render_result(
     rgb = _display_rgb(image)
     if rgb.shape[:2] != mask.shape:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {rgb.shape[:2]}")
-    out = rgb.astype(np.float32)
+    out = rgb
     thickness = max(1, round(min(mask.shape) / 200))
     for class_id, color in CLASS_COLORS.items():
         region = mask == class_id
         if not region.any():
             continue
-        colour = np.asarray(color, dtype=np.float32)
-        out[region] = out[region] * (1.0 - TINT_ALPHA) + colour * TINT_ALPHA
-        out[_contour(region, thickness)] = colour
+        if out is rgb:  # the decoded pixels are read-only; copied only when there is something to draw
+            out = rgb.copy()
+        # Only the region's pixels go through float32 arithmetic: the rest of the picture is left as
+        # decoded, which is what rounding the whole image in float32 would have given.
+        tinted = out[region].astype(np.float32) * (1.0 - TINT_ALPHA) + np.asarray(color, np.float32) * TINT_ALPHA
+        out[region] = np.clip(tinted + 0.5, 0, 255).astype(np.uint8)
+        out[_contour(region, thickness)] = color
     buffer = io.BytesIO()
-    result = Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), "RGB")
+    result = Image.fromarray(out)
     fmt = fmt.upper()
     if fmt in ("JPEG", "JPG"):
         result.save(buffer, format="JPEG", quality=quality)
@@ -298,7 +303,7 @@ def render_result(
 
 def _display_rgb(image: ImageInput) -> np.ndarray:
     if isinstance(image, Image.Image) and image.mode not in _HIGH_DEPTH_MODES:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[2] in (3, 4) and array.dtype == np.uint8:
         return array[:, :, :3]
@@ -420,15 +425,27 @@ class DefectSegmenter:
         (probs,) = self._session.run(None, {self._input_name: batch})
         return probs, original_sizes
 
+    def prepare(self, image: ImageInput) -> np.ndarray:
+        """One image's model input ``(1, H, W)`` float32, as :func:`preprocess` makes it: a server
+        prepares each upload where it is decoded, so the model's thread only runs the model."""
+        return normalize(resize_gray(to_gray(image), self.input_size))[None]
+
+    def run(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Softmax probabilities ``(N, C, H, W)`` of prepared inputs, from one onnxruntime call."""
+        batch = inputs[0][None] if len(inputs) == 1 else np.stack(inputs)
+        (probs,) = self._session.run(None, {self._input_name: batch})
+        return probs
+
     def predict_batch(self, images: Sequence[ImageInput]) -> list[SegmentationResult]:
         """Segment decoded images (Pillow images or arrays, any size, gray or colour)."""
         if not images:
             return []
         probs, original_sizes = self.predict_probs(images)
         pairs = zip(probs, original_sizes, strict=True)
-        return [self._result(image_probs, size) for image_probs, size in pairs]
+        return [self.result(image_probs, size) for image_probs, size in pairs]
 
-    def _result(self, probs: np.ndarray, size: tuple[int, int]) -> SegmentationResult:
+    def result(self, probs: np.ndarray, size: tuple[int, int]) -> SegmentationResult:
+        """One image's result from its probabilities ``(C, H, W)`` and its original (height, width)."""
         mask, counts = clean_mask(
             probs.argmax(axis=0).astype(np.uint8),
             self.min_region_area,
@@ -439,7 +456,8 @@ class DefectSegmenter:
             defect_count=sum(counts.values()),
             labels=sorted(self.class_names[c] for c in counts),
             dice=round(confidence_dice(probs, mask), 4),
-            mask=upsample_mask(mask, size, len(self.class_names)),
+            # clean_mask's answer is already a fresh array: no copy when the sizes agree.
+            mask=mask if mask.shape == size else upsample_mask(mask, size, len(self.class_names)),
             counts={self.class_names[c]: n for c, n in sorted(counts.items())},
         )
 
