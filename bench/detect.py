@@ -8,14 +8,16 @@ process on the same images, in one run:
                    API:        1 client, 8 images per request
     16 clients     in-process: 16 images per call (the largest batch the micro-batcher forms)
                    API:        16 concurrent clients, 1 image per request each: the micro-batcher
-                               gathers them (up to 16 images, waiting at most 5 ms)
+                               gathers those that wait while the model runs (up to 16 images)
 
 Per row: images/s both ways and their ratio (API / in-process), p50/p99 latency per call (in-process)
 and per request (API), and the CPU milliseconds per image of the inference side (this process for
 in-process; the detect service + gateway for the API), of the stats service storing the records and
 of the load generator (this process during the API slices). Each measurement is split into
 BENCH_ROUNDS slices alternating in-process and API, so that a change in the shared machine's other
-load hits both sides alike.
+load hits both sides alike; besides the ratio of the whole measurement, the median (and range) of the
+rounds' own ratios is shown. The load generator sends multipart bodies built once beforehand, so that
+the CPU it takes from the machine under test is the HTTP client's alone.
 
 The 16-client row is no pure batching test: the micro-batcher's batches are as large as the requests
 that are waiting when the previous batch ends, and the service draws results, parses uploads and
@@ -27,6 +29,7 @@ BENCH_NEU_SEG), sent as their stored JPEG bytes; without the data set, generated
 detections stream is consumed as in production).
 
     BENCH_DETECT_DURATION=15  seconds per measurement (BENCH_DETECT_WARMUP=1 before each, BENCH_ROUNDS=3)
+    BENCH_DETECT_ROWS=1,3     only these rows (1-based), e.g. batch 1 and 16 clients
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import asyncio
 import itertools
 import math
 import os
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,6 +84,7 @@ class Row:
 
 
 ROWS = (Row("batch 1", 1, 1, 1), Row("batch 8", 8, 1, 8), Row(f"{CLIENTS} clients", CLIENTS, CLIENTS, 1))
+SELECTED = [int(n) for n in os.environ.get("BENCH_DETECT_ROWS", "").split(",") if n.strip()]
 
 
 # Images ------------------------------------------------------------------------------------------
@@ -136,14 +141,24 @@ def measure_local(segmenter: DefectSegmenter, images: Sequence[Image.Image], bat
 # Through the API -------------------------------------------------------------------------------
 
 
-async def measure_api(client: httpx.AsyncClient, bench: BenchPlatform, key: str, uploads: Sequence[tuple[str, bytes]],
-                      row: Row, duration: float, label: str) -> Measurement:
-    url, headers = f"{bench.gateway_url}/api/detect", {"X-API-Key": key}
+def build_forms(uploads: Sequence[tuple[str, bytes]], per_request: int) -> list[tuple[bytes, str]]:
+    """(body, Content-Type) of every distinct request of `per_request` images taken in turn from `uploads`."""
     cycle = itertools.cycle(uploads)
+    forms = []
+    for _ in range(math.lcm(len(uploads), per_request) // per_request):
+        form = httpx.Request("POST", "http://bench/", files=detect_files([next(cycle) for _ in range(per_request)]))
+        forms.append((form.read(), form.headers["content-type"]))
+    return forms
+
+
+async def measure_api(client: httpx.AsyncClient, bench: BenchPlatform, key: str, forms: Sequence[tuple[bytes, str]],
+                      row: Row, duration: float, label: str) -> Measurement:
+    url = f"{bench.gateway_url}/api/detect"
+    cycle = itertools.cycle(forms)
 
     async def request(client: httpx.AsyncClient) -> httpx.Response:
-        return await client.post(url, files=detect_files([next(cycle) for _ in range(row.per_request)]),
-                                 headers=headers)
+        body, content_type = next(cycle)
+        return await client.post(url, content=body, headers={"X-API-Key": key, "Content-Type": content_type})
 
     client_cpu = time.process_time()
     result = await generate_load(client, request, concurrency=row.clients, duration=duration, label=label,
@@ -165,26 +180,39 @@ def _cpu_ms_per_image(m: Measurement, images: int, *names: str) -> str:
     return f"{seconds / images * 1000:.1f}" if images else "n/a"
 
 
-def print_table(results: list[tuple[Row, Measurement, Measurement]]) -> None:
-    headers = ["row", "in-proc img/s", "API img/s", "ratio API/in-proc", "in-proc p50 ms", "in-proc p99 ms",
-               "API p50 ms", "API p99 ms", "cpu ms/img in-proc", "cpu ms/img detect+gw", "cpu ms/img stats",
-               "cpu ms/img client",
-               "errors"]
+@dataclass(frozen=True)
+class Result:
+    row: Row
+    local: Measurement  # the rounds merged
+    api: Measurement
+    round_ratios: list[float]  # each round's API images/s over its in-process images/s
+
+
+def images_per_second(m: Measurement, images_per_call: int) -> float:
+    return m.requests * images_per_call / m.elapsed if m.elapsed > 0 else math.nan
+
+
+def print_table(results: list[Result]) -> None:
+    headers = ["row", "in-proc img/s", "API img/s", "ratio API/in-proc", "ratio per round: median (min-max)",
+               "in-proc p50 ms", "in-proc p99 ms", "API p50 ms", "API p99 ms", "cpu ms/img in-proc",
+               "cpu ms/img detect+gw", "cpu ms/img stats", "cpu ms/img client", "errors"]
     table = []
-    for row, local, api in results:
+    for row, local, api, round_ratios in ((r.row, r.local, r.api, r.round_ratios) for r in results):
         local_images, api_images = local.requests * row.local_batch, api.requests * row.per_request
         local_ips, api_ips = local_images / local.elapsed, api_images / api.elapsed
         ratio = api_ips / local_ips if local_ips else math.nan
+        rounds = f"{statistics.median(round_ratios):.2f} ({min(round_ratios):.2f}-{max(round_ratios):.2f})"
         table.append([
-            f"{row.name}: {row.local_batch}/call vs {row.clients} x {row.per_request}/req", f"{local_ips:.1f}", f"{api_ips:.1f}", f"{ratio:.2f}",
+            f"{row.name}: {row.local_batch}/call vs {row.clients} x {row.per_request}/req", f"{local_ips:.1f}",
+            f"{api_ips:.1f}", f"{ratio:.2f}", rounds,
             f"{local.p50_ms:.1f}", f"{local.p99_ms:.1f}", f"{api.p50_ms:.1f}", f"{api.p99_ms:.1f}",
             _cpu_ms_per_image(local, local_images, "in-process"),
             _cpu_ms_per_image(api, api_images, "detect", "gateway"), _cpu_ms_per_image(api, api_images, "stats"),
             _cpu_ms_per_image(api, api_images, "client"), api.errors])
     print(format_table(headers, table), flush=True)
-    for _, _, api in results:
-        if api.errors:
-            print(f"  {api.label}: {api.errors} errors, first: {api.first_error}")
+    for result in results:
+        if result.api.errors:
+            print(f"  {result.api.label}: {result.api.errors} errors, first: {result.api.first_error}")
 
 
 async def main() -> None:
@@ -197,11 +225,13 @@ async def main() -> None:
     segmenter = DefectSegmenter(settings.model_path, num_threads=settings.inference_threads)
     print(f"in-process: onnxruntime providers {segmenter.providers}, {settings.inference_threads} inference "
           "thread(s), as the service", flush=True)
+    rows = [row for number, row in enumerate(ROWS, 1) if not SELECTED or number in SELECTED]
     async with running_platform(["auth", "detect", "stats"], name="detect") as bench:
         print(f"detect service: onnxruntime providers {service_providers(bench)} (from its log); micro-batcher "
-              f"max_batch 16, max wait 5 ms", flush=True)
+              f"max_batch {settings.max_batch}, no wait for company; {settings.image_threads} image thread(s)",
+              flush=True)
         key = await admin_api_key(bench.gateway_url, bench.admin_user, bench.admin_password, "bench-detect")
-        results: list[tuple[Row, Measurement, Measurement]] = []
+        results: list[Result] = []
         async with load_client(CLIENTS, timeout=60) as client:
             # Same model, same post-processing: the API must say what the in-process model says.
             sample = uploads[:8]
@@ -213,20 +243,22 @@ async def main() -> None:
                   flush=True)
             if agree != len(sample):
                 raise AssertionError("the API and the in-process model disagree")
-            for row in ROWS:
+            for row in rows:
+                forms = build_forms(uploads, row.per_request)
                 if WARMUP > 0:
                     await asyncio.to_thread(measure_local, segmenter, decoded, row.local_batch, WARMUP, "warm-up")
-                    await measure_api(client, bench, key, uploads, row, WARMUP, "warm-up")
+                    await measure_api(client, bench, key, forms, row, WARMUP, "warm-up")
                 local_parts, api_parts = [], []
                 for _ in range(ROUNDS):
                     local_parts.append(await asyncio.to_thread(
                         measure_local, segmenter, decoded, row.local_batch, DURATION / ROUNDS, row.name))
-                    api_parts.append(await measure_api(client, bench, key, uploads, row, DURATION / ROUNDS,
-                                                       row.name))
+                    api_parts.append(await measure_api(client, bench, key, forms, row, DURATION / ROUNDS, row.name))
                 local_m, api_m = merge(local_parts), merge(api_parts)
-                results.append((row, local_m, api_m))
-                print(f"  {row.name}: in-process {local_m.requests * row.local_batch / local_m.elapsed:.1f} img/s, "
-                      f"API {api_m.requests * row.per_request / api_m.elapsed:.1f} img/s "
+                round_ratios = [images_per_second(a, row.per_request) / images_per_second(local, row.local_batch)
+                                for local, a in zip(local_parts, api_parts, strict=True)]
+                results.append(Result(row, local_m, api_m, round_ratios))
+                print(f"  {row.name}: in-process {images_per_second(local_m, row.local_batch):.1f} img/s, "
+                      f"API {images_per_second(api_m, row.per_request):.1f} img/s "
                       f"({api_m.requests} requests, {api_m.errors} errors)", flush=True)
     print()
     print("detect: bare model in this process (DefectSegmenter.predict_batch + render, images decoded once "
