@@ -3,7 +3,7 @@
 The face service's internal API (not routed by the gateway):
   POST /internal/face-login/enroll   {"user_id", "image"} -> 200 {"user_id"}
   POST /internal/face-login/identify {"image"}            -> 200 {"user_id"}
-  failures: 422 {"reason": "no_face" | "already_registered" | "no_match" | "bad_image", "detail"}
+  failures: 422 {"reason": "no_face" | "unusable_face" | "already_registered" | "no_match" | "bad_image", "detail"}
 Until that service runs, both calls answer 503 in 003's envelope.
 """
 
@@ -15,6 +15,7 @@ from shared.http import ServiceClient
 
 _REASONS = {
     "no_face": FaceUnrecognized,
+    "unusable_face": FaceUnrecognized,  # no plausible face, or one that fails the quality gate
     "bad_image": FaceUnrecognized,
     "already_registered": FaceRegistered,
     "no_match": FaceUnmatched,

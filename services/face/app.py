@@ -71,7 +71,8 @@ def create_app(settings: FaceSettings | None = None) -> FastAPI:
         # One thread per search: requests already run in parallel (services/face/index.py).
         faiss.omp_set_num_threads(1)
         engine, missing = await asyncio.to_thread(load_engine, settings)
-        recognizer = Recognizer(engine, missing, settings.face_inference_workers, settings.face_max_image_bytes)
+        recognizer = Recognizer(engine, missing, settings.face_inference_workers, settings.face_max_image_bytes,
+                                settings.quality_thresholds(), settings.orientation())
         index_settings = IndexSettings(approximate_threshold=settings.face_approximate_threshold,
                                        ef_search=settings.face_hnsw_ef_search)
         registry = IndexRegistry(app.state.sessionmaker, index_settings, settings.face_event_wait_seconds)

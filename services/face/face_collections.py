@@ -17,6 +17,9 @@ Choices where 002 is silent:
 * Collections have owners (CONTRACT.md): see `Scope` for who reaches which. Another owner's collection
   answers exactly as a missing one, so nobody learns the names others use. The quota of 30 collections
   is per owner.
+* Insert and update apply the face-quality gate (services/face/quality.py): an image whose face is no
+  plausible face in any orientation, or too small, blurred, turned, tilted or unclear, is listed in
+  `invalid` with that reason and never stored. Search and compare take any plausible face.
 * Search returns distinct target ids, each with the score of its closest vector, best first; scores
   are calibrated (services/face/calibration.py), not raw cosines, and none is filtered out.
 """
@@ -239,7 +242,7 @@ def _valid_by_target(targets: list[str], embedded: list[np.ndarray | ImageProble
 async def _embed_subset(ctx: FaceContext, images: list[Any], wanted: list[bool]) -> list[np.ndarray | ImageProblem]:
     """The chosen images embedded; the others stand as 'not processed' (never reported)."""
     chosen = [i for i, keep in enumerate(wanted) if keep]
-    results = await ctx.recognizer.embed_images([images[i] for i in chosen], indices=chosen)
+    results = await ctx.recognizer.embed_images([images[i] for i in chosen], indices=chosen, gate=True)
     out: list[np.ndarray | ImageProblem] = [ImageProblem(i, NO_FACE, "not processed") for i in range(len(images))]
     for position, result in zip(chosen, results):
         out[position] = result
@@ -250,7 +253,7 @@ async def insert(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str
                  targets: list[str], after_commit: AfterCommit) -> WriteResult:
     engine = ctx.recognizer.require()
     found = await ctx.peek(scope, name, CollectionMissing)
-    embedded = await ctx.recognizer.embed_images(images)
+    embedded = await ctx.recognizer.embed_images(images, gate=True)
     grouped, problems = _valid_by_target(targets, embedded)
 
     row = await _locked(repo, found, CollectionMissing)

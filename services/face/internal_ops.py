@@ -15,8 +15,13 @@ quota of collections but under its per-target quota), which belongs to the datas
 "dataset-N" made before collections had owners is theirs from its next enrolment on). A retry is recognised by its `enrolment_id`, and
 the same image under the same label (its `image_key`, a sha256) is stored once.
 
-Refusals carry a `reason`: 422 no_face | bad_image | already_registered | no_match, 413 too_large,
-409 quota_exceeded | model_mismatch.
+Enrolment, binding and face login apply the quality gate (services/face/quality.py): a face that is no
+plausible face in any orientation, or too small, unclear, blurred, turned aside or tilted, is refused as
+`unusable_face`, with the failed check in `check` (no_plausible_face, face_too_small, face_unclear,
+face_blurred, face_turned, face_tilted) and the measurement against its threshold in `detail`.
+
+Refusals carry a `reason`: 422 no_face | unusable_face | bad_image | already_registered | no_match,
+413 too_large, 409 quota_exceeded | model_mismatch.
 """
 
 from __future__ import annotations
@@ -30,16 +35,16 @@ from services.face.calibration import for_model
 from services.face.errors import ModelMismatch
 from services.face.face_collections import AfterCommit, FaceContext, check_model
 from services.face.indexes import Change, CollectionIndex
-from services.face.recognition import NO_FACE, TOO_LARGE, ImageProblem
+from services.face.recognition import DECODE_REASONS, NO_FACE, TOO_LARGE, ImageProblem
 from services.face.repository import DATASET, USERS, USERS_COLLECTION, CollectionRow, FaceRepository, NewFeature
 
 
 class Refusal(Exception):
-    """The answer {"reason", "detail"} with `status`."""
+    """The answer {"reason", "detail"} (and "check", for an unusable face) with `status`."""
 
-    def __init__(self, status: int, reason: str, detail: str) -> None:
+    def __init__(self, status: int, reason: str, detail: str, check: str | None = None) -> None:
         super().__init__(detail)
-        self.status, self.reason, self.detail = status, reason, detail
+        self.status, self.reason, self.detail, self.check = status, reason, detail, check
 
 
 def _image_refusal(problem: ImageProblem) -> Refusal:
@@ -48,12 +53,15 @@ def _image_refusal(problem: ImageProblem) -> Refusal:
         return Refusal(422, "no_face", detail)
     if problem.reason == TOO_LARGE:
         return Refusal(413, "too_large", detail)
-    return Refusal(422, "bad_image", detail)
+    if problem.reason in DECODE_REASONS:
+        return Refusal(422, "bad_image", detail)
+    return Refusal(422, "unusable_face", detail, check=problem.reason)
 
 
 async def _vector(ctx: FaceContext, image: Any) -> np.ndarray:
+    """The image's face as enrolment and face login take it: through the quality gate."""
     try:
-        return await ctx.recognizer.embed_one(image)
+        return await ctx.recognizer.embed_one(image, gate=True)
     except ImageProblem as problem:
         raise _image_refusal(problem) from None
 

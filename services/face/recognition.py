@@ -2,10 +2,16 @@
 images on a thread pool of its own, never on the event loop.
 
 A multi-image request is decoded and detected image by image (in parallel, as many at once as the pool
-has threads); each image keeps only a small crop around its largest face, so a request of a hundred
-photos never holds a hundred decoded photos; then all the faces are embedded together, in batches of
-`batch_size` per model call. An image that cannot be used becomes an `ImageProblem` with its index and
-the reason (not base64, not an image, truncated, too large, no face), and the others go on.
+has threads); each image keeps only the aligned 112x112 crop of its largest plausible face, upright
+(`FaceEngine.upright_face` tries the other orientations when the photo as sent shows no convincing face),
+so a request of a hundred photos never holds a hundred decoded photos; then all the faces are embedded
+together, in batches of `batch_size` per model call. An image that cannot be used becomes an
+`ImageProblem` with its index and the reason (not base64, not an image, truncated, too large, no face, no
+plausible face), and the others go on.
+
+Enrolment and face login also apply the quality gate (`services/face/quality.py`): a face too small,
+unclear, blurred, turned aside or tilted is an `ImageProblem` with that reason, and is never stored as a
+template. Search and compare take any plausible face.
 """
 
 from __future__ import annotations
@@ -21,17 +27,19 @@ import numpy as np
 
 from services.face import model_files
 from services.face.engine import (
-    DetectedFace,
     FaceEngine,
     ImageTooLarge,
     NoFaceFound,
+    NoPlausibleFace,
     NotAnImage,
     NotBase64,
+    OrientationSettings,
     TruncatedImage,
     decode_base64_image,
 )
 from services.face.errors import ModelUnavailable
 from services.face.model_files import FETCH_HINT, ModelFilesMissing, ModelSelection
+from services.face.quality import QualityThresholds, measure, refusal
 from services.face.settings import FaceSettings
 
 log = logging.getLogger(__name__)
@@ -40,12 +48,11 @@ T = TypeVar("T")
 
 # Why an image was refused: the `reason` of the internal API, and what 002's `invalid` says.
 NOT_BASE64, NOT_AN_IMAGE, TRUNCATED, TOO_LARGE, NO_FACE = "not_base64", "not_an_image", "truncated", "too_large", "no_face"
+NO_PLAUSIBLE_FACE = "no_plausible_face"
+DECODE_REASONS = frozenset({NOT_BASE64, NOT_AN_IMAGE, TRUNCATED, TOO_LARGE})
 _DECODE_REASONS: list[tuple[type[Exception], str]] = [
     (NotBase64, NOT_BASE64), (NotAnImage, NOT_AN_IMAGE), (TruncatedImage, TRUNCATED), (ImageTooLarge, TOO_LARGE),
 ]  # fmt: skip
-# Context kept around a face for alignment: the ArcFace template spans about the face box, so one box
-# size on every side leaves the warp well inside real pixels.
-_CROP_MARGIN = 1.0
 
 
 class ImageProblem(Exception):
@@ -62,8 +69,7 @@ class ImageProblem(Exception):
 @dataclass(frozen=True)
 class Located:
     index: int
-    crop: np.ndarray
-    face: DetectedFace
+    aligned: np.ndarray  # the face's 112x112 crop, upright
 
 
 def select_model(settings: FaceSettings) -> ModelSelection:
@@ -97,28 +103,14 @@ def load_engine(settings: FaceSettings) -> tuple[FaceEngine | None, str]:
     return engine, ""
 
 
-def _crop_around(bgr: np.ndarray, face: DetectedFace) -> tuple[np.ndarray, DetectedFace]:
-    height, width = bgr.shape[:2]
-    x1, y1, x2, y2 = face.box
-    side = max(x2 - x1, y2 - y1, 1.0)
-    left = int(max(0, np.floor(x1 - side * _CROP_MARGIN)))
-    top = int(max(0, np.floor(y1 - side * _CROP_MARGIN)))
-    right = int(min(width, np.ceil(x2 + side * _CROP_MARGIN)))
-    bottom = int(min(height, np.ceil(y2 + side * _CROP_MARGIN)))
-    crop = np.ascontiguousarray(bgr[top:bottom, left:right])
-    shifted = DetectedFace(
-        box=(x1 - left, y1 - top, x2 - left, y2 - top),
-        landmarks=tuple((x - left, y - top) for x, y in face.landmarks),
-        score=face.score,
-    )
-    return crop, shifted
-
-
 class Recognizer:
-    def __init__(self, engine: FaceEngine | None, missing_reason: str, workers: int, max_image_bytes: int) -> None:
+    def __init__(self, engine: FaceEngine | None, missing_reason: str, workers: int, max_image_bytes: int,
+                 thresholds: QualityThresholds, orientation: OrientationSettings | None = None) -> None:
         self.engine = engine
         self.missing_reason = missing_reason
         self.max_image_bytes = max_image_bytes
+        self.thresholds = thresholds
+        self.orientation = orientation or OrientationSettings()
         self.executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="face-inference")
 
     @property
@@ -134,8 +126,9 @@ class Recognizer:
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
-    def _locate(self, index: int, image: object) -> Located:
-        """Decode one image and keep a crop around its largest face (runs on the pool)."""
+    def _locate(self, index: int, image: object, gate: bool) -> Located:
+        """Decode one image, find its largest plausible face upright and align it (runs on the pool);
+        with `gate`, refuse a face that fails the quality gate."""
         engine = self.require()
         if not isinstance(image, str):
             raise ImageProblem(index, NOT_BASE64, f"image {index} is not a base64 string")
@@ -145,37 +138,47 @@ class Recognizer:
             reason = next(r for kind, r in _DECODE_REASONS if isinstance(exc, kind))
             raise ImageProblem(index, reason, f"image {index}: {exc}") from None
         try:
-            face = engine.largest_face(bgr)
+            upright = engine.upright_face(bgr, self.orientation)
+        except NoPlausibleFace as exc:
+            raise ImageProblem(index, NO_PLAUSIBLE_FACE, f"image {index}: {exc}") from None
         except NoFaceFound:
             raise ImageProblem(index, NO_FACE, f"image {index}: no face found") from None
-        crop, shifted = _crop_around(bgr, face)
-        return Located(index, crop, shifted)
+        face = upright.face
+        aligned = engine.align(upright.image, face)
+        if gate and (refused := refusal(measure(face.landmark_array(), face.width, face.score, aligned),
+                                        self.thresholds)) is not None:
+            reason, detail = refused
+            raise ImageProblem(index, reason, f"image {index}: {detail}")
+        if upright.turned:
+            log.info("image %d: face found upright with the photo turned %d degrees", index, upright.turned)
+        return Located(index, aligned)
 
-    async def _locate_safely(self, index: int, image: object) -> Located | ImageProblem:
+    async def _locate_safely(self, index: int, image: object, gate: bool) -> Located | ImageProblem:
         try:
-            return await self._run(self._locate, index, image)
+            return await self._run(self._locate, index, image, gate)
         except ImageProblem as problem:
             return problem
 
-    async def embed_images(self, images: Sequence[object],
-                           indices: Sequence[int] | None = None) -> list[np.ndarray | ImageProblem]:
-        """Per image, in order: its largest face's unit vector, or why it cannot be used. `indices` are
-        the images' positions in the request (default 0, 1, ...), as problems report them."""
+    async def embed_images(self, images: Sequence[object], indices: Sequence[int] | None = None, *,
+                           gate: bool = False) -> list[np.ndarray | ImageProblem]:
+        """Per image, in order: its largest plausible face's unit vector, or why it cannot be used. `indices`
+        are the images' positions in the request (default 0, 1, ...), as problems report them; `gate`
+        (enrolment, face login) refuses faces that fail the quality gate."""
         engine = self.require()
         positions = list(range(len(images))) if indices is None else list(indices)
-        found = await asyncio.gather(*(self._locate_safely(p, image) for p, image in zip(positions, images)))
+        found = await asyncio.gather(*(self._locate_safely(p, image, gate) for p, image in zip(positions, images)))
         located = [(n, item) for n, item in enumerate(found) if isinstance(item, Located)]
         results: list[np.ndarray | ImageProblem] = list(found)  # type: ignore[arg-type]
         if not located:
             return results
-        vectors = await self._run(engine.embed_faces, [(item.crop, item.face) for _, item in located])
+        vectors = await self._run(engine.embed_aligned, [item.aligned for _, item in located])
         for row, (n, _) in enumerate(located):
             results[n] = vectors[row]
         return results
 
-    async def embed_one(self, image: object) -> np.ndarray:
-        """One image's largest face; raises ImageProblem."""
-        [result] = await self.embed_images([image])
+    async def embed_one(self, image: object, *, gate: bool = False) -> np.ndarray:
+        """One image's largest plausible face; raises ImageProblem."""
+        [result] = await self.embed_images([image], gate=gate)
         if isinstance(result, ImageProblem):
             raise result
         return result

@@ -232,7 +232,9 @@ def ctime(moment: datetime) -> str:
 
 
 def invalid_block(problems: list[ImageProblem], targets: list[str]) -> dict[str, Any]:
-    """002's `invalid`; `invalid_reason` (not in 002) says why each one was refused."""
+    """002's `invalid`; `invalid_reason` and `invalid_detail` (not in 002) say why each one was refused: the
+    reason in a few words (no face, no plausible face, face too small, face blurred ...), the detail with the
+    measurement and its threshold."""
     problems = sorted(problems, key=lambda p: p.index)
     return {
         "invalid_num": len(problems),
@@ -240,6 +242,7 @@ def invalid_block(problems: list[ImageProblem], targets: list[str]) -> dict[str,
             "invalid_id": [targets[p.index] for p in problems],
             "invalid_index": [p.index for p in problems],
             "invalid_reason": [p.reason.replace("_", " ") for p in problems],
+            "invalid_detail": [p.detail for p in problems],
         },
     }
 

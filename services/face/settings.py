@@ -7,7 +7,8 @@ from pathlib import Path
 from pydantic import Field
 
 from services.face.calibration import SAME_PERSON_SCORE
-from services.face.engine import DEFAULT_MAX_IMAGE_BYTES
+from services.face.engine import DEFAULT_MAX_IMAGE_BYTES, OrientationSettings
+from services.face.quality import QualityThresholds
 from shared.launcher import ROOT
 from shared.settings import PlatformSettings
 
@@ -50,6 +51,26 @@ class FaceSettings(PlatformSettings):
     # Face login: the calibrated score a face must reach to log a user in (and to count as another
     # user's face when binding). 0.5 is the calibration's same-person threshold.
     face_login_min_score: float = Field(SAME_PERSON_SCORE, gt=0, lt=1)
+
+    # The quality gate of enrolment (002 insert/update, face datasets, face binding) and face login
+    # (services/face/quality.py; the defaults are chosen from measurements in the README, "Face quality").
+    face_min_eye_distance_px: float = Field(20.0, ge=0)
+    face_min_detector_score: float = Field(0.85, ge=0, le=1)
+    face_min_sharpness: float = Field(40.0, ge=0)
+    face_max_yaw_degrees: float = Field(45.0, gt=0, le=90)
+    face_max_roll_degrees: float = Field(30.0, gt=0, le=180)
+    # Orientation (services/face/engine.py, OrientationSettings): a face scoring below the first in every
+    # orientation is no plausible face; one scoring the second as sent is taken without turning the photo.
+    face_plausible_score: float = Field(OrientationSettings.plausible_score, ge=0, le=1)
+    face_upright_score: float = Field(OrientationSettings.upright_score, ge=0, le=1)
+
+    def quality_thresholds(self) -> QualityThresholds:
+        return QualityThresholds(min_eye_distance=self.face_min_eye_distance_px,
+                                 min_score=self.face_min_detector_score, min_sharpness=self.face_min_sharpness,
+                                 max_yaw=self.face_max_yaw_degrees, max_roll=self.face_max_roll_degrees)
+
+    def orientation(self) -> OrientationSettings:
+        return OrientationSettings(plausible_score=self.face_plausible_score, upright_score=self.face_upright_score)
 
     def model_directories(self) -> list[Path]:
         if self.model_dir is not None:

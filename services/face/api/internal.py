@@ -5,7 +5,7 @@
     POST /internal/datasets/enroll      {"collection", "owner_id", "target_id", "image_key", "image",
                                          "enrolment_id"}
                                         -> 200 {"collection", "target_id", "feature_id", "duplicate"} (dataset)
-    refusals: {"reason", "detail"} with 422, 413 or 409 (services/face/internal_ops.py)
+    refusals: {"reason", "detail"} (and "check" for unusable_face) with 422, 413 or 409 (internal_ops.py)
     GET  /internal/face/indexes         this replica's indexes: version, size and kind per collection id
 """
 
@@ -56,7 +56,10 @@ async def _parse(request: Request, ctx: Any, model: type[BaseModel]) -> Any:
 
 
 def refused(refusal: Refusal) -> JSONResponse:
-    return JSONResponse({"reason": refusal.reason, "detail": refusal.detail}, status_code=refusal.status)
+    body = {"reason": refusal.reason, "detail": refusal.detail}
+    if refusal.check is not None:
+        body["check"] = refusal.check
+    return JSONResponse(body, status_code=refusal.status)
 
 
 @router.post("/face-login/enroll")
