@@ -121,6 +121,10 @@ class Detector:
 
     async def _publish(self, detections: list[Detection]) -> None:
         try:
+            if len(detections) == 1:  # the usual request: one command, without a pipeline's bookkeeping
+                await self.redis.xadd(self.stream, detections[0].as_record().to_fields(),
+                                      maxlen=STREAM_MAX_LENGTH, approximate=True)
+                return
             async with self.redis.pipeline(transaction=False) as pipe:
                 for detection in detections:
                     pipe.xadd(self.stream, detection.as_record().to_fields(),
