@@ -9,16 +9,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
+import aiohttp
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from gateway import docs
-from gateway.proxy import declared_length, forward, read_body
+from gateway.proxy import Upstreams, declared_length, forward, read_body
 from gateway.ratelimit import RateLimiter, account_of, limited_route
 from gateway.routing import is_plain_path, owner_of
 from gateway.security import CSRF_COOKIE, csrf_ok, new_csrf_token, resolve_identity
@@ -38,13 +39,13 @@ from shared.errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from shared.identity import sign_identity
+from shared.identity import IdentitySigner
 from shared.logs import configure_logging
 from shared.metrics import metrics_router
 from shared.redis import Keys, create_redis
 from shared.requestctx import current_request_id
-from shared.service_app import RequestContextMiddleware
-from shared.sessions import SessionStore
+from shared.service_app import NO_TELEMETRY, RequestContextMiddleware
+from shared.sessions import CredentialCache, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -94,24 +95,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise RuntimeError("LABELHIVE_INTERNAL_SECRET is not set")
         redis = create_redis(settings.redis_url)
         keys = Keys(settings.redis_namespace)
-        app.state.sessions = SessionStore(redis, keys)
+        app.state.sessions = CredentialCache(SessionStore(redis, keys), ttl=settings.credential_cache_seconds)
+        revocations = asyncio.create_task(app.state.sessions.follow_revocations(), name="follow-revocations")
+        app.state.signer = IdentitySigner(settings.internal_secret)
         app.state.limiter = RateLimiter(redis, keys)
-        timeout = httpx.Timeout(settings.upstream_timeout, connect=settings.upstream_connect_timeout,
-                                write=settings.upstream_timeout, pool=settings.upstream_connect_timeout)
-        limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
-        app.state.upstreams = {
-            name: httpx.AsyncClient(base_url=settings.service_url(name), timeout=timeout, limits=limits)
-            for name in settings.services
-        }
+        app.state.upstreams = Upstreams({name: settings.service_url(name) for name in settings.services},
+                                        timeout=settings.upstream_timeout,
+                                        connect_timeout=settings.upstream_connect_timeout)
         app.state.openapi = docs.MergedOpenAPI({n: settings.service_url(n) for n in settings.services})
         try:
             yield
         finally:
-            await asyncio.gather(*(c.aclose() for c in app.state.upstreams.values()))
+            revocations.cancel()
+            await asyncio.gather(revocations, return_exceptions=True)
+            await app.state.upstreams.aclose()
             await redis.aclose()
 
     app = FastAPI(title="Labelhive gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url=None, telemetry=NO_TELEMETRY)
     app.add_middleware(RequestContextMiddleware, service="gateway")
     app.include_router(metrics_router)
     app.mount(docs.ASSETS, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")
@@ -127,6 +128,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         log.warning("redis unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return await labelhive_error(request, ServiceUnavailable("session store unavailable",
                                                                  details=type(exc).__name__))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client left while its body was read: nobody hears an answer, and it is no error of ours.
+        log.info("client disconnected during %s %s", request.method, request.scope["path"])
+        return Response(status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -145,16 +152,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["gateway"], summary="Health of the gateway and every service")
     async def healthz(request: Request) -> JSONResponse:
-        async def check(name: str, client: httpx.AsyncClient) -> tuple[str, dict[str, object]]:
+        upstreams: Upstreams = request.app.state.upstreams
+
+        async def check(name: str) -> tuple[str, dict[str, object]]:
             try:
-                response = await client.get("/readyz", timeout=3)
-                body = response.json()
-                return name, {"status": "ok" if response.status_code == 200 else "not ready",
+                async with upstreams.session.get(upstreams.url(name, "/readyz"),
+                                                 timeout=aiohttp.ClientTimeout(total=3)) as response:
+                    body = await response.json(content_type=None)
+                return name, {"status": "ok" if response.status == 200 else "not ready",
                               "checks": body.get("data", {}).get("checks", {})}
-            except (httpx.HTTPError, ValueError) as exc:
+            except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as exc:
                 return name, {"status": "down", "error": type(exc).__name__}
 
-        results = dict(await asyncio.gather(*(check(n, c) for n, c in request.app.state.upstreams.items())))
+        results = dict(await asyncio.gather(*(check(name) for name in upstreams.bases)))
         healthy = all(r["status"] == "ok" for r in results.values())
         return JSONResponse({"code": 0 if healthy else 1002, "message": "ok" if healthy else "degraded",
                              "data": {"gateway": "ok", "services": results}},
@@ -169,30 +179,29 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def swagger() -> Response:
         return docs.swagger_page()
 
-    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-                   include_in_schema=False)
-    async def proxy(request: Request, path: str) -> Response:
-        if not is_plain_path(request.scope["raw_path"], request.url.path):
+    async def proxy(request: Request) -> Response:
+        method, path = request.method, request.scope["path"]  # the decoded path, without building a URL
+        if not is_plain_path(request.scope["raw_path"], path):
             raise NotFound()
-        service = owner_of(request.method, request.url.path)
+        service = owner_of(method, path)
         if service is None:
             raise NotFound()
         if service not in request.app.state.upstreams:
             raise ServiceUnavailable(f"the {service} service is not deployed")
-        limit = body_limit(request.method, request.url.path)
+        limit = body_limit(method, path)
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:  # refused before a byte of it is read
-            raise too_large(limit, dialect_for(request.method, request.url.path))
+            raise too_large(limit, dialect_for(method, path))
         identity, presented_by = await resolve_identity(request, request.app.state.sessions)
         # An anonymous body for a route that needs a caller is refused unread. (A bodiless request
         # goes on: its service answers in the words its document gives, e.g. 001's 请先登录.)
-        if identity is None and _has_body(request) and not is_public(request.method, request.url.path):
+        if identity is None and _has_body(request) and not is_public(method, path):
             raise NotLoggedIn()
         if not csrf_ok(request, presented_by, settings.internal_secret, settings.allowed_origins):
             raise CsrfFailed()
         client_ip = _client_ip(request, settings)
         body = None
-        limited = limited_route(request.method, request.url.path) if settings.rate_limits else None
+        limited = limited_route(method, path) if settings.rate_limits else None
         if limited is not None:
             # Only a limit that counts per named account needs the body (small JSON); others stream on.
             if limited.body_fields:
@@ -201,9 +210,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                                  identity.user_id if identity else None)
             if not await request.app.state.limiter.allow(limited.limit, client_ip, account):
                 raise RateLimited()
-        identity_header = sign_identity(identity, settings.internal_secret) if identity else None
-        return await forward(request.app.state.upstreams[service], request, service,
+        identity_header = request.app.state.signer.header(identity) if identity else None
+        return await forward(request.app.state.upstreams, request, service,
                              request_id=current_request_id.get(), identity_header=identity_header,
                              client_ip=client_ip, body_limit=limit, body=body)
 
+    # A plain Starlette route: it takes no parameters FastAPI would have to resolve per request.
+    app.router.add_route("/{path:path}", proxy, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                         include_in_schema=False)
     return app

@@ -1,17 +1,23 @@
 """Streams a request to its service and the answer back: bodies are never held in memory whole, and
-never read past the route's limit."""
+never read past the route's limit.
+
+The hop is an aiohttp client (one pool of keep-alive connections for every service): per request
+it costs a fraction of what httpx/httpcore did, whose pool checks every idle connection's socket on
+each request."""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import quote_from_bytes
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from yarl import URL
 
 from shared.contract import dialect_for
 from shared.edge import too_large
@@ -24,10 +30,15 @@ log = logging.getLogger(__name__)
 # Bodies up to this size (declared by Content-Length) are passed on whole: streaming them costs more
 # CPU than it saves memory. Larger or unknown-length bodies stream in both directions.
 SMALL_BODY = 256 * 1024
+# Idle pooled connections are closed before a service would close them (uvicorn's keep-alive is 5 s),
+# so that the race the retry below covers stays rare.
+KEEPALIVE_SECONDS = 4.0
+MAX_CONNECTIONS = 500
 
 # Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
                         "te", "trailer", "transfer-encoding", "upgrade", "host"})
+_HOP_BY_HOP_RAW = frozenset(name.encode() for name in HOP_BY_HOP)
 # Client headers never passed on: hop-by-hop ones, the ones only the gateway may set, and the
 # client's own claims about its address and request id (the gateway sets both).
 _NOT_FORWARDED = frozenset(name.encode() for name in (*HOP_BY_HOP, *INTERNAL_HEADERS, REQUEST_ID_HEADER.lower(),
@@ -41,28 +52,61 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Query bytes passed on as they came; anything else (raw non-ASCII) is percent-encoded.
 _QUERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+# Headers aiohttp would add on its own: the service sees the client's headers and nothing else.
+_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+class Upstreams:
+    """Where each service is, and one pool of keep-alive connections to all of them."""
+
+    def __init__(self, urls: Mapping[str, str], *, timeout: float, connect_timeout: float) -> None:
+        self.bases = {name: URL(url) for name, url in urls.items()}
+        connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0,
+                                         keepalive_timeout=KEEPALIVE_SECONDS, use_dns_cache=True)
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=timeout),
+            cookie_jar=aiohttp.DummyCookieJar(),  # a proxy keeps no cookies: they are the clients'
+            auto_decompress=False,  # bodies pass through as the service encoded them
+            skip_auto_headers=_NO_AUTO_HEADERS,
+            raise_for_status=False,
+        )
+        # aiohttp resends GET, PUT and DELETE itself when a pooled connection fails; the gateway's own
+        # rule (_may_retry) decides instead. (aiohttp's test client turns it off the same way.)
+        self.session._retry_connection = False
+
+    def __contains__(self, service: str) -> bool:
+        return service in self.bases
+
+    def url(self, service: str, raw_path: str, query: str = "") -> URL:
+        base = self.bases[service]
+        return URL.build(scheme=base.scheme, host=base.raw_host or "", port=base.port, path=raw_path,
+                         query_string=query, encoded=True)
+
+    async def aclose(self) -> None:
+        await self.session.close()
 
 
 def _request_headers(request: Request, request_id: str, identity_header: str | None,
-                     client_ip: str) -> list[tuple[bytes, bytes]]:
-    headers = []
+                     client_ip: str) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
     for name, raw_value in request.scope["headers"]:
         # Optional whitespace around a value is not part of it (RFC 9110 5.5).
         value = raw_value.strip(b" \t")
         if name not in _NOT_FORWARDED and _TOKEN.fullmatch(name) and not _CONTROL.search(value):
-            headers.append((name, value))
-    headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
-    headers.append((b"x-forwarded-for", client_ip.encode("latin-1")))
+            headers.add(name.decode("latin-1"), value.decode("latin-1"))
+    headers[REQUEST_ID_HEADER] = request_id
+    headers["x-forwarded-for"] = client_ip
     if identity_header:
-        headers.append((IDENTITY_HEADER.encode(), identity_header.encode()))
+        headers[IDENTITY_HEADER] = identity_header
     return headers
 
 
-def declared_length(headers: httpx.Headers | object) -> int:
+def declared_length(headers: Mapping[str, str]) -> int:
     """The Content-Length a message declares; unknown (chunked) counts as large."""
-    value = headers.get("content-length")  # type: ignore[attr-defined]
+    value = headers.get("content-length")
     if value is None:
-        return 0 if headers.get("transfer-encoding") is None else SMALL_BODY + 1  # type: ignore[attr-defined]
+        return 0 if headers.get("transfer-encoding") is None else SMALL_BODY + 1
     try:
         return int(value)
     except ValueError:
@@ -70,7 +114,7 @@ def declared_length(headers: httpx.Headers | object) -> int:
 
 
 def _too_large(request: Request, limit: int) -> PayloadTooLarge:
-    return too_large(limit, dialect_for(request.method, request.url.path))
+    return too_large(limit, dialect_for(request.method, request.scope["path"]))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -84,12 +128,14 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class _BodyStream:
-    """The request body as it streams to the service, stopped (413) as soon as it passes `limit`."""
+    """The request body as it streams to the service, stopped (413) as soon as it passes `limit`. The
+    refusal is kept here: the HTTP client reports it only as a failed send."""
 
     def __init__(self, request: Request, limit: int) -> None:
         self._request = request
         self._limit = limit
         self.started = False
+        self.refused: PayloadTooLarge | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         self.started = True
@@ -97,36 +143,39 @@ class _BodyStream:
         async for chunk in self._request.stream():
             size += len(chunk)
             if size > self._limit:
-                raise _too_large(self._request, self._limit)
+                self.refused = _too_large(self._request, self._limit)
+                raise self.refused
             yield chunk
 
 
-def _may_retry(request: Request, content: bytes | _BodyStream, exc: httpx.TransportError) -> bool:
+def _may_retry(request: Request, content: bytes | None | _BodyStream, exc: aiohttp.ClientError) -> bool:
     """Whether a request that failed in transport may go once more, on a fresh connection.
 
-    A service that closes a keep-alive connection (as uvicorn does after a 500) races the gateway's
-    next request on it, which then fails without an answer. Nothing was sent when the connection
-    could not even be made; otherwise the request may have been read, so only a request that is safe
-    to repeat goes again. A body already streamed cannot be sent twice.
+    A service that closes a keep-alive connection (as uvicorn does after a 500, or when it is idle)
+    races the gateway's next request on it, which then fails without an answer. Nothing was sent
+    when the connection could not even be made; otherwise the request may have been read, so only a
+    request that is safe to repeat goes again. A body already streamed cannot be sent twice.
     """
     if isinstance(content, _BodyStream) and content.started:
         return False
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return True
     repeatable = request.method in _IDEMPOTENT_METHODS or "idempotency-key" in request.headers
-    return repeatable and isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError)
+    return repeatable and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
 
 
-async def _send(client: httpx.AsyncClient, request: Request, service: str, url: httpx.URL,
-                headers: list[tuple[bytes, bytes]], content: bytes | _BodyStream) -> httpx.Response:
+async def _send(upstreams: Upstreams, request: Request, service: str, url: URL, headers: CIMultiDict[str],
+                content: bytes | None | _BodyStream) -> aiohttp.ClientResponse:
     retried = False
     while True:
         try:
-            return await client.send(client.build_request(request.method, url, headers=headers, content=content),
-                                     stream=True)
-        except httpx.TimeoutException as exc:
+            return await upstreams.session.request(request.method, url, headers=headers, data=content,
+                                                   allow_redirects=False)
+        except TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
             raise ServiceUnavailable(f"{service} service timed out", details=type(exc).__name__) from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
+            if isinstance(content, _BodyStream) and content.refused is not None:
+                raise content.refused from None
             if retried or not _may_retry(request, content, exc):
                 raise ServiceUnavailable(f"{service} service unavailable", details=type(exc).__name__) from exc
             retried = True
@@ -134,7 +183,7 @@ async def _send(client: httpx.AsyncClient, request: Request, service: str, url: 
 
 
 async def forward(
-    client: httpx.AsyncClient,
+    upstreams: Upstreams,
     request: Request,
     service: str,
     *,
@@ -144,10 +193,13 @@ async def forward(
     body_limit: int,
     body: bytes | None = None,
 ) -> Response:
-    content: bytes | _BodyStream
+    content: bytes | None | _BodyStream
+    declared = declared_length(request.headers)
     if body is not None:
         content = body
-    elif declared_length(request.headers) <= SMALL_BODY:
+    elif declared == 0:
+        content = None  # neither Content-Length nor Transfer-Encoding: no body (RFC 9112 6.3)
+    elif declared <= SMALL_BODY:
         content = await read_body(request, body_limit)
     else:
         content = _BodyStream(request, body_limit)
@@ -156,21 +208,21 @@ async def forward(
     query: bytes = request.scope["query_string"]
     if not query.isascii():
         query = quote_from_bytes(query, safe=_QUERY_SAFE).encode()
-    url = httpx.URL(path=request.scope["raw_path"].decode("ascii"), query=query or None)
+    url = upstreams.url(service, request.scope["raw_path"].decode("ascii"), query.decode("ascii"))
     headers = _request_headers(request, request_id, identity_header, client_ip)
-    upstream = await _send(client, request, service, url, headers, content)
-    answer_headers = [(k.lower(), v) for k, v in upstream.headers.raw if k.decode("latin-1").lower() not in HOP_BY_HOP]
+    upstream = await _send(upstreams, request, service, url, headers, content)
+    answer_headers = [(k.lower(), v) for k, v in upstream.raw_headers if k.lower() not in _HOP_BY_HOP_RAW]
     response: Response
     if declared_length(upstream.headers) <= SMALL_BODY:
         try:
-            raw = b"".join([chunk async for chunk in upstream.aiter_raw()])
-        except httpx.TransportError as exc:  # the service went away in the middle of its answer
+            raw = await upstream.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:  # the service went away mid-answer
             raise ServiceUnavailable(f"{service} service unavailable", details=type(exc).__name__) from exc
         finally:
-            await upstream.aclose()
-        response = Response(raw, status_code=upstream.status_code)
+            upstream.release()
+        response = Response(raw, status_code=upstream.status)
     else:
-        response = StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
-                                     background=BackgroundTask(upstream.aclose))
+        response = StreamingResponse(upstream.content.iter_any(), status_code=upstream.status,
+                                     background=BackgroundTask(upstream.release))
     response.raw_headers = answer_headers
     return response

@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from shared.access import Credential, credential_opens
 from shared.identity import Identity
-from shared.sessions import API_KEY_HEADER, SESSION_COOKIE, SessionStore
+from shared.sessions import API_KEY_HEADER, SESSION_COOKIE, CredentialCache
 
 CSRF_COOKIE = "csrftoken"
 CSRF_HEADERS = ("x-csrftoken", "x-csrf-token", "x-xsrf-token")
@@ -25,12 +25,12 @@ _STATE_CHANGING_GETS = re.compile(r"^/api/v1/engine/recocomp(/|$)|^/user/logout/
 _CROSS_SITE_FETCH = frozenset({"cross-site", "same-site"})
 
 
-async def resolve_identity(request: Request, store: SessionStore) -> tuple[Identity | None, str]:
+async def resolve_identity(request: Request, store: CredentialCache) -> tuple[Identity | None, str]:
     """The caller's identity and how it was presented: "api_key", "bearer", "cookie" or "".
 
     An API key outside the routes it opens (shared/access.py) counts as no credential at all."""
     api_key = request.headers.get(API_KEY_HEADER)
-    if api_key and credential_opens(Credential.API_KEY, request.url.path):
+    if api_key and credential_opens(Credential.API_KEY, request.scope["path"]):
         return await store.resolve_api_key(api_key), "api_key"
     authorization = request.headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
@@ -86,7 +86,7 @@ def csrf_ok(request: Request, presented_by: str, secret: str, allowed_origins: l
     """Double-submit check: a cross-site, cookie-authenticated request that changes state, whatever
     its method, must echo the CSRF cookie (which only pages of an allowed origin can read) in a
     header, and the cookie must be ours. Clients that are not browsers send no Origin and pass."""
-    if presented_by != "cookie" or not changes_state(request.method, request.url.path):
+    if presented_by != "cookie" or not changes_state(request.method, request.scope["path"]):
         return True
     if not _cross_site(request, allowed_origins):
         return True

@@ -24,6 +24,9 @@ class GatewaySettings(PlatformSettings):
     upstream_connect_timeout: float = 2.0
     # How long an upstream may take to start answering before the client gets a 503.
     upstream_timeout: float = 60.0
+    # How long a resolved session or API key is reused without asking Redis; revocations reach the
+    # cache at once (shared/sessions.py). 0 turns the cache off.
+    credential_cache_seconds: float = 5.0
 
     @field_validator("services", "allowed_origins", mode="before")
     @classmethod

@@ -25,6 +25,15 @@ from shared.settings import DEFAULT_SERVICE_PORTS, SERVICES, PlatformSettings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# uvloop and httptools are named rather than left to "auto", so that a missing one fails at start-up
+# instead of silently costing several times the CPU per request. A service keeps an idle keep-alive
+# connection longer than the gateway does (gateway/proxy.py), so the gateway is the side that closes it.
+# uvicorn's own X-Forwarded-For handling is off: the gateway alone says who the client is
+# (LABELHIVE_TRUSTED_PROXIES), and the services take its word.
+UVICORN_OPTIONS = ("--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
+                   "--timeout-keep-alive", "30", "--timeout-graceful-shutdown", "5")
+
+
 def available_services() -> list[str]:
     """Services whose code exists: the platform grows one issue at a time."""
     return [name for name in SERVICES if (ROOT / "services" / name / "app.py").exists()]
@@ -112,7 +121,7 @@ class Platform:
             out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
             self._logs.append(out)
         command = [sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1",
-                   "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"]
+                   "--port", str(port), *UVICORN_OPTIONS]
         self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=self.env(), stdout=out,
                                                 stderr=subprocess.STDOUT if out else None)
 

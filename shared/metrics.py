@@ -16,9 +16,19 @@ LATENCY = Histogram(
 )
 
 
+# The labelled series, looked up once: `labels()` validates and hashes its arguments under a lock on
+# every call, which would be most of what recording a request costs.
+_series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+
+
 def observe(service: str, method: str, route: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(service, method, route, str(status)).inc()
-    LATENCY.labels(service, method, route).observe(seconds)
+    key = (service, method, route, status)
+    series = _series.get(key)
+    if series is None:
+        series = _series[key] = (REQUESTS.labels(service, method, route, str(status)),
+                                 LATENCY.labels(service, method, route))
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 metrics_router = APIRouter()

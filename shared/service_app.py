@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -45,13 +46,19 @@ from shared.settings import PlatformSettings
 log = logging.getLogger(__name__)
 
 ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+# FastAPI's own OpenTelemetry hooks look the providers up (environment included) on every request;
+# the platform's metrics are its Prometheus ones (shared/metrics.py).
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+
+
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
 
 
 def new_request_id(incoming: str | None) -> str:
     # Accept a caller's id only if it looks like one, so logs cannot be forged with junk.
     if incoming and len(incoming) <= 64 and incoming.replace("-", "").isalnum():
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # what uuid4().hex is made of, without building a UUID
 
 
 class RequestContextMiddleware:
@@ -67,8 +74,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = new_request_id(headers.get(REQUEST_ID_HEADER.lower()))
+        incoming = next((v for k, v in scope["headers"] if k == _REQUEST_ID_KEY), None)  # ASGI names are lowercase
+        request_id = new_request_id(incoming.decode("latin-1") if incoming is not None else None)
         id_token = current_request_id.set(request_id)
         started = time.perf_counter()
         time_token = request_started_at.set(started)
@@ -81,8 +88,8 @@ class RequestContextMiddleware:
                 status = message["status"]
                 response_started = True
                 headers = message.setdefault("headers", [])
-                if not any(k.lower() == b"x-request-id" for k, _ in headers):  # a proxied answer has it
-                    headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                if not any(k.lower() == _REQUEST_ID_KEY for k, _ in headers):  # a proxied answer has it
+                    headers.append((_REQUEST_ID_KEY, request_id.encode()))
             await send(message)
 
         try:
@@ -281,7 +288,7 @@ def build_service_app(
             await app.state.redis.aclose()
 
     app = FastAPI(title=title, description=description, lifespan=common_lifespan,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, telemetry=NO_TELEMETRY)
     # The last added runs first: the request id is set before the edge can refuse anything.
     app.add_middleware(EdgeGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service=name)
