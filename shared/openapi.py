@@ -110,6 +110,14 @@ def _place_definitions(schema: dict[str, Any]) -> None:
     hoist(schema.get("paths", {}))
 
 
+def errors_in(status: int, *dialects: Dialect) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route whose `status` answers come in more than one document's envelope
+    (`POST /user/register` answers a 001 body in 001's): declare_errors keeps what a route declares."""
+    references = [{"$ref": COMPONENT_REF.format(model=ERROR_SCHEMAS[dialect][0])} for dialect in dialects]
+    return {status: {"description": _DESCRIPTIONS[str(status)],
+                     "content": {"application/json": {"schema": {"anyOf": references}}}}}
+
+
 def _reads_identity(dependant: Any) -> bool:
     return any(sub.call in _IDENTITY_DEPENDENCIES or _reads_identity(sub) for sub in dependant.dependencies)
 
@@ -154,9 +162,10 @@ def declare_errors(schema: dict[str, Any], identity_operations: set[tuple[str, s
     if "#/components/schemas/HTTPValidationError" not in json.dumps(schema):  # only the 422s used them
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
-    for dialect in used:
-        name, error_schema = ERROR_SCHEMAS[dialect]
-        components[name] = error_schema
+    text = json.dumps(schema)
+    for dialect, (name, error_schema) in ERROR_SCHEMAS.items():
+        if dialect in used or COMPONENT_REF.format(model=name) in text:  # errors_in may name other envelopes
+            components[name] = error_schema
 
 
 def install_declared_schema(app: FastAPI) -> None:

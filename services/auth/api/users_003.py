@@ -51,7 +51,7 @@ from shared.edge import read_json_object, validated
 from shared.envelopes import ok_003
 from shared.errors import NoPermission
 from shared.identity import CurrentIdentity, Identity, require_roles
-from shared.openapi import json_body
+from shared.openapi import errors_in, json_body
 
 router = APIRouter(tags=["users (003)"])
 
@@ -69,10 +69,12 @@ def _admin_19(identity: CurrentIdentity) -> Identity:
 
 
 Admin19 = Annotated[Identity, Depends(_admin_19)]
+# 003's body is answered in 003's envelope, 001's in 001's.
+REGISTER_DIALECTS = (Dialect.CROWD_003, Dialect.EXPERT_001)
 
 
 @router.post("/user/register", summary="Register (003 body: user_name...; 001 body: username...)",
-             openapi_extra=json_body(Register003, Register001))
+             openapi_extra=json_body(Register003, Register001), responses=errors_in(400, *REGISTER_DIALECTS))
 async def register(request: Request, repo: Repo, codes: Codes, settings: Settings) -> JSONResponse:
     body = await read_json_object(request)
     if "username" in body and "user_name" not in body:
