@@ -50,6 +50,7 @@ async def test_bounding_box_task_from_publishing_to_payment(platform, mailbox, o
         admin = await open_page()
         await sign_in(admin, ADMIN_USER, ADMIN_PASSWORD)
         await admin.wait_for_selector(f'[data-check-user="{requester.user_name}"]')
+        await admin.wait_for_function("!document.querySelector('#main [aria-busy]')")  # every card loaded
         await shot(admin, "admin")
         await admin.click(f'[data-check-user="{requester.user_name}"]')
         await admin.wait_for_selector(f'tr[data-user="{requester.user_name}"] .badge-success')

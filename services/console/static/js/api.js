@@ -2,6 +2,7 @@
 // cookie, and the CSRF token of GET /get_csrf_token on every write. Errors come back as ApiError with
 // the message of the route's own envelope (003 message, 001 response, 002 err_msg, 004 error/details,
 // 000 err_desc), so a page can show it in plain words.
+import { t } from "./i18n.js";
 
 export class ApiError extends Error {
   constructor(message, { status = 0, code = null, body = null } = {}) {
@@ -41,7 +42,7 @@ export function envelopeError(body, status) {
       return { code: status, message: String(body.response) };
     }
   }
-  if (status >= 400) return { code: status, message: status === 503 ? "service unavailable" : `HTTP ${status}` };
+  if (status >= 400) return { code: status, message: status === 503 ? t("error.unavailable") : t("error.http", { status }) };
   return null;
 }
 
@@ -73,7 +74,7 @@ export async function api(method, path, { json, form, query, headers = {}, raw =
   try {
     response = await fetch(withQuery(path, query), init);
   } catch (error) {
-    throw new ApiError("network error: the platform cannot be reached", { status: 0 });
+    throw new ApiError(t("error.network"), { status: 0 });
   }
   const isJson = (response.headers.get("content-type") || "").includes("json");
   if (raw && response.ok && !isJson) return response;
@@ -99,7 +100,7 @@ export async function upload(path, form, onProgress, { query } = {}) {
     request.upload.onprogress = (event) => {
       if (event.lengthComputable && onProgress) onProgress(event.loaded / event.total);
     };
-    request.onerror = () => reject(new ApiError("network error: the upload did not reach the platform"));
+    request.onerror = () => reject(new ApiError(t("error.uploadnetwork")));
     request.onload = () => {
       let body = request.responseText;
       try { body = JSON.parse(body); } catch { /* not JSON */ }

@@ -13,6 +13,7 @@ let rendering = 0;
 
 function renderNav(activePath) {
   const user = currentUser();
+  document.querySelector(".skip").textContent = t("nav.skip");
   const nav = document.getElementById("nav");
   clear(nav, user && h("ul", {}, (NAV[user.user_type] || []).map((path) =>
     h("li", {}, h("a", { href: `#${path}`, "aria-current": activePath.startsWith(path) ? "page" : null },

@@ -11,6 +11,7 @@ export const ROUTES = [
   ["/work/:taskId", "workspace"],
   ["/missions", "missions"],
   ["/requester", "requester"],
+  ["/agent", "agent"],
   ["/publish", "publish"],
   ["/review/:taskId", "review"],
   ["/datasets", "datasets"],
@@ -26,13 +27,13 @@ export const NAV = {
   tag: ["/tasks", "/missions", "/profile"],
   demand: ["/requester", "/publish", "/datasets", "/face", "/defect", "/dashboard", "/profile"],
   admin: ["/admin", "/keys", "/face", "/defect", "/dashboard", "/profile"],
-  agent: ["/profile"],
+  agent: ["/agent", "/profile"],
 };
 
 export const NAV_LABELS = {
   "/tasks": "nav.tasks", "/missions": "nav.missions", "/profile": "nav.profile", "/requester": "nav.requester",
   "/publish": "nav.publish", "/datasets": "nav.datasets", "/face": "nav.face", "/defect": "nav.defect",
-  "/dashboard": "nav.dashboard", "/admin": "nav.admin", "/keys": "nav.keys",
+  "/dashboard": "nav.dashboard", "/admin": "nav.admin", "/keys": "nav.keys", "/agent": "nav.agent",
 };
 
 export function match(path) {

@@ -1,5 +1,5 @@
 // Small DOM helpers every page uses: element creation, messages, forms, formatting.
-import { t } from "./i18n.js";
+import { lang, t } from "./i18n.js";
 
 // h("button", { class: "btn", onclick }, "text", child, ...) -> an element. Falsy children are skipped.
 export function h(tag, attrs = {}, ...children) {
@@ -123,7 +123,7 @@ export function progressBar(fraction, label) {
 
 export function formatTime(seconds) {
   if (!seconds || seconds < 0) return "-";
-  return new Date(seconds * 1000).toLocaleString();
+  return new Date(seconds * 1000).toLocaleString(lang() === "zh" ? "zh-CN" : "en-GB");
 }
 
 export function formatDuration(seconds) {

@@ -1,7 +1,7 @@
 // Admin: check and ban users, check tasks, settle reports, see the ads that are live.
 import { api, data } from "../api.js";
 import { t } from "../i18n.js";
-import { badge, busy, card, clear, empty, h, pageHeader, table } from "../ui.js";
+import { alertBox, badge, busy, card, clear, empty, errorText, h, pageHeader, table } from "../ui.js";
 
 function action(label, work, refresh, kind = "", attrs = {}) {
   const button = h("button", { type: "button", class: `btn btn-sm ${kind}`, ...attrs }, label);
@@ -30,7 +30,7 @@ async function tasksSection(slot) {
   const tasks = (await data("GET", "/task/get_all_tasks")).filter((task) => task.task_state !== "deleted");
   tasks.sort((a, b) => (a.check_result === "wait" ? 0 : 1) - (b.check_result === "wait" ? 0 : 1) || b.task_id - a.task_id);
   clear(slot, tasks.length ? table([t("publish.name"), t("admin.publisher"), t("tasks.questions"), t("admin.check"), ""],
-    tasks.map((task) => h("tr", {},
+    tasks.map((task) => h("tr", { dataset: { task: task.task_id } },
       h("td", {}, task.task_name, " ", h("span", { class: "muted small" }, `#${task.task_id}`)),
       h("td", {}, task.publisher?.user_name || "-"), h("td", {}, String(task.q_num)),
       h("td", {}, badge(t(`check.${task.check_result}`), task.check_result === "accept" ? "success" : task.check_result === "refuse" ? "error" : "warning")),
@@ -43,8 +43,9 @@ async function reportsSection(slot) {
   const refresh = () => reportsSection(slot);
   const reports = await data("GET", "/review/reportmessage");
   clear(slot, reports.length ? table([t("admin.task"), t("admin.reporter"), t("admin.reportee"), t("review.reason"), t("profile.credit"), ""],
-    reports.map((report) => h("tr", {},
-      h("td", {}, `#${report.task_id}`), h("td", {}, `#${report.reporter_id}`),
+    reports.map((report) => h("tr", { dataset: { reportTask: report.task_id } },
+      h("td", {}, report.task_name || "", " ", h("span", { class: "muted small" }, `#${report.task_id}`)),
+      h("td", {}, `#${report.reporter_id}`),
       h("td", {}, String(report.reportee_name || report.reportee_id)), h("td", {}, report.reason), h("td", {}, String(report.credit_score)),
       h("td", { class: "row-actions" },
         action(t("admin.acceptreport"), () => api("POST", `/review/acceptreport/${report.task_id}/${report.reporter_id}`, { query: { reportee_id: report.reportee_id } }), refresh, "btn-danger"),
@@ -62,9 +63,11 @@ export default {
     const sections = [["admin.users", usersSection], ["admin.tasks", tasksSection], ["admin.reports", reportsSection], ["admin.ads", adsSection]];
     root.append(pageHeader(t("nav.admin"), t("admin.subtitle")));
     await Promise.all(sections.map(async ([title, fill]) => {
-      const slot = h("div", { id: title.replace(".", "-") });
+      // Each card says it is loading until its list (or its empty state) is there.
+      const slot = h("div", { id: title.replace(".", "-"), "aria-busy": "true" }, h("p", { class: "muted" }, t("common.loading")));
       root.append(card(h("h2", {}, t(title)), slot));
-      try { await fill(slot); } catch (error) { clear(slot, h("div", { class: "alert alert-error" }, error.message)); }
+      try { await fill(slot); } catch (error) { clear(slot, alertBox(errorText(error))); }
+      slot.removeAttribute("aria-busy");
     }));
   },
 };

@@ -19,7 +19,7 @@ export default {
           h("img", { class: "defect-image", src: `data:image/jpeg;base64,${item.result_image}`, alt: t("defect.result", { name: item.name }) }),
           h("h3", {}, item.name),
           h("p", {}, t("defect.count", { n: item.defect_count }), " · ", t("defect.confidence", { n: Number(item.dice).toFixed(3) }),
-            " · ", `${Number(item.processing_time).toFixed(2)} s`),
+            " · ", t("defect.seconds", { n: Number(item.processing_time).toFixed(2) })),
           h("div", { class: "badges" }, item.labels.length ? item.labels.map((label) => badge(t(`defect.label.${label}`), "warning"))
             : badge(t("defect.none"), "success")))));
       } catch (error) {

@@ -20,7 +20,7 @@ export default {
       clear(body,
         h("div", { class: "stats" },
           stat(t("profile.points"), h("span", { id: "profile-points" }, String(me.score))),
-          stat(t("profile.level"), String(me.membership_level), vip ? t("profile.vipuntil", { date: formatTime(me.vip_expire_time) }) : t("profile.novip")),
+          stat(t("profile.level"), t(`level.${me.membership_level}`), vip ? t("profile.vipuntil", { date: formatTime(me.vip_expire_time) }) : t("profile.novip")),
           stat(t("profile.credit"), String(me.credit_score)),
           stat(t("profile.tagscore"), String(me.tag_score ?? 0))),
         h("div", { class: "grid-2" },

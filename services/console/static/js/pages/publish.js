@@ -2,6 +2,7 @@
 import { data, upload } from "../api.js";
 import { t } from "../i18n.js";
 import { go } from "../router.js";
+import { profile } from "../session.js";
 import { alertBox, busy, card, dropZone, field, h, input, pageHeader, progressBar } from "../ui.js";
 import { zipStored } from "../zip.js";
 
@@ -39,12 +40,17 @@ export default {
     const submit = h("button", { type: "submit", class: "btn btn-primary", id: "publish-submit" }, t("publish.submit"));
 
     const isText = () => kind.value === "text" || (kind.value === "qa" && files.every((f) => f.name.endsWith(".txt")));
+    let points = null; // the requester's points, to set the escrow against
     const updateEscrow = () => {
       const count = files.length;
       const held = Number(reward.value || 0) * count * Number(people.value || 0);
       escrow.replaceChildren(h("strong", {}, t("publish.escrow", { n: held })),
-        h("span", { class: "muted" }, t("publish.escrowhelp", { reward: reward.value || 0, q: count, people: people.value || 0 })));
+        h("span", { class: "muted" }, t("publish.escrowhelp", { reward: reward.value || 0, q: count, people: people.value || 0 })),
+        points !== null && h("span", { class: held > points ? "short" : "muted", id: "escrow-points" },
+          t(held > points ? "publish.short" : "publish.points", { n: points }), " ",
+          h("a", { href: "#/profile" }, t("requester.recharge"))));
     };
+    profile().then((me) => { points = me.score; updateEscrow(); }).catch(() => {});
     for (const control of [reward, people]) control.addEventListener("input", updateEscrow);
     const zone = dropZone(t("publish.drop"), (picked) => {
       files = picked.sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));

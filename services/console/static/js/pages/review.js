@@ -1,9 +1,67 @@
 // Requester: review one task, annotator by annotator: a sample or every answer (image boxes drawn on
-// their image), then accept (pays), refuse, or report.
+// their image), then accept (pays), refuse, or report; and the task's results, consolidated per
+// question by majority vote and Dawid-Skene (the platform's result CSV, shown and downloadable).
 import { api, data, download } from "../api.js";
 import { colorOf } from "../boxes.js";
+import { parseCsv } from "../csv.js";
 import { t } from "../i18n.js";
-import { alertBox, badge, busy, card, clear, empty, h, input, pageHeader, svg } from "../ui.js";
+import { alertBox, badge, busy, card, clear, empty, errorText, h, input, pageHeader, svg, table } from "../ui.js";
+
+// An answer key of the CSV in words: image boxes as their count and labels, long texts shortened.
+function answerText(key) {
+  if (!key) return "";
+  try {
+    const value = JSON.parse(key);
+    if (value && Array.isArray(value.boxes)) return t("results.boxes", { n: value.boxes.length, labels: value.boxes.map((box) => box.label).join(", ") });
+  } catch { /* a plain label */ }
+  return key.length > 60 ? `${key.slice(0, 57)}…` : key;
+}
+
+function resultsTable(rows) {
+  const [header, ...body] = rows;
+  const accuracy = body.length && body[body.length - 1][0] === "annotator_accuracy" ? body.pop() : null;
+  const annotators = header.slice(9);
+  if (!body.length) return empty(t("review.noanswers"));
+  const cell = (key, attrs = {}) => h("td", { title: key, ...attrs }, answerText(key));
+  const head = [t("results.question"), t("results.majority"), t("results.dawidskene"), ...annotators];
+  const element = table(head, body.map((row) => h("tr", {},
+    h("td", {}, row[1] || `#${row[0]}`),
+    h("td", { class: "consensus", title: row[4] }, answerText(row[4]), row[4] && h("span", { class: "muted small" },
+      ` ${t("results.votes", { n: row[5], total: row[6] })}`)),
+    row[7] ? h("td", { class: "consensus", title: row[7] }, answerText(row[7]), h("span", { class: "muted small" }, ` ${Number(row[8]).toFixed(2)}`))
+      : h("td", { class: "muted small" }, t("results.dsneeds")),
+    row.slice(9).map((key) => cell(key)))));
+  element.querySelector("table").classList.add("results-table");
+  if (accuracy) {
+    element.querySelector("table").append(h("tfoot", {}, h("tr", {}, h("td", { colspan: 3 }, t("results.accuracy")),
+      accuracy.slice(9).map((value) => h("td", {}, `${Math.round(Number(value) * 100)}%`)))));
+  }
+  return element;
+}
+
+// The task's results: accepted work only (once every submission is reviewed) or every answer so far.
+function resultsCard(task) {
+  const waiting = (task.current_tag_user_list || []).some((entry) => entry.state === "finished");
+  const type = h("select", { class: "input", id: "results-type", "aria-label": t("results.which") },
+    ["accepted", "all"].map((value) => h("option", { value, selected: value === (waiting ? "all" : "accepted") }, t(`results.${value}`))));
+  const slot = h("div", { id: "results" });
+  const load = async () => {
+    clear(slot, h("p", { class: "muted" }, t("common.loading")));
+    try {
+      const response = await api("GET", `/review/download/${task.task_id}`, { query: { type: type.value }, raw: true });
+      clear(slot, resultsTable(parseCsv(await response.text())));
+    } catch (error) {
+      clear(slot, alertBox(errorText(error), "info"));
+    }
+  };
+  type.addEventListener("change", load);
+  const save = h("button", { type: "button", class: "btn", id: "results-download" }, t("results.download"));
+  save.addEventListener("click", () => busy(save, () => download(`/review/download/${task.task_id}`, { type: type.value },
+    `task-${task.task_id}-${type.value}.csv`)));
+  load();
+  return card(h("div", { class: "task-head" }, h("h3", {}, t("results.title")), h("div", { class: "inline" }, type, save)),
+    h("p", { class: "muted" }, t("results.help")), slot);
+}
 
 function answerView(task, q) {
   const result = q.result;
@@ -68,10 +126,11 @@ export default {
     async function refresh() {
       const task = await data("GET", `/task/${taskId}`);
       root.querySelector(".page-header")?.remove();
-      root.prepend(pageHeader(`${t("requester.review")}: ${task.task_name}`, t("review.subtitle"),
+      root.prepend(pageHeader(t("review.title", { name: task.task_name }), t("review.subtitle"),
         h("a", { class: "btn", href: "#/requester" }, t("work.back"))));
       const entries = task.current_tag_user_list || [];
-      clear(body, entries.length ? entries.map((entry) => annotatorCard(task, entry, refresh)) : empty(t("requester.nobody")));
+      clear(body, entries.length ? [...entries.map((entry) => annotatorCard(task, entry, refresh)), resultsCard(task)]
+        : empty(t("requester.nobody")));
     }
     await refresh();
   },

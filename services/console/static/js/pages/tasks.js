@@ -73,7 +73,7 @@ function mineCard(task, refresh) {
       h("span", { class: "muted" }, t("tasks.answered", { n: task.answered || 0, total: task.q_num }))),
     deadline && h("p", { class: "muted" }, t("tasks.deadline", { time: formatTime(deadline) })),
     paid > 0 && h("p", { class: "paid" }, t("tasks.paid", { n: paid })),
-    actions.length && h("div", { class: "actions" }, actions));
+    actions.length > 0 && h("div", { class: "actions" }, actions));
 }
 
 export default {
