@@ -9,8 +9,8 @@ Same guarantees as the local store, and every replica of the service sees the sa
   bytes not all seen yet), then a server-side copy makes the final object and the temp one goes. A failed
   or cancelled upload aborts its multipart upload; temp objects a killed process left are purged at start-up.
   (S3 copies up to 5 GiB in one request: the largest upload, `max_media_bytes`, stays below that.)
-- Streaming both ways: an upload holds at most one part in Python and two parts in flight; a download is
-  ranged on the server and streamed in ``chunk_size`` pieces.
+- Streaming both ways: an upload holds at most four parts in memory (the one being read, the writer's
+  buffer, two in flight); a download is ranged on the server and streamed in ``chunk_size`` pieces.
 - Reference counts stay in the database (``objects.py``), whatever the store.
 
 Failures of the storage service itself become ``StoreUnavailable``, a 503 in the route's envelope.
