@@ -16,6 +16,9 @@ MB = 1024 * 1024
 DEFAULT_BODY_LIMIT = 1 * MB
 # Room for a multipart body's boundaries, part headers and small text fields beside its files.
 _FORM_OVERHEAD = 1 * MB
+# 003's task body (create and modify) lists every question: up to 200,000 files (tasks' TaskBody),
+# about 60 bytes each with the tags upload_data returns.
+TASK_BODY_LIMIT = 32 * MB
 
 # Ordered: the first match wins. (methods or None for any, path regex, limit in bytes)
 _ROUTE_LIMITS: list[tuple[frozenset[str] | None, re.Pattern[str], int]] = [
@@ -27,6 +30,8 @@ _ROUTE_LIMITS: list[tuple[frozenset[str] | None, re.Pattern[str], int]] = [
     # 003: a task's zip archive (max_archive_bytes), the image bed (max_image_bytes), the media bed
     # (max_media_bytes), CSV answers and standard answers (tasks: MAX_CSV_BYTES).
     (frozenset({"POST"}), re.compile(r"^/task/upload_data/?$"), 1024 * MB + _FORM_OVERHEAD),
+    (frozenset({"POST"}), re.compile(r"^/task/?$"), TASK_BODY_LIMIT),
+    (frozenset({"PUT"}), re.compile(r"^/task/[0-9]+/?$"), TASK_BODY_LIMIT),
     (frozenset({"POST"}), re.compile(r"^/picbed/?$"), 20 * MB + _FORM_OVERHEAD),
     (frozenset({"POST"}), re.compile(r"^/video/?$"), 4096 * MB + _FORM_OVERHEAD),
     (frozenset({"POST"}), re.compile(r"^/task/upload_res/[^/]+/?$"), 32 * MB + _FORM_OVERHEAD),

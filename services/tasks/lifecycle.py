@@ -65,7 +65,7 @@ from shared.identity import Identity
 
 # 003: a task name is 4 to 24 characters (no control characters, not only blanks).
 TASK_NAME = re.compile(r"^[^\x00-\x1f\x7f]{4,24}$")
-TEXT_TAG = re.compile(r"^[0-9]{1,18}$")
+TEXT_ID_DIGITS = 18  # a text tag: 1 to 18 ASCII digits
 IMAGE_TAG = re.compile(r"^/picbed/[A-Za-z0-9_-]{1,100}\.[A-Za-z0-9]{1,8}$")
 MAX_REWARD = 1_000_000
 MAX_SECONDS = 366 * 24 * 3600
@@ -83,7 +83,7 @@ def _positive_int(value: Any, upper: int) -> int | None:
 
 
 def data_type_of(tag: str) -> str:
-    if TEXT_TAG.fullmatch(tag):
+    if len(tag) <= TEXT_ID_DIGITS and tag.isascii() and tag.isdigit():
         return "text"
     if IMAGE_TAG.fullmatch(tag):
         return "image"
@@ -105,10 +105,10 @@ def check_task_body(body: TaskBody) -> dict[str, Any]:
         raise InvalidRequest("invalid request: accept_method must be auto or manual")
     if body.strategy not in STRATEGIES:
         raise InvalidRequest("invalid request: strategy must be toall, order or smart")
-    names = [f.filename for f in body.files]
+    names = [f["filename"] for f in body.files]
     if len(set(names)) != len(names):
         raise InvalidRequest("invalid request: two files have the same filename")
-    files = [(f.filename, f.tag, data_type_of(f.tag)) for f in body.files]
+    files = [(f["filename"], f["tag"], data_type_of(f["tag"])) for f in body.files]
     if reward * len(files) * body.distribute_user_num > MAX_ESCROW:
         raise TimeOrRewardFormat()
     tag_type = [t.strip() for t in body.tag_type or [] if isinstance(t, str) and t.strip()]
@@ -145,26 +145,27 @@ async def _apply(repo: TasksRepository, task: Task, fields: dict[str, Any], repl
         setattr(task, name, value)
     task.q_num = len(files)
     task.updated_at = now()
+    answers = await standard_answers_for(repo, task, files)
     await repo.add(task)
     if replace_questions:
         await repo.delete_questions(task.id)
         await repo.session.flush()
-    await repo.insert_questions(task.id, files)
-    await link_standard_answers(repo, task)
+    await repo.insert_questions(task.id, files, answers)
 
 
-async def link_standard_answers(repo: TasksRepository, task: Task) -> None:
-    """Puts the task's standard answers (by filename) on its questions; auto acceptance needs some."""
+async def standard_answers_for(repo: TasksRepository, task: Task, files: list[tuple[str, str, str]]) -> dict[str, str]:
+    """The task's standard answers (filename -> answer), stored with its questions; auto acceptance
+    needs one for at least one of its files."""
     answers: dict[str, str] = {}
     if task.stdans_tag:
         found = await repo.standard_answers(task.stdans_tag)
         if found is None or found.owner_id != task.publisher_id:
             raise InvalidRequest("invalid request: stdans_tag is not a standard-answer upload of yours")
         answers = found.answers
-    matched = await repo.set_standard_answers(task.id, answers)
-    if task.accept_method == "auto" and matched == 0:
+    if task.accept_method == "auto" and not any(name in answers for name, _, _ in files):
         raise InvalidRequest("invalid request: auto acceptance needs standard answers (upload_stdans) "
                              "for at least one of the task's files")
+    return answers
 
 
 async def create(repo: TasksRepository, identity: Identity, body: TaskBody) -> Task:

@@ -1,13 +1,22 @@
-"""All of the tasks service's SQL."""
+"""All of the tasks service's SQL.
+
+Most of it goes through the ORM. The hot paths (a toall accept, an answer) send a few plain statements
+on the unit of work's own asyncpg connection instead: asyncpg prepares each once per connection, and
+no ORM state is built for rows the request only reads or changes in SQL.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import and_, delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tasks.models import (
@@ -27,6 +36,84 @@ from services.tasks.models import (
 
 # Assignments whose annotator still has work before the publisher can settle the task.
 IN_PROGRESS_STATES = ("not_handle", "accepted", "finished")
+TASK_COLUMNS = tuple(column.name for column in Task.__table__.columns)
+_RUNNING = "(" + ", ".join(f"'{state}'" for state in RUNNING_STATES) + ")"
+
+# A toall accept's reads, in one statement: the task, the caller's assignment on it (if any) and how
+# many other tasks the caller has on hand.
+_ACCEPT_VIEW = f"""
+SELECT {", ".join(f"t.{name}" for name in TASK_COLUMNS)},
+       a.state AS mine_state, a.current AS mine_current,
+       (SELECT count(*) FROM tasks.assignments o
+         WHERE o.user_id = $2 AND o.current AND o.state IN {_RUNNING} AND o.task_id <> t.id) AS on_hand
+FROM tasks.tasks t
+LEFT JOIN tasks.assignments a ON a.task_id = t.id AND a.user_id = $2
+WHERE t.id = $1 AND t.status <> 'deleted'
+"""
+
+# A toall accept's writes, in one statement: the conditional UPDATE that decides it (a free slot of a
+# distributed task; the row lock makes racing accepts take turns) and the annotator's assignment.
+_TAKE_SLOT_AND_ACCEPT = """
+WITH slot AS (
+    UPDATE tasks.tasks SET taken = taken + 1
+    WHERE id = $1 AND status = 'distributed' AND taken < distribute_user_num
+    RETURNING id
+), placed AS (
+    INSERT INTO tasks.assignments (task_id, user_id, state, current, via, distributed_at, accepted_at, deadline,
+                                   answered, std_total, std_correct, paid_amount)
+    SELECT id, $2, 'accepted', true, 'toall', $3, $3, $4, 0, 0, 0, 0 FROM slot
+    ON CONFLICT (task_id, user_id) DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM slot) AS slots, (SELECT id FROM placed) AS assignment_id
+"""
+
+
+# An answer's reads: the task, the question and the caller's assignment.
+_ANSWER_VIEW = text("""
+SELECT t.q_num, t.accept_method, q.q_id IS NOT NULL AS has_question, q.std_answer,
+       a.id AS assignment_id, a.current, a.answered
+FROM tasks.tasks t
+LEFT JOIN tasks.questions q ON q.task_id = t.id AND q.q_id = :q_id
+LEFT JOIN tasks.assignments a ON a.task_id = t.id AND a.user_id = :user_id
+WHERE t.id = :task_id AND t.status <> 'deleted'
+""")
+
+# An answer's writes: stored unless the question has a submission already (one row per question and
+# annotator, so racing submissions store one), and counted on the assignment when it was stored.
+_STORE_ANSWER = """
+WITH stored AS (
+    INSERT INTO tasks.answers AS s (task_id, user_id, q_id, started_at, submitted_at, result, input_result, answer_key)
+    VALUES ($1, $2, $3, $4, $4, $5::jsonb, $6::jsonb, $7)
+    ON CONFLICT (task_id, user_id, q_id) DO UPDATE
+        SET submitted_at = excluded.submitted_at, result = excluded.result, input_result = excluded.input_result,
+            answer_key = excluded.answer_key
+        WHERE s.submitted_at IS NULL
+    RETURNING q_id
+)
+UPDATE tasks.assignments SET answered = answered + 1, std_total = std_total + $9, std_correct = std_correct + $10
+WHERE id = $8 AND EXISTS (SELECT FROM stored)
+RETURNING answered
+"""
+
+
+@dataclass(frozen=True)
+class AnswerView:
+    q_num: int
+    accept_method: str
+    has_question: bool
+    std_answer: str | None
+    assignment_id: int | None  # the caller's assignment on the task, if any
+    current: bool | None
+    answered: int | None
+
+
+@dataclass(frozen=True)
+class AcceptView:
+    task: Task  # not in the session: read only
+    mine_state: str | None  # the caller's assignment on the task, if any
+    mine_current: bool | None
+    on_hand: int  # the caller's other tasks offered or accepted, not finished
 
 
 class TasksRepository:
@@ -38,10 +125,38 @@ class TasksRepository:
         self.session.add_all(objects)
         await self.session.flush()
 
+    async def _fetchrow(self, statement: str, *args: Any) -> asyncpg.Record | None:
+        """One row of `statement` on this unit of work's asyncpg connection, inside its transaction.
+        SQLAlchemy begins the transaction with its first statement, so a hot path sends that one
+        through the session. Errors are SQLAlchemy's, as the service's error handler expects."""
+        connection = await (await self.session.connection()).get_raw_connection()
+        driver = connection.driver_connection
+        assert driver is not None and driver.is_in_transaction(), "no statement through the session yet"
+        try:
+            return await driver.fetchrow(statement, *args)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DBAPIError(statement, args, exc) from exc
+
     async def lock_user(self, user_id: int) -> None:
         """Serialises one annotator's accepts (their accept limit is counted across tasks)."""
-        await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('tasks:user'), :id)"),
-                                   {"id": user_id})
+        connection = await self.session.connection()
+        await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('tasks:user'), :id)"), {"id": user_id})
+
+    async def accept_view(self, task_id: int, user_id: int) -> AcceptView | None:
+        """What an accept decides on (None when the task does not exist or was deleted)."""
+        row = await self._fetchrow(_ACCEPT_VIEW, task_id, user_id)
+        if row is None:
+            return None
+        return AcceptView(Task(**{name: row[name] for name in TASK_COLUMNS}), row["mine_state"], row["mine_current"],
+                          int(row["on_hand"]))
+
+    async def take_slot_and_accept(self, task_id: int, user_id: int, moment: datetime,
+                                   deadline: datetime) -> tuple[bool, int | None]:
+        """Takes a free slot of a distributed toall task and records the annotator on it: (whether a
+        slot was free, the new assignment's id or None when the annotator already had the task)."""
+        row = await self._fetchrow(_TAKE_SLOT_AND_ACCEPT, task_id, user_id, moment, deadline)
+        assert row is not None
+        return row["slots"] > 0, row["assignment_id"]
 
     # tasks ---------------------------------------------------------------------------------------
 
@@ -82,43 +197,26 @@ class TasksRepository:
                  .order_by(Task.id))
         return list((await self.session.execute(query)).scalars())
 
-    async def take_slot(self, task_id: int) -> bool:
-        """One more slot in use, unless all are: the row's check makes the race safe."""
-        result = await self.session.execute(
-            update(Task).where(Task.id == task_id, Task.status == "distributed",
-                               Task.taken < Task.distribute_user_num)
-            .values(taken=Task.taken + 1).returning(Task.taken).execution_options(synchronize_session=False))
-        return result.scalar_one_or_none() is not None
-
     async def refresh(self, obj: object) -> None:
         await self.session.refresh(obj)
 
     # questions -----------------------------------------------------------------------------------
 
-    async def insert_questions(self, task_id: int, files: Sequence[tuple[str, str, str]]) -> None:
-        """(filename, tag, data_type) per question, numbered from 1, written with COPY."""
+    async def insert_questions(self, task_id: int, files: Sequence[tuple[str, str, str]],
+                               standard_answers: dict[str, str]) -> None:
+        """(filename, tag, data_type) per question, numbered from 1, with its standard answer (by
+        filename) when there is one, written with COPY."""
         connection = await self.session.connection()
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
         await driver.copy_records_to_table(
-            "questions", schema_name="tasks", columns=["task_id", "q_id", "filename", "tag", "data_type"],
-            records=((task_id, i, name, tag, kind) for i, (name, tag, kind) in enumerate(files, start=1)))
+            "questions", schema_name="tasks", columns=["task_id", "q_id", "filename", "tag", "data_type", "std_answer"],
+            records=((task_id, i, name, tag, kind, standard_answers.get(name))
+                     for i, (name, tag, kind) in enumerate(files, start=1)))
 
     async def delete_questions(self, task_id: int) -> None:
         await self.session.execute(delete(Question).where(Question.task_id == task_id))
-
-    async def set_standard_answers(self, task_id: int, answers: dict[str, str]) -> int:
-        """Puts each standard answer on the question with its filename; returns how many matched."""
-        await self.session.execute(update(Question).where(Question.task_id == task_id).values(std_answer=None))
-        if not answers:
-            return 0
-        result = await self.session.execute(text(
-            "UPDATE tasks.questions q SET std_answer = s.answer "
-            "FROM unnest(CAST(:names AS text[]), CAST(:answers AS text[])) AS s(filename, answer) "
-            "WHERE q.task_id = :task_id AND q.filename = s.filename"),
-            {"names": list(answers), "answers": list(answers.values()), "task_id": task_id})
-        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def question(self, task_id: int, q_id: int) -> Question | None:
         return await self.session.get(Question, (task_id, q_id))
@@ -159,14 +257,6 @@ class TasksRepository:
         if lock:
             query = query.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(query)).scalar_one_or_none()
-
-    async def insert_assignment(self, **values: Any) -> Assignment | None:
-        """A new assignment, or None when the annotator already has one on this task."""
-        result = await self.session.execute(
-            insert(Assignment).values(**values).on_conflict_do_nothing(
-                index_elements=["task_id", "user_id"]).returning(Assignment.id))
-        new_id = result.scalar_one_or_none()
-        return None if new_id is None else await self.session.get(Assignment, new_id)
 
     async def insert_assignments(self, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -239,6 +329,27 @@ class TasksRepository:
             insert(Answer).values(task_id=task_id, user_id=user_id, q_id=q_id, started_at=now)
             .on_conflict_do_nothing().returning(Answer.q_id))
         return result.scalar_one_or_none() is not None
+
+    async def answer_view(self, task_id: int, q_id: int, user_id: int) -> AnswerView | None:
+        """What an answer is checked against (None when the task does not exist or was deleted)."""
+        connection = await self.session.connection()
+        row = (await connection.execute(_ANSWER_VIEW, {"task_id": task_id, "q_id": q_id, "user_id": user_id})).first()
+        return None if row is None else AnswerView(*row)
+
+    async def lock_assignment_state(self, assignment_id: int) -> str:
+        """The assignment's state, its row locked (one annotator's submissions in turn)."""
+        row = await self._fetchrow("SELECT state FROM tasks.assignments WHERE id = $1 FOR UPDATE", assignment_id)
+        assert row is not None  # assignments are never deleted
+        return str(row["state"])
+
+    async def store_answer(self, assignment_id: int, task_id: int, user_id: int, q_id: int, result: Any,
+                           input_result: Any, answer_key: str, now: datetime, std_answer: str | None) -> int | None:
+        """Stores and counts an answer; returns the assignment's answers so far, or None when the
+        question was answered already."""
+        std_total, std_correct = (0, 0) if std_answer is None else (1, int(std_answer == answer_key))
+        row = await self._fetchrow(_STORE_ANSWER, task_id, user_id, q_id, now, json.dumps(result),
+                                   json.dumps(input_result), answer_key, assignment_id, std_total, std_correct)
+        return None if row is None else int(row["answered"])
 
     async def submit_answer(self, task_id: int, user_id: int, q_id: int, result: Any, input_result: Any,
                             answer_key: str, now: datetime) -> bool:

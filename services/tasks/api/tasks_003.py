@@ -38,6 +38,7 @@ from services.tasks.schemas import (
     admin_list_entry,
     task_entry,
 )
+from shared.body_limits import TASK_BODY_LIMIT
 from shared.edge import read_json_body
 from shared.envelopes import ok_003
 from shared.errors import InvalidRequest, NoPermission
@@ -74,7 +75,7 @@ async def _entries(repo: TasksRepository, auth: AuthClient, tasks: list[Task], i
 @router.post("/task", include_in_schema=False)
 async def create_task(request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     await lifecycle.ensure_checked_requester(auth, identity)
-    task = await lifecycle.create(repo, identity, await read_json_body(request, TaskBody))
+    task = await lifecycle.create(repo, identity, await read_json_body(request, TaskBody, TASK_BODY_LIMIT))
     return ok_003({"task_id": task.id, "q_num": task.q_num, "check_result": task.check_result})
 
 
@@ -170,9 +171,7 @@ async def refuse(task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: A
 @router.post("/task/accept/{task_id}", summary="Accept a task offered to me, or take a toall slot")
 async def accept(task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth,
                  settings: Settings) -> JSONResponse:
-    assignment = await distribution.accept(repo, auth, settings, identity, task_id)
-    task = await repo.task(task_id)
-    assert task is not None
+    task, assignment = await distribution.accept(repo, auth, settings, identity, task_id)
     return ok_003(accepted_entry(task, assignment))
 
 
@@ -216,7 +215,7 @@ async def distribute_to_user(task_id: TaskId, user_id: int, identity: CurrentIde
 async def modify_task(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo,
                       auth: Auth) -> JSONResponse:
     task = await lifecycle.modifiable(repo, identity, task_id)
-    task = await lifecycle.modify(repo, auth, identity, task, await read_json_body(request, TaskBody))
+    task = await lifecycle.modify(repo, auth, identity, task, await read_json_body(request, TaskBody, TASK_BODY_LIMIT))
     return ok_003({"task_id": task.id, "q_num": task.q_num, "check_result": task.check_result})
 
 
