@@ -24,6 +24,7 @@ points.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -202,18 +203,30 @@ async def distribute_to_user(repo: TasksRepository, auth: AuthClient, settings: 
 
 
 async def accept(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity,
-                 task_id: int) -> Assignment:
+                 task_id: int) -> tuple[Task, Assignment]:
+    """The annotator accepts a task offered to them, or takes a free slot of a toall task. A toall accept
+    is three statements: the user's lock, one read, and one write that the task row's free slot decides."""
     if identity.role != "tag":
         raise NoPermissionToAccept()
-    await repo.lock_user(identity.user_id)
-    task = await repo.task(task_id)
-    if task is None:
-        raise TaskDoesNotExist()
-    if task.status == "finished":
-        raise DistributionCompleted()
-    if task.status != "distributed":
-        raise NoPermissionToAccept()
-    me = await auth.user(identity.user_id)
+    # The caller's profile is fetched while the database answers; it is looked at in the same order as
+    # ever (a task that does not exist is that error, whatever auth says).
+    profile = asyncio.create_task(auth.user(identity.user_id))
+    try:
+        await repo.lock_user(identity.user_id)
+        view = await repo.accept_view(task_id, identity.user_id)
+        if view is None:
+            raise TaskDoesNotExist()
+        task = view.task
+        if task.status == "finished":
+            raise DistributionCompleted()
+        if task.status != "distributed":
+            raise NoPermissionToAccept()
+        me = await profile
+    finally:
+        if not profile.done():
+            profile.cancel()
+        elif not profile.cancelled():
+            profile.exception()  # retrieved: after the task's own error, auth's does not matter
     if me is None:
         raise NoPermissionToAccept()
     if me.get("is_banned"):
@@ -222,30 +235,30 @@ async def accept(repo: TasksRepository, auth: AuthClient, settings: TasksSetting
         raise NoPermissionToAccept()
     moment = now()
     deadline = moment + timedelta(seconds=task.total_time_limit)
-    mine = await repo.assignment(task.id, identity.user_id, lock=True)
-    if mine is not None:
+    if view.mine_state is not None:
+        mine = await repo.assignment(task.id, identity.user_id, lock=True)
+        assert mine is not None  # assignments are never deleted
         if mine.current and mine.state == "not_handle":
             on_hand = (await repo.active_counts([identity.user_id], exclude_task=task.id)).get(identity.user_id, 0)
             if on_hand >= accept_limit(me):
                 raise AcceptLimit()
             mine.state, mine.accepted_at, mine.deadline = "accepted", moment, deadline
-            return mine
+            return task, mine
         if mine.current:
             raise RepeatAccept()
         raise NoPermissionToAccept()  # refused, timed out or replaced: the past list never comes back
     if task.strategy != "toall" or task.agent_id is not None:
         raise NoPermissionToAccept()  # not offered to this annotator
-    if (await repo.active_counts([identity.user_id])).get(identity.user_id, 0) >= accept_limit(me):
+    if view.on_hand >= accept_limit(me):
         raise AcceptLimit()
-    if not await repo.take_slot(task.id):
+    took, assignment_id = await repo.take_slot_and_accept(task.id, identity.user_id, moment, deadline)
+    if not took:
         raise DistributionCompleted()
-    inserted = await repo.insert_assignment(
-        task_id=task.id, user_id=identity.user_id, state="accepted", current=True, via="toall",
-        distributed_at=moment, accepted_at=moment, deadline=deadline, answered=0, std_total=0, std_correct=0,
-        paid_amount=0)
-    if inserted is None:
-        raise RepeatAccept()
-    return inserted
+    if assignment_id is None:
+        raise RepeatAccept()  # another request of theirs recorded them first (the slot goes back on rollback)
+    return task, Assignment(id=assignment_id, task_id=task.id, user_id=identity.user_id, state="accepted",
+                            current=True, via="toall", distributed_at=moment, accepted_at=moment, deadline=deadline,
+                            answered=0, std_total=0, std_correct=0, paid_amount=0)
 
 
 async def refuse(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity,

@@ -11,7 +11,7 @@ import csv
 import io
 import zipfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
@@ -171,15 +171,49 @@ async def _after_answers(repo: TasksRepository, settings: TasksSettings, task: T
 
 async def submit(repo: TasksRepository, settings: TasksSettings, identity: Identity, task_id: int, q_id: int,
                  result: Any, input_result: Any) -> dict[str, Any]:
+    """One answer: a read, the assignment's lock and one write, unless it may finish the annotator's work on
+    an auto-accepted task (then the task row is locked first, and the review runs at once)."""
     if result is None:
         raise InvalidRequest("invalid request: result is required")
+    view = await repo.answer_view(task_id, q_id, identity.user_id)
+    if view is None:
+        raise TaskDoesNotExist()
+    if not view.has_question:
+        raise QuestionDoesNotExist()
+    if view.assignment_id is None or not view.current or identity.role != "tag":
+        raise NoAccessPermission()
+    assert view.answered is not None
+    if view.accept_method == "auto" and view.answered + 1 >= view.q_num:
+        return await _submit_and_review(repo, settings, identity, task_id, q_id, result, input_result)
+    if await repo.lock_assignment_state(view.assignment_id) != "accepted":
+        await _not_accepted(repo, identity, task_id, q_id)
+    answered = await repo.store_answer(view.assignment_id, task_id, identity.user_id, q_id, result, input_result,
+                                       answer_key(result, input_result), now(), view.std_answer)
+    if answered is None:
+        raise NoResubmit()
+    state = "accepted"
+    if answered >= view.q_num:  # the last answer: the work is finished
+        task = await repo.task(task_id)
+        assignment = await repo.assignment(task_id, identity.user_id, lock=True)
+        assert task is not None and assignment is not None
+        await _after_answers(repo, settings, task, assignment)
+        state = assignment.state
+    return {"answered": answered, "q_num": view.q_num, "state": state}
+
+
+async def _not_accepted(repo: TasksRepository, identity: Identity, task_id: int, q_id: int) -> NoReturn:
+    existing = await repo.answer(task_id, identity.user_id, q_id)
+    if existing is not None and existing.submitted_at is not None:
+        raise NoResubmit()
+    raise NoAccessPermission()
+
+
+async def _submit_and_review(repo: TasksRepository, settings: TasksSettings, identity: Identity, task_id: int,
+                             q_id: int, result: Any, input_result: Any) -> dict[str, Any]:
     task, assignment, q = await _working(repo, identity, task_id, q_id, lock=True)
     assert q is not None
     if assignment.state != "accepted":
-        existing = await repo.answer(task.id, identity.user_id, q_id)
-        if existing is not None and existing.submitted_at is not None:
-            raise NoResubmit()
-        raise NoAccessPermission()
+        await _not_accepted(repo, identity, task_id, q_id)
     if not await _record(repo, settings, task, assignment, q, result, input_result):
         raise NoResubmit()
     await _after_answers(repo, settings, task, assignment)
