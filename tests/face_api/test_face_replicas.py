@@ -265,7 +265,7 @@ async def test_an_engine_failure_while_storing_is_1008(platform, backing, photos
                 assert r.json()["err_code"] == 0
                 body = {"collection_name": name, "face_image": [photos["person_a_1.jpg"]], "target_id": ["a"]}
                 assert (await client.post("/face/insert", json=body)).json()["success_num"] == 1
-                engine.embed_faces = out_of_memory
+                engine.embed_aligned = out_of_memory
                 for path, target in (("/face/insert", "b"), ("/face/update", "a")):
                     r = await client.post(path, json={**body, "target_id": [target]})
                     assert r.status_code == 500, r.text
