@@ -30,7 +30,9 @@ CPU_OVERLAY = ROOT / "docker" / "compose.cpu.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 
-PLATFORM_SERVICES = ("auth", "dataset", "tasks", "face", "detect", "stats")
+PLATFORM_SERVICES = ("auth", "dataset", "tasks", "face", "detect", "stats", "console")
+# The services that own a schema (the console serves pages and owns none).
+DATABASE_SERVICES = tuple(name for name in PLATFORM_SERVICES if name != "console")
 GPU_SERVICES = ("face", "detect")
 FILE_SERVICES = ("dataset", "face", "detect")
 # Variable names whose values are secrets: only ever references to the operator's environment.
@@ -168,9 +170,13 @@ def test_services_wait_for_healthy_databases_and_know_their_peers(services: dict
     for name in PLATFORM_SERVICES:
         service = services[name]
         depends = service["depends_on"]
-        for database in ("postgres", "redis"):
+        databases = ("postgres", "redis") if name in DATABASE_SERVICES else ("redis",)
+        for database in databases:
             assert depends[database]["condition"] == "service_healthy", f"{name} -> {database}"
         env = _environment(service)
+        if name not in DATABASE_SERVICES:
+            assert "DATABASE_URL" not in env, f"{name} owns no schema and gets no database credentials"
+            continue
         for key in ("DATABASE_URL", "REDIS_URL", "LABELHIVE_INTERNAL_SECRET", "LABELHIVE_DATA_DIR"):
             assert env.get(key), f"{name} lacks {key}"
         for peer in PLATFORM_SERVICES:
