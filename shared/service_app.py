@@ -223,7 +223,7 @@ def app_state(name: str) -> Any:
     """A dependency giving the app's `state.<name>` (set by its lifespan):
     `Settings = Annotated[AuthSettings, app_state("settings")]`."""
 
-    def dependency(request: Request) -> Any:
+    async def dependency(request: Request) -> Any:  # a coroutine: FastAPI runs a plain function in a thread
         return getattr(request.app.state, name)
 
     return Depends(dependency)

@@ -30,10 +30,8 @@ class AuthRepository:
     # users ---------------------------------------------------------------------------------------
 
     async def user(self, user_id: int, *, lock: bool = False) -> User | None:
-        query = select(User).where(User.id == user_id)
-        if lock:
-            query = query.with_for_update()
-        return (await self.session.execute(query)).scalar_one_or_none()
+        # By primary key: a statement SQLAlchemy builds once, where select() is rebuilt per call.
+        return await self.session.get(User, user_id, with_for_update=True if lock else None)
 
     async def lock_users(self, user_ids: Sequence[int]) -> dict[int, User]:
         """Row locks taken in id order, so two transfers between the same users cannot deadlock."""

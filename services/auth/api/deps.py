@@ -17,7 +17,7 @@ from shared.service_app import app_state
 from shared.sessions import SESSION_COOKIE, SessionStore
 
 
-def _repo(session: DbSession) -> AuthRepository:
+async def _repo(session: DbSession) -> AuthRepository:
     return AuthRepository(session)
 
 
