@@ -176,12 +176,17 @@ class S3ObjectStore:
     async def purge_stale_temp(self, older_than_seconds: float = 24 * 3600) -> int:
         cutoff = time.time() - older_than_seconds
         removed = 0
-        with _translated(TEMP_DIR):
-            async for batch in obstore.list(self._store, prefix=TEMP_DIR, chunk_size=1000):
-                stale = [meta["path"] for meta in batch if meta["last_modified"].timestamp() < cutoff]
-                if stale:
-                    await obstore.delete_async(self._store, stale)
-                    removed += len(stale)
+        try:
+            with _translated(TEMP_DIR):
+                async for batch in obstore.list(self._store, prefix=TEMP_DIR, chunk_size=1000):
+                    stale = [meta["path"] for meta in batch if meta["last_modified"].timestamp() < cutoff]
+                    if stale:
+                        await obstore.delete_async(self._store, stale)
+                        removed += len(stale)
+        except StoreUnavailable:
+            # A clean-up at start-up: storage that is down must not keep the service from starting (it
+            # answers 503 for files meanwhile); the next start purges.
+            pass
         return removed
 
     # ------------------------------------------------------------------------------------------- reads

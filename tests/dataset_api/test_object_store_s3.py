@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 import pytest_asyncio
 
-from shared.launcher import ROOT, Platform
+from shared.launcher import ROOT, Platform, free_port
 from tests.conftest import unique
 from tests.dataset_api.files import jpeg, mp4_bytes, png, voc_xml
 from tests.s3_server import S3Server, s3_server
@@ -29,13 +29,16 @@ def s3() -> Iterator[S3Server]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def replicas(platform: Platform, s3: S3Server) -> AsyncIterator[Callable[[str], object]]:
-    """`await start(name)`: (re)starts the dataset service as replica `name` on the S3 bucket."""
+    """`await start(name)`: (re)starts the dataset service as replica `name` on the S3 bucket (or on an
+    `endpoint` of another S3 server)."""
     bucket = s3.new_bucket()
     saved = dict(platform.extra_env)
 
-    async def start(name: str) -> None:
+    async def start(name: str, endpoint: str | None = None) -> None:
         platform.stop_service("dataset")
         platform.extra_env.update(s3.env(f"s3://{bucket}/labelhive"))
+        if endpoint is not None:
+            platform.extra_env["AWS_ENDPOINT_URL"] = endpoint
         platform.extra_env["LABELHIVE_DATA_DIR"] = str(ROOT / "var" / "test-replicas" / unique(name))
         platform.start_service("dataset")
         await platform.wait_ready(f"{platform.service_url('dataset')}/readyz", "dataset")
@@ -100,3 +103,19 @@ async def test_files_outlive_the_replica_that_stored_them(manager, client, repli
     assert (await owner.delete(picture_url)).json()["code"] == 0
     assert len(before - stored(s3, bucket)) == 1  # the last reference went, so did the bytes
     assert (await client.get(picture_url)).status_code == 404
+
+
+async def test_storage_down_is_a_503_not_a_crash(manager, client, replicas):
+    owner, _ = manager
+    await replicas("healthy")
+    r = await owner.post("/picbed/", files={"img": ("b.png", png(20, 20), "image/png")})
+    assert r.status_code == 200, r.text
+    url = r.json()["data"]["url"]
+
+    await replicas("cut-off", endpoint=f"http://127.0.0.1:{free_port()}")  # starts although nothing answers
+
+    r = await client.get(url)
+    assert (r.status_code, r.json()["code"], r.json()["message"]) == (503, 1002, "external error")
+    r = await owner.post("/picbed/", files={"img": ("c.png", png(20, 20), "image/png")})
+    assert (r.status_code, r.json()["code"]) == (503, 1002)
+    assert "127.0.0.1" not in r.text  # where the storage is stays in the log
