@@ -20,16 +20,23 @@ users table (registering them would hash 1,000 passwords) and given sessions the
 and the publisher's points are set there (100 million points cannot be bought with the demo bank).
 
     BENCH_TASKS_QUESTIONS=100000  BENCH_TASKS_ANNOTATORS=1000  (the baseline is a tenth of each)
+    BENCH_TASKS_PROFILE=<dir>  py-spy (from PyPI) samples the gateway, tasks and auth during each phase of the
+                               large run and writes their collapsed stacks there (`<phase>-<process>.txt`)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import secrets
+import signal
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -50,6 +57,8 @@ QUESTIONS = int(os.environ.get("BENCH_TASKS_QUESTIONS", "100000"))
 ANNOTATORS = int(os.environ.get("BENCH_TASKS_ANNOTATORS", "1000"))
 ACCEPT_CONCURRENCY = 32
 TIMEOUT = 600.0
+PROFILE_DIR = os.environ.get("BENCH_TASKS_PROFILE", "")
+PROFILED = ("gateway", "tasks", "auth")
 
 
 @dataclass
@@ -78,6 +87,28 @@ async def _timed(call: Callable[[], Awaitable[httpx.Response]], what: str) -> tu
                                        and response.json().get("code") not in (0, None)):
         raise RuntimeError(f"{what} failed: {response.status_code} {response.text[:300]}")
     return elapsed, response
+
+
+@contextlib.asynccontextmanager
+async def _profiled(bench: BenchPlatform, phase: str, enabled: bool) -> AsyncIterator[None]:
+    """py-spy samples the processes while the block runs (only with BENCH_TASKS_PROFILE)."""
+    if not (PROFILE_DIR and enabled):
+        yield
+        return
+    Path(PROFILE_DIR).mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    samplers = [await asyncio.create_subprocess_exec(
+        str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--nonblocking",
+        "--output", str(Path(PROFILE_DIR) / f"{phase}-{name}.txt"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        for name, pid in bench.pids(*PROFILED).items()]
+    await asyncio.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for sampler in samplers:
+            sampler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        await asyncio.gather(*(sampler.wait() for sampler in samplers))
 
 
 async def _annotators(connection: asyncpg.Connection, count: int, tag: str) -> list[tuple[int, str]]:
@@ -114,13 +145,16 @@ async def _run(bench: BenchPlatform, connection: asyncpg.Connection, publisher: 
                admin: httpx.AsyncClient, tokens: dict[int, str], questions: int, annotators: int,
                label: str) -> Phases:
     phases = Phases(label, questions, annotators)
+    profiled = label == "subject"
     body = json.dumps(_body(questions, annotators, "smart")).encode()
     headers = {"content-type": "application/json"}
-    phases.create, r = await _timed(lambda: publisher.post("/task/", content=body, headers=headers), "create")
+    async with _profiled(bench, "create", profiled):
+        phases.create, r = await _timed(lambda: publisher.post("/task/", content=body, headers=headers), "create")
     task_id = r.json()["data"]["task_id"]
     phases.check, _ = await _timed(lambda: admin.post(f"/task/check_task/{task_id}", json={"result": "accept"}),
                                    "check")
-    phases.distribute, r = await _timed(lambda: publisher.post(f"/task/distribute/{task_id}"), "distribute")
+    async with _profiled(bench, "distribute", profiled):
+        phases.distribute, r = await _timed(lambda: publisher.post(f"/task/distribute/{task_id}"), "distribute")
     placed = r.json()["data"]["distributed"]
     if placed != annotators:
         raise RuntimeError(f"distribute placed {placed} annotators, expected {annotators}")
@@ -141,7 +175,7 @@ async def _run(bench: BenchPlatform, connection: asyncpg.Connection, publisher: 
         return await client.post(f"{bench.gateway_url}/task/accept/{pool_id}",
                                  headers={"Authorization": f"Bearer {token}"})
 
-    async with load_client(ACCEPT_CONCURRENCY, timeout=TIMEOUT) as client:
+    async with load_client(ACCEPT_CONCURRENCY, timeout=TIMEOUT) as client, _profiled(bench, "accept", profiled):
         measured = await generate_load(client, accept, concurrency=ACCEPT_CONCURRENCY, count=len(queue),
                                        label="accept", cpu_of=bench.pids("gateway", "tasks", "auth"))
     if measured.errors:
