@@ -3,11 +3,19 @@ sharing one server apart."""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+
+# Connections one process keeps to Redis. A burst of requests beyond it waits for a free connection
+# (up to POOL_WAIT_SECONDS) rather than failing: redis-py's default pool raises MaxConnectionsError
+# at 100, which turned 100 simultaneous accepts into 503s.
+MAX_CONNECTIONS = 100
+POOL_WAIT_SECONDS = 5
 
 
 def create_redis(url: str) -> Redis:
-    return Redis.from_url(url, decode_responses=True, health_check_interval=30, socket_timeout=5)
+    pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS,
+                                           decode_responses=True, health_check_interval=30, socket_timeout=5)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 class Keys:
