@@ -50,7 +50,7 @@ async def test_bounding_box_task_from_publishing_to_payment(platform, mailbox, o
         admin = await open_page()
         await sign_in(admin, ADMIN_USER, ADMIN_PASSWORD)
         await admin.wait_for_selector(f'[data-check-user="{requester.user_name}"]')
-        await admin.wait_for_function("!document.querySelector('#main [aria-busy]')")  # every card loaded
+        await admin.wait_for_selector("#main [aria-busy]", state="detached")  # every card has loaded
         await shot(admin, "admin")
         await admin.click(f'[data-check-user="{requester.user_name}"]')
         await admin.wait_for_selector(f'tr[data-user="{requester.user_name}"] .badge-success')
@@ -69,6 +69,7 @@ async def test_bounding_box_task_from_publishing_to_payment(platform, mailbox, o
         await publisher.locator(".dropzone input[type=file]").set_input_files([
             {"name": f"{i}.png", "mimeType": "image/png", "buffer": scene_png(i)} for i in (1, 2)])
         await publisher.wait_for_selector("#escrow:has-text('6')")
+        await publisher.locator("#escrow").scroll_into_view_if_needed()
         await shot(publisher, "publish")
         await publisher.click("#publish-submit")
         await publisher.wait_for_selector("#requester-tasks .card", timeout=30_000)
@@ -113,6 +114,7 @@ async def test_bounding_box_task_from_publishing_to_payment(platform, mailbox, o
         await publisher.goto(f"/#/review/{task_id}")
         await publisher.click("button:has-text('All answers')")
         await publisher.wait_for_selector(".answer .thumb-overlay rect")
+        await publisher.locator(".answer img").evaluate_all("images => Promise.all(images.map((i) => i.decode()))")
         await shot(publisher, "review")
         await publisher.click(f"#accept-{annotator_id}")
         await publisher.wait_for_selector("text=6 points paid")
@@ -126,6 +128,7 @@ async def test_bounding_box_task_from_publishing_to_payment(platform, mailbox, o
             await annotator.reload()
             await annotator.wait_for_selector("#profile-points")
         assert await annotator.inner_text("#profile-points") == "6"
+        await annotator.wait_for_selector("#toasts .toast", state="detached")  # the workspace's "saved" notes
         await shot(annotator, "profile")
 
 

@@ -19,10 +19,10 @@ async def test_agent_hands_a_delegated_task_to_an_annotator(platform, mailbox, p
     await people.fund(requester, 10)
     agent = await people.agent(mailbox)
     annotator = await people.annotator()
-    name = unique("agent job ")
-    files = await upload_texts(requester.client, ["A cat sleeps on the sofa.", "A dog runs after the ball."])
-    task_id = await published(admin, requester, task_body(files, task_name=name, tag_type=["cat", "dog"]),
-                              distribute=False)
+    name = unique("动物识别 ")  # the annotator works in Chinese: so does the task
+    files = await upload_texts(requester.client, ["一只猫在沙发上睡觉。", "小狗追着球跑过草地。"])
+    task_id = await published(admin, requester, task_body(files, task_name=name, task_style="文中说的是哪种动物？",
+                                                          tag_type=["猫", "狗"]), distribute=False)
 
     # The requester delegates the checked task to the agent.
     publisher = await open_page()
@@ -42,7 +42,8 @@ async def test_agent_hands_a_delegated_task_to_an_annotator(platform, mailbox, p
     await desk.click(f'[data-give="{task_id}"]')
     await desk.wait_for_selector("#agent-notice .alert-success")
     await card.locator(f"td:has-text('{annotator.user_name}')").wait_for()
-    assert "1 of 1 annotators given" in await card.inner_text()
+    text = await card.inner_text()
+    assert "1 of 1 annotators given" in text and "Offered, not accepted yet" in text
     assert await card.locator(f'[data-give="{task_id}"]').count() == 0  # every slot is given
     await shot(desk, "agent")
     entries = (await task_view(requester.client, task_id))["current_tag_user_list"]
@@ -57,7 +58,7 @@ async def test_agent_hands_a_delegated_task_to_an_annotator(platform, mailbox, p
     await offered.locator("button", has_text="接受").click()
     await worker.wait_for_selector(".choices")
     await worker.keyboard.press("2")
-    await worker.wait_for_selector(".choice.chosen:has-text('dog')")
+    await worker.wait_for_selector(".choice.chosen:has-text('狗')")
     await shot(worker, "workspace-zh")
     await worker.keyboard.press("Enter")
     await worker.wait_for_selector("#q-counter:has-text('2 / 2')")
@@ -65,7 +66,7 @@ async def test_agent_hands_a_delegated_task_to_an_annotator(platform, mailbox, p
     await worker.keyboard.press("Enter")
     await worker.wait_for_selector(".work-status .alert-success")
     answers = [(await annotator.client.get(f"/task/{task_id}/{q}")).json()["data"]["result"][0]["tag_res"] for q in (1, 2)]
-    assert answers == ["dog", "cat"]
+    assert answers == ["狗", "猫"]
 
     # Its card in the task list says it waits for review, and nothing else stray (no lone "0").
     await worker.goto("/#/tasks")
@@ -127,6 +128,7 @@ async def test_requester_reads_and_downloads_majority_and_dawid_skene_results(pl
     assert first[0] == "1.txt" and first[1] == "cat (3/3)" and first[2].startswith("cat ")
     assert second[1] == "dog (2/3)" and second[2].startswith("dog ") and second[3:] == ["dog", "dog", "bird"]
     assert "Estimated accuracy" in await page.inner_text("#results tfoot")
+    await page.locator("#results").scroll_into_view_if_needed()
     await shot(page, "results")
 
     async with page.expect_download() as download:

@@ -145,7 +145,7 @@ export default {
   "requester.delegatehelp": "不自己分发：由中介分发给标注员（托管积分现在冻结）。",
   "requester.agentnobody": "中介还没有分发给任何人。", "requester.ready": "已审核：可以分发，或委托给中介。",
   "requester.refused": "管理员拒绝了这个任务：请修改或删除。", "requester.delegated": "已委托给中介 {name}",
-  "requester.recharge": "充值",
+  "requester.offered": "已分发，待接受", "requester.recharge": "充值",
   "review.title": "审核：{name}",
   "defect.seconds": "{n} 秒",
   "results.title": "结果", "results.help": "每题一行：多数投票答案；有 3 个及以上答案时，另给出 Dawid-Skene 答案（按每位标注员的估计准确率加权）及其概率。",

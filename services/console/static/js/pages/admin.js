@@ -41,11 +41,14 @@ async function tasksSection(slot) {
 
 async function reportsSection(slot) {
   const refresh = () => reportsSection(slot);
-  const reports = await data("GET", "/review/reportmessage");
+  // A report names its reporter by id only: the user list gives the name.
+  const [reports, users] = await Promise.all([data("GET", "/review/reportmessage"),
+    data("GET", "/user/get_all_users", { query: { type: "all" } })]);
+  const names = new Map(users.map((user) => [String(user.user_id), user.user_name]));
   clear(slot, reports.length ? table([t("admin.task"), t("admin.reporter"), t("admin.reportee"), t("review.reason"), t("profile.credit"), ""],
     reports.map((report) => h("tr", { dataset: { reportTask: report.task_id } },
       h("td", {}, report.task_name || "", " ", h("span", { class: "muted small" }, `#${report.task_id}`)),
-      h("td", {}, `#${report.reporter_id}`),
+      h("td", {}, names.get(String(report.reporter_id)) || `#${report.reporter_id}`),
       h("td", {}, String(report.reportee_name || report.reportee_id)), h("td", {}, report.reason), h("td", {}, String(report.credit_score)),
       h("td", { class: "row-actions" },
         action(t("admin.acceptreport"), () => api("POST", `/review/acceptreport/${report.task_id}/${report.reporter_id}`, { query: { reportee_id: report.reportee_id } }), refresh, "btn-danger"),

@@ -23,7 +23,7 @@ function handOver(task, annotators, refresh, notice) {
       t("agent.candidate", { name: user.user_name, credit: user.credit_score }))));
   const give = h("button", { type: "button", class: "btn btn-primary", dataset: { give: task.task_id } }, t("agent.give"));
   give.addEventListener("click", () => busy(give, async () => {
-    const name = who.selectedOptions[0]?.textContent || who.value;
+    const name = candidates.find((user) => String(user.user_id) === who.value)?.user_name || who.value;
     await data("POST", `/task/distribute_to_user/${task.task_id}/${who.value}`);
     await refresh();
     notice.replaceChildren(alertBox(t("agent.given", { name }), "success"));

@@ -11,7 +11,8 @@ const CHECK_KIND = { wait: "warning", accept: "success", refuse: "error" };
 export function annotatorRows(task) {
   return (task.current_tag_user_list || []).map((entry) => h("tr", {},
     h("td", {}, entry.tag_user.user_name || `#${entry.tag_user.user_id}`),
-    h("td", {}, t(`state.${entry.state}`)),
+    // The annotator's own word for an offer ("offered to you") is not the requester's or the agent's.
+    h("td", {}, entry.state === "not_handle" ? t("requester.offered") : t(`state.${entry.state}`)),
     h("td", {}, h("div", { class: "cell-progress" }, progressBar((entry.answered || 0) / Math.max(1, task.q_num)),
       h("span", {}, `${entry.answered || 0}/${task.q_num}`)))));
 }
@@ -82,7 +83,8 @@ export default {
       wallet, list);
     async function refresh() {
       const [mine, agents, me] = await Promise.all([data("GET", "/task/get_my_tasks"),
-        data("GET", "/user/get_agent_list").then((answer) => answer.agent_list || []), profile()]);
+        // Without the agent list the tasks still show; only delegation is not offered.
+        data("GET", "/user/get_agent_list").then((answer) => answer.agent_list || []).catch(() => []), profile()]);
       const tasks = mine.filter((task) => task.task_state !== "deleted").sort((a, b) => b.task_id - a.task_id);
       clear(wallet, stat(t("profile.points"), h("span", { id: "requester-points" }, String(me.score)),
         h("a", { href: "#/profile" }, t("requester.recharge"))));

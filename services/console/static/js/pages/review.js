@@ -72,7 +72,9 @@ function answerView(task, q) {
       overlay.append(svg("rect", { x: box.x, y: box.y, width: box.width, height: box.height, fill: "none",
         stroke: colorOf(labels, box.label), "stroke-width": 2, "vector-effect": "non-scaling-stroke" }));
     }
-    return h("div", { class: "answer" }, h("div", { class: "thumb" }, h("img", { src: q.data, alt: q.filename, loading: "lazy" }), overlay),
+    // The box is sized from the answer before the image arrives, so the page does not jump as they load.
+    const frame = { class: "thumb", style: { aspectRatio: `${result.image_width} / ${result.image_height}` } };
+    return h("div", { class: "answer" }, h("div", frame, h("img", { src: q.data, alt: q.filename, loading: "lazy" }), overlay),
       h("div", { class: "answer-labels" }, result.boxes.map((box) => badge(box.label, "neutral"))));
   }
   const shown = typeof result === "string" ? result : JSON.stringify(result);
