@@ -146,3 +146,19 @@ def refused_input(error: DBAPIError) -> RefusedInput | None:
             return RefusedInput.OUT_OF_RANGE if "out of" in str(cause) else RefusedInput.MALFORMED
         cause = cause.__cause__
     return None
+
+
+def database_unavailable(error: DBAPIError) -> bool:
+    """Whether `error` says the database is out of reach (down, restarting, the connection cut), not
+    that a statement was wrong: the answer is then a 503, like any service that is really down."""
+    if error.connection_invalidated:
+        return True
+    cause: BaseException | None = error.orig
+    while cause is not None:
+        if isinstance(cause, (OSError, asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError,
+                              asyncpg.CannotConnectNowError)):
+            return True
+        if isinstance(cause, asyncpg.InterfaceError) and not isinstance(cause, ValueError):
+            return True  # e.g. "connection is closed"
+        cause = cause.__cause__
+    return False

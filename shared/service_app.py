@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.contract import Dialect, dialect_for
-from shared.db import RefusedInput, create_engine, create_sessionmaker, refused_input
+from shared.db import RefusedInput, create_engine, create_sessionmaker, database_unavailable, refused_input
 from shared.edge import BodyTooLarge, EdgeGuardMiddleware, invalid_input, say
 from shared.envelopes import error_response
 from shared.errors import (
@@ -32,6 +32,7 @@ from shared.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
 )
 from shared.http import ServiceClient
 from shared.logs import configure_logging
@@ -133,6 +134,23 @@ def _refusal_message(dialect: Dialect, refused: RefusedInput) -> str:
     return say(dialect, f"invalid request: {english}", f"参数错误: {chinese}")
 
 
+def refused_input_response(request: Request, exc: DBAPIError) -> JSONResponse | None:
+    """The 4xx for a value the database refused (the edge let it through), or None when the failure
+    is not the input's."""
+    refused = refused_input(exc)
+    if refused is None:
+        return None
+    dialect = _dialect(request)
+    # Worth a line: a router could refuse such a value more precisely.
+    log.warning("database refused %s on %s %s", refused, request.method, request.url.path)
+    error: LabelhiveError
+    if refused is RefusedInput.OUT_OF_RANGE and _names_nothing(request):
+        error = NotFound()
+    else:
+        error = InvalidRequest(_refusal_message(dialect, refused))
+    return error_response(dialect, error, request.url.path)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error a route raises becomes an answer in the route's envelope. Unhandled ones are
     answered by RequestContextMiddleware (a 500 that carries the request id)."""
@@ -167,18 +185,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DBAPIError)
-        refused = refused_input(exc)
-        if refused is None:
-            raise exc  # a real failure: RequestContextMiddleware logs it and answers 500
-        dialect = _dialect(request)
-        # A value the edge let through: worth a line, since a router could refuse it more precisely.
-        log.warning("database refused %s on %s %s", refused, request.method, request.url.path)
-        error: LabelhiveError
-        if refused is RefusedInput.OUT_OF_RANGE and _names_nothing(request):
-            error = NotFound()
-        else:
-            error = InvalidRequest(_refusal_message(dialect, refused))
-        return error_response(dialect, error, request.url.path)
+        if (response := refused_input_response(request, exc)) is not None:
+            return response
+        if database_unavailable(exc):
+            log.error("database unavailable on %s %s: %r", request.method, request.url.path, exc.orig)
+            return error_response(_dialect(request), ServiceUnavailable("database unavailable"), request.url.path)
+        raise exc  # a real failure: RequestContextMiddleware logs it and answers 500
 
     app.add_exception_handler(LabelhiveError, labelhive_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 import faiss
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 from services.face.api import internal, recocomp
 from services.face.errors import DATABASE_ERRORS, DatabaseError, FaceApiError
@@ -30,7 +31,7 @@ from services.face.sync import ChangeBus
 from shared.contract import Dialect, dialect_for
 from shared.envelopes import error_response
 from shared.errors import ServiceUnavailable
-from shared.service_app import build_service_app
+from shared.service_app import build_service_app, refused_input_response
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ def install_face_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=exc.status_code)
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DBAPIError) and (response := refused_input_response(request, exc)) is not None:
+            return response
         log.error("database error on %s %s: %r", request.method, request.url.path, exc)
         dialect = dialect_for(request.method, request.url.path)
         if dialect is Dialect.FACE_002:
@@ -59,7 +62,8 @@ def install_face_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(FaceApiError, face_api_error)
     app.add_exception_handler(Refusal, refusal)
-    for kind in DATABASE_ERRORS:
+    # DBAPIError too: the common handler registered for it would otherwise answer before these.
+    for kind in (DBAPIError, *DATABASE_ERRORS):
         app.add_exception_handler(kind, database_error)
 
 
