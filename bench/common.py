@@ -27,8 +27,10 @@ import json
 import math
 import os
 import platform as host_platform
+import re
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -417,6 +419,72 @@ def merge(parts: Sequence[Measurement]) -> Measurement:
     return Measurement(first.label, first.concurrency, sum(p.elapsed for p in parts),
                        sorted(x for p in parts for x in p.latencies), sum(p.errors for p in parts),
                        next((p.first_error for p in parts if p.first_error), None), cpu)
+
+
+# wrk: HTTP load from C, so that the client does not eat the CPU it measures -----------------------
+
+
+def ensure_wrk() -> str | None:
+    """The `wrk` binary (Debian's package), installed when absent and apt-get can; None otherwise."""
+    if path := shutil.which("wrk"):
+        return path
+    print("[bench] wrk not found: apt-get install -y wrk", flush=True)
+    with contextlib.suppress(OSError):
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+            if subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+                break
+    return shutil.which("wrk")
+
+
+@dataclass
+class WrkResult:
+    """One wrk run: throughput, median latency, failures and the CPU the watched processes used."""
+
+    requests: int
+    elapsed: float
+    p50_ms: float
+    errors: int
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.elapsed if self.elapsed > 0 else math.nan
+
+    def cpu_ms_per_request(self, name: str) -> float:
+        return self.cpu_seconds[name] / self.requests * 1000 if self.requests else math.nan
+
+
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk_number(pattern: str, text: str, default: float = 0.0) -> float:
+    match = re.search(pattern, text)
+    return float(match.group(1)) if match else default
+
+
+async def run_wrk(
+    wrk: str, url: str, *, concurrency: int, duration: float, headers: Mapping[str, str] | None = None,
+    cpu_of: Mapping[str, int] | None = None,
+) -> WrkResult:  # fmt: skip
+    """`concurrency` keep-alive connections sending GET `url` back to back for `duration` seconds."""
+    command = [wrk, "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{max(1, round(duration))}s",
+               "--latency", "--timeout", "30s"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    cpu_before = {name: process_cpu_seconds(pid) for name, pid in (cpu_of or {}).items()}
+    process = await asyncio.create_subprocess_exec(*command, url, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT)
+    out = (await process.communicate())[0].decode(errors="replace")
+    cpu = {name: process_cpu_seconds(pid) - cpu_before[name] for name, pid in (cpu_of or {}).items()}
+    summary = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", out)
+    if process.returncode != 0 or summary is None:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {out[-500:]}")
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    errors = int(_wrk_number(r"Non-2xx or 3xx responses: (\d+)", out)) + socket_errors
+    elapsed = float(summary.group(2)) * _WRK_UNITS[summary.group(3)] / 1000
+    return WrkResult(int(summary.group(1)), elapsed,
+                     float(p50.group(1)) * _WRK_UNITS[p50.group(2)] if p50 else math.nan, errors, cpu)
 
 
 # Reporting ---------------------------------------------------------------------------------------

@@ -1,25 +1,30 @@
 """What the gateway costs: the same auth calls made through the gateway and straight to the auth
-service, in one run, at concurrency 1 and 32.
+service, in one run, at concurrency 1 and 32, with load from `wrk` (C: the client does not eat the CPU
+it measures; installed with apt-get when absent).
 
-Through the gateway a call carries `Authorization: Bearer <token>`; the gateway resolves the session
-in Redis, signs the identity and proxies. A direct call carries the signed identity the gateway would
-have added (`X-Labelhive-Identity`), so the difference is the gateway's work plus the extra hop.
+Through the gateway a signed-in call carries `Authorization: Bearer <token>`; the gateway resolves the
+session (Redis, then its few-second cache), signs the identity and proxies. A direct call carries the
+signed identity the gateway would have added (`X-Labelhive-Identity`), so the difference is the
+gateway's work plus the extra hop.
 
-    GET /user/get-current       no database: identity only
-    GET /user/userinfo/{id}     one user row (and the unit of work) from PostgreSQL
+    GET /advertise/get_ad        anonymous: a public route, no session (one random-ad query)
+    GET /user/get-current        no database: identity only
+    GET /user/userinfo/{id}      one user row (and the unit of work) from PostgreSQL
 
 Each measurement is split into BENCH_ROUNDS slices that alternate direct and gateway, so that a
-change in the machine's other load (it is shared) hits both sides alike. Besides throughput and
-latency, the CPU time the auth service and the gateway use per request is reported: on a busy
-machine it is the steadier measure of what the gateway costs.
+change in the machine's other load (it is shared) hits both sides alike; the table shows medians over
+the rounds (ratio and overhead: medians of each round's pair). Besides throughput and latency, the CPU
+time the auth service and the gateway use per request is reported: on a busy machine it is the
+steadier measure of what each costs.
 
-    BENCH_DURATION=6  seconds per measurement (BENCH_WARMUP=1 before each, BENCH_ROUNDS=3)
+    BENCH_DURATION=6  seconds per measurement and side (BENCH_WARMUP=1 before each, BENCH_ROUNDS=3)
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,14 +32,11 @@ import httpx
 
 from bench.common import (
     BenchPlatform,
-    Comparison,
-    Measurement,
-    RequestFn,
-    generate_load,
-    load_client,
+    WrkResult,
+    ensure_wrk,
+    format_table,
     machine_info,
-    merge,
-    print_comparison,
+    run_wrk,
     running_platform,
 )
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
@@ -77,6 +79,11 @@ async def register_and_login(gateway_url: str) -> Expert:
     return Expert(int(data["user_id"]), data["user_name"], data["user_type"], token)
 
 
+def _check_get_ad(response: httpx.Response, expert: Expert) -> None:
+    if response.status_code != 200 or response.json().get("code") != 0:
+        raise RuntimeError(f"get_ad failed: {response.status_code} {response.text}")
+
+
 def _check_get_current(response: httpx.Response, expert: Expert) -> None:
     body = response.json()
     if body.get("response") != "已登录" or body.get("username") != expert.user_name:
@@ -90,59 +97,99 @@ def _check_userinfo(response: httpx.Response, expert: Expert) -> None:
         raise RuntimeError(f"userinfo failed: {response.status_code} {response.text}")
 
 
-def _request(bench: BenchPlatform, expert: Expert, path: str, mode: str) -> RequestFn:
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    path: str
+    signed_in: bool
+    check: Callable[[httpx.Response, Expert], None]
+
+
+def _target(bench: BenchPlatform, expert: Expert, endpoint: Endpoint, mode: str) -> tuple[str, dict[str, str]]:
     if mode == "gateway":
-        url = bench.gateway_url + path
-        headers = {"Authorization": f"Bearer {expert.token}"}
-    else:
-        url = bench.service_url("auth") + path
-        # Signed now: a signature is good for 5 minutes, far longer than one measurement.
-        headers = {IDENTITY_HEADER: sign_identity(expert.identity(), bench.secret)}
-
-    async def request(client: httpx.AsyncClient) -> httpx.Response:
-        return await client.get(url, headers=headers)
-
-    return request
+        headers = {"Authorization": f"Bearer {expert.token}"} if endpoint.signed_in else {}
+        return bench.gateway_url + endpoint.path, headers
+    # Signed now: a signature is good for 5 minutes, far longer than one measurement.
+    headers = {IDENTITY_HEADER: sign_identity(expert.identity(), bench.secret)} if endpoint.signed_in else {}
+    return bench.service_url("auth") + endpoint.path, headers
 
 
-async def _compare(
-    client: httpx.AsyncClient, bench: BenchPlatform, expert: Expert, name: str, path: str,
-    concurrency: int, check: Callable[[httpx.Response, Expert], None],
-) -> Comparison:  # fmt: skip
-    requests = {mode: _request(bench, expert, path, mode) for mode in MODES}
-    for request in requests.values():
-        check(await request(client), expert)  # answers as the logged-in expert, not as nobody
-        if WARMUP > 0:
-            await generate_load(client, request, concurrency=concurrency, duration=WARMUP)
+@dataclass
+class Row:
+    endpoint: str
+    concurrency: int
+    rounds: dict[str, list[WrkResult]]
+
+    def median(self, mode: str, value: Callable[[WrkResult], float]) -> float:
+        return statistics.median(value(r) for r in self.rounds[mode])
+
+    def paired(self, value: Callable[[WrkResult, WrkResult], float]) -> float:
+        return statistics.median(value(d, g) for d, g in zip(self.rounds["direct"], self.rounds["gateway"]))
+
+    def cells(self) -> list[object]:
+        def rps(r: WrkResult) -> float:
+            return r.rps
+
+        def p50(r: WrkResult) -> float:
+            return r.p50_ms
+
+        def cpu(name: str) -> Callable[[WrkResult], float]:
+            return lambda r: r.cpu_ms_per_request(name)
+
+        errors = sum(r.errors for results in self.rounds.values() for r in results)
+        return [self.endpoint, self.concurrency, f"{self.median('direct', rps):.0f}",
+                f"{self.median('gateway', rps):.0f}", f"{self.paired(lambda d, g: g.rps / d.rps):.2f}",
+                f"{self.median('direct', p50):.2f}", f"{self.median('gateway', p50):.2f}",
+                f"{self.paired(lambda d, g: g.p50_ms - d.p50_ms):+.2f}",
+                f"{self.median('direct', cpu('auth')):.3f}", f"{self.median('gateway', cpu('auth')):.3f}",
+                f"{self.median('gateway', cpu('gateway')):.3f}", errors]
+
+
+async def _compare(wrk: str, bench: BenchPlatform, expert: Expert, endpoint: Endpoint, concurrency: int) -> Row:
+    targets = {mode: _target(bench, expert, endpoint, mode) for mode in MODES}
+    async with httpx.AsyncClient(timeout=30) as client:
+        for url, headers in targets.values():  # answers as the logged-in expert, not as nobody
+            endpoint.check(await client.get(url, headers=headers), expert)
     cpu_of = bench.pids("auth", "gateway")
-    slices: dict[str, list[Measurement]] = {mode: [] for mode in MODES}
+    for url, headers in targets.values():
+        if WARMUP > 0:
+            await run_wrk(wrk, url, concurrency=concurrency, duration=WARMUP, headers=headers)
+    rounds: dict[str, list[WrkResult]] = {mode: [] for mode in MODES}
     for _ in range(ROUNDS):
         for mode in MODES:
-            slices[mode].append(await generate_load(client, requests[mode], concurrency=concurrency,
-                                                    duration=DURATION / ROUNDS, label=mode, cpu_of=cpu_of))
-    results = {mode: merge(parts) for mode, parts in slices.items()}
-    for mode in MODES:
-        check(await requests[mode](client), expert)
-        print(f"  {path} {results[mode].summary()}", flush=True)
-    return Comparison(name, concurrency, baseline=results["direct"], subject=results["gateway"])
+            url, headers = targets[mode]
+            rounds[mode].append(await run_wrk(wrk, url, concurrency=concurrency, duration=DURATION / ROUNDS,
+                                              headers=headers, cpu_of=cpu_of))
+    async with httpx.AsyncClient(timeout=30) as client:
+        for url, headers in targets.values():
+            endpoint.check(await client.get(url, headers=headers), expert)
+    row = Row(endpoint.name, concurrency, rounds)
+    print("  " + "  ".join(str(c) for c in row.cells()), flush=True)
+    return row
 
 
 async def main() -> None:
     print(machine_info(), flush=True)
-    print(f"each measurement: {WARMUP:g}s warm-up, then {DURATION:g}s in {ROUNDS} slices alternating direct "
-          f"and gateway; concurrency {', '.join(map(str, CONCURRENCY))}", flush=True)
+    wrk = ensure_wrk()
+    if wrk is None:
+        raise RuntimeError("wrk is needed (Debian package wrk) and could not be installed")
+    print(f"load: wrk ({wrk}), keep-alive; each measurement: {WARMUP:g}s warm-up per side, then {DURATION:g}s "
+          f"per side in {ROUNDS} slices alternating direct and gateway; concurrency "
+          f"{', '.join(map(str, CONCURRENCY))}", flush=True)
     async with running_platform(["auth"], name="gateway") as bench:
         expert = await register_and_login(bench.gateway_url)
         endpoints = [
-            ("GET /user/get-current", "/user/get-current", _check_get_current),
-            ("GET /user/userinfo/{id}", f"/user/userinfo/{expert.user_id}", _check_userinfo),
+            Endpoint("GET /advertise/get_ad (anonymous)", "/advertise/get_ad", False, _check_get_ad),
+            Endpoint("GET /user/get-current", "/user/get-current", True, _check_get_current),
+            Endpoint("GET /user/userinfo/{id}", f"/user/userinfo/{expert.user_id}", True, _check_userinfo),
         ]
-        rows: list[Comparison] = []
-        async with load_client(max(CONCURRENCY)) as client:
-            for name, path, check in endpoints:
-                for concurrency in CONCURRENCY:
-                    rows.append(await _compare(client, bench, expert, name, path, concurrency, check))
+        rows = [await _compare(wrk, bench, expert, endpoint, concurrency)
+                for endpoint in endpoints for concurrency in CONCURRENCY]
     print()
-    print_comparison(rows, title="gateway vs direct (auth service only). ratio = gateway rps / direct rps; "
-                                 "overhead = gateway p50 - direct p50;\ncpu ms/req = CPU time of the auth "
-                                 "service + gateway processes per request (the load generator not included)")
+    print("gateway vs direct (auth service only), medians over the rounds. ratio = gateway rps / direct rps;\n"
+          "overhead = gateway p50 - direct p50; cpu ms/req = CPU time per request of the auth service (called\n"
+          "directly, and through the gateway) and of the gateway; errors = non-2xx answers and socket errors")
+    print(format_table(["endpoint", "conc", "direct rps", "gateway rps", "ratio gateway/direct", "direct p50 ms",
+                        "gateway p50 ms", "overhead p50 ms", "auth cpu ms/req (direct)",
+                        "auth cpu ms/req (via gateway)", "gateway cpu ms/req", "errors"],
+                       [row.cells() for row in rows]), flush=True)
