@@ -92,13 +92,14 @@ class IdentitySigner:
         return value
 
 
-# Identity headers this process verified: the exact signed value, the identity and when it was signed.
-_verified: dict[str, tuple[Identity, int]] = {}
+# Identity headers this process verified (the secret and the exact signed value): the identity and
+# when it was signed.
+_verified: dict[tuple[str, str], tuple[Identity, int]] = {}
 
 
 def _verified_identity(value: str, secret: str) -> Identity:
     """`verify_identity`, remembered per signed value until the signature is too old."""
-    entry = _verified.get(value)
+    entry = _verified.get((secret, value))
     if entry is not None and abs(time.time() - entry[1]) <= MAX_AGE_SECONDS:
         return entry[0]
     payload = _verify(value, secret)
@@ -106,7 +107,7 @@ def _verified_identity(value: str, secret: str) -> Identity:
     identity = Identity(**payload)
     if len(_verified) >= _MAX_REMEMBERED:
         _verified.clear()
-    _verified[value] = (identity, issued)
+    _verified[(secret, value)] = (identity, issued)
     return identity
 
 
