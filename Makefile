@@ -30,6 +30,7 @@ run: install models
 	$(PY) -m shared.launcher
 
 test: install models
+	$(PY) -m ruff check .
 	@if [ -f tests/fixtures/face_photos.py ]; then $(PY) -m tests.fixtures.face_photos; fi
 	$(PY) -m pytest -q
 
