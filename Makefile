@@ -40,7 +40,7 @@ bench: install models
 # Train the defect segmentation model: make train-detect DATA=../shared/datasets/neu-seg
 train-detect: install
 	@test -n "$(DATA)" || { echo "usage: make train-detect DATA=path/to/neu-seg"; exit 2; }
-	$(PY) -m services.detect.training.train --data $(DATA) --out services/detect/weights/defect_seg.onnx
+	$(PY) -m tools.detect_training.train --data $(DATA) --out services/detect/weights/defect_seg.onnx
 
 clean:
 	rm -rf $(VENV) var/test-* .pytest_cache

@@ -60,12 +60,12 @@ from bench.common import (
 )
 from services.detect.segmenter import DefectSegmenter, decode_image
 from services.detect.settings import DetectSettings
-from services.detect.training.evaluate_api import (
+from shared.launcher import ROOT
+from tools.detect_training.evaluate_api import (
     admin_api_key,
     detect_files,
     post_detect,
 )
-from shared.launcher import ROOT
 
 NEU_SEG = Path(os.environ.get("BENCH_NEU_SEG", ROOT.parent / "shared" / "datasets" / "neu-seg"))
 IMAGES = int(os.environ.get("BENCH_DETECT_IMAGES", "64"))
@@ -94,7 +94,7 @@ def load_images(count: int) -> tuple[list[tuple[str, bytes]], str]:
     """(file name, bytes) of the images to send, and where they come from."""
     listing = NEU_SEG / "ImageSets" / "Segmentation" / "test.txt"
     if listing.is_file():
-        from services.detect.training.data import image_path, split_ids
+        from tools.detect_training.data import image_path, split_ids
 
         paths = [image_path(NEU_SEG, "test", i) for i in split_ids(NEU_SEG, "test", count)]
         return [(p.name, p.read_bytes()) for p in paths], f"NEU-Seg test split, first {len(paths)} images"

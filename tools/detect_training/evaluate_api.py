@@ -1,7 +1,7 @@
 """Score the deployed model on a dataset split *through the API*, next to the same model in-process.
 
-    python -m services.detect.training.evaluate_api --data ../shared/datasets/neu-seg --split test
-    python -m services.detect.training.evaluate_api --data ... --gateway http://127.0.0.1:8000 --api-key KEY
+    python -m tools.detect_training.evaluate_api --data ../shared/datasets/neu-seg --split test
+    python -m tools.detect_training.evaluate_api --data ... --gateway http://127.0.0.1:8000 --api-key KEY
 
 Every image of the split is posted (its file bytes as stored, ``--batch-size`` images per request)
 to ``POST /api/detect``. Without ``--gateway`` a throw-away platform (auth, detect, stats; a fresh
@@ -13,14 +13,14 @@ can be scored on is class presence:
 
 - presence accuracy: share of (image, defect class) pairs where "class in ``labels``" equals "class
   present in the ground-truth mask": the definition of ``presence_accuracy`` in
-  :mod:`services.detect.training.evaluate`;
+  :mod:`tools.detect_training.evaluate`;
 - per class, presence precision and recall;
 - the mean of the ``dice`` confidence.
 
 The same images also go through :class:`DefectSegmenter` in this process; the report gives the rate
 at which API and in-process agree on labels, ``defect_count`` and ``dice`` (same model, same
 post-processing: it should be 100 %), and the in-process pixel metrics (IoU, Kaggle mean dice) from
-:class:`~services.detect.training.evaluate.MetricAccumulator`, the model card's table.
+:class:`~tools.detect_training.evaluate.MetricAccumulator`, the model card's table.
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ from services.detect.segmenter import (
     DEFECT_CLASS_IDS,
     DefectSegmenter,
 )
-from services.detect.training.data import image_path, iter_samples
-from services.detect.training.evaluate import MetricAccumulator
+from tools.detect_training.data import image_path, iter_samples
+from tools.detect_training.evaluate import MetricAccumulator
 
 DEFECT_NAMES: tuple[str, ...] = tuple(CLASS_NAMES[c] for c in DEFECT_CLASS_IDS)
 API_KEY_HEADER = "X-API-Key"
-# weights/MODEL_CARD.md, test split, service output: what this script must reproduce for the shipped model.
+# services/detect/weights/MODEL_CARD.md, test split, service output: what this script must reproduce for the
+# shipped model.
 MODEL_CARD_PRESENCE = 0.977
 
 

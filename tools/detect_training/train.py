@@ -1,10 +1,10 @@
 """Train the defect segmentation model and export it to ONNX.
 
-    python -m services.detect.training.train --data ../shared/datasets/neu-seg \
+    python -m tools.detect_training.train --data ../shared/datasets/neu-seg \
         --out services/detect/weights/defect_seg.onnx --seed 0 --max-minutes 38
 
 Trains on the ``train`` split, keeps the weights that score best on ``val`` (see
-:func:`~services.detect.training.evaluate.selection_score`), exports them with a dynamic
+:func:`~tools.detect_training.evaluate.selection_score`), exports them with a dynamic
 batch axis, checks onnxruntime against PyTorch on a few inputs (and refuses to write the
 file if they disagree), then scores the exported file on ``test`` through the service's
 inference path. A JSON summary goes to stdout (and ``--report``).
@@ -43,9 +43,9 @@ from services.detect.segmenter import (
     clean_mask,
     normalize,
 )
-from services.detect.training.data import SplitArrays, load_split
-from services.detect.training.evaluate import MetricAccumulator, evaluate_onnx, selection_score
-from services.detect.training.model import (
+from tools.detect_training.data import SplitArrays, load_split
+from tools.detect_training.evaluate import MetricAccumulator, evaluate_onnx, selection_score
+from tools.detect_training.model import (
     DEFAULT_WIDTHS,
     DefectUNet,
     SoftmaxWrapper,

@@ -1,6 +1,6 @@
 """Measure the face engine on the shared evaluation photos (not shipped; absent from a fresh clone).
 
-    python -m services.face.evaluation [--faces-dir ../shared/faces] [--pairs-csv pairs.csv] [--quick]
+    python -m tools.face_evaluation [--faces-dir ../shared/faces] [--pairs-csv pairs.csv] [--quick]
 
 Reports:
 
@@ -47,7 +47,7 @@ from services.face.model_files import ModelFilesMissing
 from services.face.quality import FaceQuality, QualityThresholds, measure, refusal
 from services.face.settings import FaceSettings
 
-DEFAULT_FACES_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "faces"
+DEFAULT_FACES_DIR = Path(__file__).resolve().parents[2] / "shared" / "faces"
 _COUNT_NAME = re.compile(r"^\d+_(\d)\.jpe?g$", re.IGNORECASE)
 _IDENTITY_NAME = re.compile(r"^\d+_([A-Z])\.jpe?g$")
 # face_recognition/: who each photo of one person shows, by a part of its file name. Photos of several
@@ -394,7 +394,7 @@ def _write_pairs(path: Path, pairs: Sequence[Pair]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.face.evaluation", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.face_evaluation", description=__doc__.split("\n")[0])
     parser.add_argument("--faces-dir", type=Path, default=DEFAULT_FACES_DIR)
     parser.add_argument("--pairs-csv", type=Path, help="also write the deepface pair cosines here")
     parser.add_argument("--quick", action="store_true", help="skip the orientation and quality sections")

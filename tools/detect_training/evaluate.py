@@ -1,6 +1,6 @@
 """Score an exported ONNX model on a dataset split, through the service's inference path.
 
-    python -m services.detect.training.evaluate --data ../shared/datasets/neu-seg \
+    python -m tools.detect_training.evaluate --data ../shared/datasets/neu-seg \
         --model services/detect/weights/defect_seg.onnx --split test
 
 Metrics (defect classes only, background is never scored):
@@ -33,7 +33,7 @@ from services.detect.segmenter import (
     MIN_REGION_CONFIDENCE,
     DefectSegmenter,
 )
-from services.detect.training.data import iter_samples
+from tools.detect_training.data import iter_samples
 
 
 class MetricAccumulator:
