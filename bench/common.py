@@ -7,7 +7,7 @@ services under test, a load generator, summaries and comparison tables.
     print_comparison([Comparison("GET /x", 32, baseline=direct, subject=gateway)])
 
 Everything a run creates is removed when the `async with` exits, also on errors and Ctrl-C: the
-services and the gateway are stopped, the `bench_<hex>` database is dropped, the Redis keys of the
+services and the gateway are stopped, the `bench_<name>_<hex>` database is dropped, the Redis keys of the
 run's namespace are deleted and the run's data dir goes (its logs are kept, and their tails printed,
 only when the run failed).
 
@@ -40,12 +40,10 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
-from redis.asyncio import Redis
 
-from shared.launcher import Platform, free_port
-from shared.settings import SERVICES
+from shared.launcher import Platform
+from tools.throwaway_platform import throwaway_backing, throwaway_platform
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -106,62 +104,6 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
-def _with_database(admin_url: str, name: str) -> str:
-    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
-
-
-async def _drop_database(admin_url: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_url, timeout=10)
-    try:
-        try:  # PostgreSQL 13+: also ends any connection a stopped-too-slowly process left behind
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except asyncpg.PostgresSyntaxError:
-            await connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    finally:
-        await connection.close()
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(prefix: str = "bench") -> AsyncIterator[str]:
-    """A new, empty database `<prefix>_<hex>` (its URL is yielded), dropped on exit."""
-    admin_url = database_admin_url()
-    name = f"{prefix}_{secrets.token_hex(6)}"
-    connection = await asyncpg.connect(admin_url, timeout=10)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    try:
-        yield _with_database(admin_url, name)
-    finally:
-        try:
-            await _drop_database(admin_url, name)
-        except Exception as exc:  # report, never mask the benchmark's own error
-            print(f"[bench] could not drop database {name}: {exc!r}", file=sys.stderr)
-
-
-async def delete_namespace(url: str, namespace: str) -> int:
-    """Deletes every key `<namespace>:*` (SCAN + DEL, never KEYS); returns how many went."""
-    if not namespace or any(c in namespace for c in "*?[]\\:"):
-        raise ValueError(f"refusing to delete keys of namespace {namespace!r}")
-    redis = Redis.from_url(url, socket_timeout=10)
-    deleted = 0
-    try:
-        batch: list[bytes] = []
-        async for key in redis.scan_iter(match=f"{namespace}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += await redis.delete(*batch)
-                batch = []
-        if batch:
-            deleted += await redis.delete(*batch)
-    finally:
-        await redis.aclose()
-    return deleted
-
-
 # The platform ------------------------------------------------------------------------------------
 
 
@@ -191,14 +133,6 @@ class BenchPlatform:
         return {n: self.platform.processes[n].pid for n in names or self.platform.processes}
 
 
-def _distinct_free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        if (port := free_port()) not in ports:
-            ports.append(port)
-    return ports
-
-
 def _print_log_tails(log_dir: Path, lines: int = 25) -> None:
     for log in sorted(log_dir.glob("*.log")):
         tail = log.read_text(errors="replace").splitlines()[-lines:]
@@ -212,59 +146,38 @@ async def running_platform(
     services: Sequence[str], *, name: str = "bench", extra_env: dict[str, str] | None = None
 ) -> AsyncIterator[BenchPlatform]:
     """Starts `services` and the gateway on free ports against a fresh database and a Redis
-    namespace of their own, with rate limits off; stops and removes everything on exit."""
-    unknown = [s for s in services if s not in SERVICES]
-    if unknown:
-        raise ValueError(f"unknown services: {unknown}")
+    namespace of their own (tools/throwaway_platform.py), with rate limits off; stops and removes
+    everything on exit."""
     run_dir = Path(tempfile.mkdtemp(prefix=f"labelhive-bench-{name}-"))
     data_dir, log_dir = run_dir / "data", run_dir / "logs"
-    namespace = f"bench_{name}_{secrets.token_hex(4)}"
-    url = redis_url()
-    secret = secrets.token_urlsafe(32)
     admin_user, admin_password = "bench_admin", secrets.token_urlsafe(12)
-    # Every service gets a port, also those not started, so that a service under test calling one of
-    # them is refused rather than reaching another deployment on the default ports.
-    *ports, gateway_port = _distinct_free_ports(len(SERVICES) + 1)
     env = {
-        "LABELHIVE_REDIS_NAMESPACE": namespace,
         "LABELHIVE_RATE_LIMITS": "0",
         "LABELHIVE_ADMIN_USER": admin_user,
         "LABELHIVE_ADMIN_PASSWORD": admin_password,
         "LABELHIVE_DATA_DIR": str(data_dir),
         **(extra_env or {}),
     }
-    failed: Exception | None = None  # an error (not Ctrl-C) keeps the logs and shows their tails
+    failed = False  # an error (not Ctrl-C) keeps the logs and shows their tails
+    started = time.perf_counter()
     try:
-        async with fresh_database() as database_url:
-            platform = Platform(database_url, url, secret, gateway_port, dict(zip(SERVICES, ports)),
-                                services=list(services), extra_env=env, log_dir=log_dir)
-            try:
-                started = time.perf_counter()
-                await platform.start()
-                print(f"[bench] platform up in {time.perf_counter() - started:.1f}s: gateway "
-                      f"{platform.gateway_url}, services {', '.join(services)}", flush=True)
-                yield BenchPlatform(platform, database_url, url, namespace, secret, admin_user,
-                                    admin_password, data_dir, log_dir)
-            except Exception as exc:
-                failed = exc
-                raise
-            finally:
-                for process_name, process in platform.processes.items():
-                    if failed is not None and process.poll() is not None:
-                        print(f"[bench] {process_name} had exited (status {process.returncode})",
-                              file=sys.stderr)
-                platform.stop()  # SIGTERM, then SIGKILL after 10 s; synchronous, so not cancellable
-                try:
-                    await delete_namespace(url, namespace)
-                except Exception as exc:
-                    print(f"[bench] could not delete Redis namespace {namespace}: {exc!r}",
-                          file=sys.stderr)
+        async with (
+            throwaway_backing(database_admin_url(), redis_url(), f"bench_{name}") as backing,
+            throwaway_platform(backing, services=services, extra_env=env, log_dir=log_dir) as platform,
+        ):
+            print(f"[bench] platform up in {time.perf_counter() - started:.1f}s: gateway "
+                  f"{platform.gateway_url}, services {', '.join(services)}", flush=True)
+            yield BenchPlatform(platform, backing.database_url, backing.redis_url, backing.namespace,
+                                platform.secret, admin_user, admin_password, data_dir, log_dir)
+    except Exception:
+        failed = True
+        raise
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
-        if failed is None and not os.environ.get("BENCH_KEEP_LOGS"):
+        if not failed and not os.environ.get("BENCH_KEEP_LOGS"):
             shutil.rmtree(run_dir, ignore_errors=True)
         elif log_dir.exists():
-            if failed is not None:
+            if failed:
                 _print_log_tails(log_dir)
             print(f"[bench] service logs kept in {log_dir}", file=sys.stderr)
 

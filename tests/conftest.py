@@ -28,7 +28,7 @@ from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
 
 from shared.launcher import ROOT, EmbeddedServers, Platform, available_services, free_port
-from shared.settings import SERVICES
+from tools.throwaway_platform import Backing, throwaway_backing, throwaway_platform
 
 ADMIN_USER = "root_admin"
 ADMIN_PASSWORD = "Admin-pass-1"
@@ -81,13 +81,6 @@ def mailbox() -> Iterator[Mailbox]:
     controller.stop()
 
 
-@dataclass
-class Backing:
-    database_url: str
-    redis_url: str
-    namespace: str
-
-
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def backing() -> AsyncIterator[Backing]:
     embedded = EmbeddedServers(ROOT / "var" / "test-servers")
@@ -96,48 +89,30 @@ async def backing() -> AsyncIterator[Backing]:
         else embedded.postgres_url())
     redis_url = os.environ.get("LABELHIVE_TEST_REDIS_URL") or (
         "redis://127.0.0.1:6379/0" if _reachable("127.0.0.1", 6379) else embedded.redis_url())
-    name = f"labelhive_test_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    base, _, _ = admin_url.rpartition("/")
-    namespace = f"lhtest-{secrets.token_hex(4)}"
-    yield Backing(f"{base}/{name}", redis_url, namespace)
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
-    redis = Redis.from_url(redis_url)
-    async for key in redis.scan_iter(f"{namespace}:*", count=1000):
-        await redis.delete(key)
-    await redis.aclose()
-    embedded.stop()
+    try:
+        async with throwaway_backing(admin_url, redis_url, "labelhive_test") as test_backing:
+            yield test_backing
+    finally:
+        embedded.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def platform(backing: Backing, mailbox: Mailbox) -> AsyncIterator[Platform]:
-    services = available_services()
-    platform = Platform(
-        backing.database_url, backing.redis_url, secrets.token_urlsafe(32), free_port(),
-        {name: free_port() for name in SERVICES}, services=services,
-        extra_env={
-            "LABELHIVE_REDIS_NAMESPACE": backing.namespace,
-            "LABELHIVE_ADMIN_USER": ADMIN_USER,
-            "LABELHIVE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "LABELHIVE_SMTP_HOST": "127.0.0.1",
-            "LABELHIVE_SMTP_PORT": str(mailbox.port),
-            # Each test client comes from its own address (the X-Forwarded-For it sends through the
-            # trusted local hop), so rate limits stay on without one test's logins throttling another's.
-            "LABELHIVE_TRUSTED_PROXIES": "127.0.0.1",
-            "LABELHIVE_DATA_DIR": str(ROOT / "var" / f"test-data-{backing.namespace}"),
-            "LABELHIVE_UPLOAD_THROTTLE": "0",
-        },
-        log_dir=ROOT / "var" / "test-logs" / backing.namespace,
-    )
-    try:
-        await platform.start()
-        yield platform
-    finally:
-        platform.stop()
+    extra_env = {
+        "LABELHIVE_ADMIN_USER": ADMIN_USER,
+        "LABELHIVE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "LABELHIVE_SMTP_HOST": "127.0.0.1",
+        "LABELHIVE_SMTP_PORT": str(mailbox.port),
+        # Each test client comes from its own address (the X-Forwarded-For it sends through the
+        # trusted local hop), so rate limits stay on without one test's logins throttling another's.
+        "LABELHIVE_TRUSTED_PROXIES": "127.0.0.1",
+        "LABELHIVE_DATA_DIR": str(ROOT / "var" / f"test-data-{backing.namespace}"),
+        "LABELHIVE_UPLOAD_THROTTLE": "0",
+    }
+    log_dir = ROOT / "var" / "test-logs" / backing.namespace
+    async with throwaway_platform(backing, services=available_services(), extra_env=extra_env,
+                                  log_dir=log_dir) as running:
+        yield running
 
 
 def random_ip() -> str:
