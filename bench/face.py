@@ -59,9 +59,9 @@ from bench.common import (
     running_platform,
 )
 from services.face.engine import FaceEngine, decode_base64_image
-from services.face.index import FaceIndex, IndexSettings
-from services.face.recognition import select_model
+from services.face.image_embedding import select_model
 from services.face.settings import FaceSettings
+from services.face.vector_index import FaceIndex, IndexSettings
 from tests.fixtures.face_photos import face_photo_dir
 
 DURATION = float(os.environ.get("BENCH_FACE_DURATION", "8"))

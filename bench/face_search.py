@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.face.index import FaceIndex, IndexSettings
+from services.face.vector_index import FaceIndex, IndexSettings
 
 DIM = 128
 PER_IDENTITY = 5

@@ -24,7 +24,7 @@ from shared.http import ServiceClient
 from shared.identity import Identity
 
 from .models import Dataset
-from .qa import QaError, parse_dataset_json
+from .qa_records import QaError, parse_dataset_json
 from .repository import DatasetRepository
 from .schemas import QaUpload, record_entry_001
 

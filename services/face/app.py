@@ -19,15 +19,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from services.face.api import internal, recocomp
+from services.face.collection_operations import FaceContext
 from services.face.errors import DATABASE_ERRORS, DatabaseError, FaceApiError
-from services.face.face_collections import FaceContext
-from services.face.index import IndexSettings
-from services.face.indexes import IndexRegistry
-from services.face.internal_ops import Refusal
-from services.face.recognition import Recognizer, load_engine
+from services.face.face_login_and_datasets import Refusal
+from services.face.image_embedding import Recognizer, load_engine
+from services.face.index_registry import IndexRegistry
 from services.face.repository import USERS, USERS_COLLECTION, FaceRepository
 from services.face.settings import FaceSettings
 from services.face.sync import ChangeBus
+from services.face.vector_index import IndexSettings
 from shared.contract import Dialect, dialect_for
 from shared.envelopes import error_response
 from shared.errors import ServiceUnavailable
@@ -72,7 +72,7 @@ def create_app(settings: FaceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One thread per search: requests already run in parallel (services/face/index.py).
+        # One thread per search: requests already run in parallel (services/face/vector_index.py).
         faiss.omp_set_num_threads(1)
         engine, missing = await asyncio.to_thread(load_engine, settings)
         recognizer = Recognizer(engine, missing, settings.face_inference_workers, settings.face_max_image_bytes,

@@ -7,7 +7,7 @@
   admins reach. Names are unique per kind and owner, and only the public ones are visible to 002.
   `model`/`dim` record which model made the vectors (a collection refuses another model's vectors);
   `version` counts the changes, so that every replica can tell whether its in-memory index is current
-  (services/face/indexes.py, keyed by collection id: two owners' `COL` are two indexes).
+  (services/face/index_registry.py, keyed by collection id: two owners' `COL` are two indexes).
 - `features`: one face vector per row (float32 bytes, `dim` of them) of a target id; its `id` is the
   vector's id in the faiss index. `enrolment_id` and `image_key` make the dataset service's deliveries
   idempotent.

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from services.face.errors import InvalidCollectionName
-from services.face.recognition import ImageProblem
+from services.face.image_embedding import ImageProblem
 from shared.errors import InvalidRequest, PayloadTooLarge
 
 # 002 gives no naming rule; this is Milvus's (the engine 002 describes stores its vectors there), plus
@@ -207,7 +207,7 @@ def top_k(fields: Fields, maximum: int) -> int:
 
 
 def owner_id(fields: Fields) -> int | None:
-    """Whose collections an admin means (services/face/face_collections.py, Scope); None when not given."""
+    """Whose collections an admin means (services/face/collection_operations.py, Scope); None when not given."""
     value = _integer(fields, "owner_id")
     if value is not None and not 0 <= value <= MAX_OWNER_ID:
         raise InvalidRequest("owner_id must be a user id (0: the collections made before collections had owners)")

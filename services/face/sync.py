@@ -5,7 +5,7 @@ deployment's channel; every replica applies what it hears (its own messages are 
 Pub/sub delivers at most once, so the bus never relies on it alone: whenever it (re)subscribes, and every
 `interval` seconds, it compares each index's version with PostgreSQL and reloads what differs
 (`IndexRegistry.reconcile`). A lost message therefore costs a reload, never a wrong answer, and a search
-that knows it is behind does not wait for the next check (indexes.py).
+that knows it is behind does not wait for the next check (index_registry.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import uuid
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.face.indexes import Change, IndexRegistry
+from services.face.index_registry import Change, IndexRegistry
 from shared.redis import Keys
 
 log = logging.getLogger(__name__)

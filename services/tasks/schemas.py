@@ -100,7 +100,7 @@ class ReportBody(Body):
 
 MAX_EXPERTS = 1000
 MAX_NOTICE_CHARS = 10_000
-MAX_AREA_CHARS = 64  # as the dataset service bounds an area (services/dataset/qa.py)
+MAX_AREA_CHARS = 64  # as the dataset service bounds an area (services/dataset/qa_records.py)
 MAX_QUESTION_CHARS = 100_000  # as the dataset service bounds a record's text
 DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
                 "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")

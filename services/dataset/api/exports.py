@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from services.dataset import exporting
+from services.dataset import export_files
 from services.dataset.api.deps import Repo, Settings, Store, User
 from services.dataset.labels import LabelType
 from shared.errors import NotFound
@@ -36,10 +36,10 @@ async def export(
     dataset = await repo.dataset(dataset_id)
     if dataset is None or (dataset.owner_id != identity.user_id and identity.role != "admin"):
         raise NotFound("dataset not found")
-    fmt = exporting.check_format(dataset, format)
+    fmt = export_files.check_format(dataset, format)
     categories = [LabelType(label.number, label.name) for label in await repo.labels(dataset.id)]
-    built = await exporting.build(dataset, fmt, images, categories, request.app.state.sessionmaker, store,
-                                  settings.scratch_dir)
+    built = await export_files.build(dataset, fmt, images, categories, request.app.state.sessionmaker, store,
+                                     settings.scratch_dir)
     body, size = built.open_stream()
     return StreamingResponse(body, media_type=built.media_type, headers={
         "Content-Length": str(size), "Content-Disposition": built.content_disposition})

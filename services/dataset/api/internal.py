@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from services.dataset import qa_datasets
 from services.dataset.api.deps import Repo
 from services.dataset.models import Dataset
-from services.dataset.qa import QaError, parse_dataset_json
+from services.dataset.qa_records import QaError, parse_dataset_json
 from services.dataset.repository import DatasetRepository
 from services.dataset.schemas import (
     DatasetStatus,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from services.face.face_collections import AfterCommit, FaceContext
+from services.face.collection_operations import AfterCommit, FaceContext
 from services.face.repository import FaceRepository
 from shared.db import DbSession, after_commit
 

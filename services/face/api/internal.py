@@ -5,7 +5,8 @@
     POST /internal/datasets/enroll      {"collection", "owner_id", "target_id", "image_key", "image",
                                          "enrolment_id"}
                                         -> 200 {"collection", "target_id", "feature_id", "duplicate"} (dataset)
-    refusals: {"reason", "detail"} (and "check" for unusable_face) with 422, 413 or 409 (internal_ops.py)
+    refusals: {"reason", "detail"} (and "check" for unusable_face) with 422, 413 or 409
+              (services/face/face_login_and_datasets.py)
     GET  /internal/face/indexes         this replica's indexes: version, size and kind per collection id
 """
 
@@ -17,9 +18,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from services.face import internal_ops
+from services.face import face_login_and_datasets
 from services.face.api.deps import AfterCommitHook, Context, Repo
-from services.face.internal_ops import Enrolment, Refusal
+from services.face.face_login_and_datasets import Enrolment, Refusal
 from services.face.schemas import MAX_OWNER_ID, read_body
 from shared.errors import InvalidRequest
 from shared.identity import InternalCaller
@@ -66,14 +67,14 @@ def refused(refusal: Refusal) -> JSONResponse:
 async def enroll_user(request: Request, caller: InternalCaller, ctx: Context, repo: Repo,
                       hook: AfterCommitHook) -> JSONResponse:
     body: EnrollUser = await _parse(request, ctx, EnrollUser)
-    await internal_ops.enroll_user(ctx, repo, body.user_id, body.image, hook)
+    await face_login_and_datasets.enroll_user(ctx, repo, body.user_id, body.image, hook)
     return JSONResponse({"user_id": body.user_id})
 
 
 @router.post("/face-login/identify")
 async def identify_user(request: Request, caller: InternalCaller, ctx: Context) -> JSONResponse:
     body: Identify = await _parse(request, ctx, Identify)
-    return JSONResponse({"user_id": await internal_ops.identify_user(ctx, body.image)})
+    return JSONResponse({"user_id": await face_login_and_datasets.identify_user(ctx, body.image)})
 
 
 @router.post("/datasets/enroll")
@@ -82,7 +83,7 @@ async def enroll_dataset_image(request: Request, caller: InternalCaller, ctx: Co
     body: DatasetEnrolment = await _parse(request, ctx, DatasetEnrolment)
     enrolment = Enrolment(body.collection, body.owner_id, body.target_id, body.image_key, body.image,
                           body.enrolment_id)
-    return JSONResponse(await internal_ops.enroll_image(ctx, repo, enrolment, hook))
+    return JSONResponse(await face_login_and_datasets.enroll_image(ctx, repo, enrolment, hook))
 
 
 @router.get("/face/indexes")

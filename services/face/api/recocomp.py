@@ -4,7 +4,7 @@ Every endpoint answers GET and POST (002 documents GET, its client examples POST
 body as JSON or, for a GET without one, as query parameters; with or without a trailing slash. A session
 or an `X-API-Key` is required (CONTRACT.md); without one the answer is 401 in 002's envelope.
 
-Collections belong to whoever made them; who reaches which is `face_collections.Scope`. Admins may add
+Collections belong to whoever made them; who reaches which is `collection_operations.Scope`. Admins may add
 `owner_id` to any request that names a collection (not in 002).
 """
 
@@ -19,10 +19,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from services.face import face_collections as ops
+from services.face import collection_operations as ops
 from services.face.api.deps import AfterCommitHook, Context, Repo
+from services.face.collection_operations import Scope, WriteResult
 from services.face.errors import TargetQuotaExceeded, UpdateFailed, is_database_error
-from services.face.face_collections import Scope, WriteResult
 from services.face.schemas import (
     ERROR_RESPONSES,
     CollectionBody,

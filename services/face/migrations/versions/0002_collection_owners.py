@@ -6,7 +6,7 @@ Create Date: 2026-11-24 09:12:05.114233
 
 Existing collections keep a null owner: public ones made before owners existed are reached by admins
 only (002 with `owner_id` 0), the users collection has none, and a face dataset's collection takes its
-dataset's owner at its next enrolment (services/face/internal_ops.py).
+dataset's owner at its next enrolment (services/face/face_login_and_datasets.py).
 """
 import sqlalchemy as sa
 from alembic import op

@@ -1,7 +1,7 @@
 """Exports of a dataset into a temp file, from the database page by page.
 
 Image datasets: COCO JSON, Pascal VOC zip and YOLO zip (with the images, unless `images=0`), CSV, and
-JSON Lines. Q&A datasets (001) and text archives (003): JSON Lines. The writers of `exports.py` are
+JSON Lines. Q&A datasets (001) and text archives (003): JSON Lines. The writers of `export_formats.py` are
 synchronous and pull their input from an iterator: they run in a worker thread whose iterator fetches each
 page of rows from the event loop (`anyio.from_thread.run`), so memory holds one page, never the dataset.
 """
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.errors import InvalidRequest
 
-from .exports import (
+from .export_formats import (
     EXPORT_FORMATS,
     Box,
     ExportError,

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from services.dataset.ingest import IngestError
-from services.dataset.qa import QaAnswer, QaError, QaRecord, parse_dataset_json
+from services.dataset.qa_records import QaAnswer, QaError, QaRecord, parse_dataset_json
 
 RECORD = {
     "data_background": "背景",

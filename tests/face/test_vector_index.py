@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from services.face.index import DuplicateIdError, FaceIndex, IndexSettings
+from services.face.vector_index import DuplicateIdError, FaceIndex, IndexSettings
 
 DIM = 128
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.face.index import EMPTY_ID, FaceIndex, IndexSettings
 from services.face.repository import FaceRepository, Snapshot, vectors_from
+from services.face.vector_index import EMPTY_ID, FaceIndex, IndexSettings
 
 log = logging.getLogger(__name__)
 

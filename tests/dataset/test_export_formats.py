@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pycocotools.coco import COCO
 
-from services.dataset.exports import (
+from services.dataset.export_formats import (
     CSV_HEADER,
     EXPORT_FORMATS,
     Box,

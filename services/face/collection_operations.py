@@ -47,8 +47,8 @@ from services.face.errors import (
     TargetNotFound,
     TargetQuotaExceeded,
 )
-from services.face.indexes import Change, CollectionIndex, IndexRegistry
-from services.face.recognition import NO_FACE, ImageProblem, Recognizer
+from services.face.image_embedding import NO_FACE, ImageProblem, Recognizer
+from services.face.index_registry import Change, CollectionIndex, IndexRegistry
 from services.face.repository import PUBLIC, CollectionRow, FaceRepository, NewFeature
 from services.face.schemas import ctime
 from services.face.settings import FaceSettings

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from services.face.calibration import for_model
+from services.face.collection_operations import AfterCommit, FaceContext, check_model
 from services.face.errors import ModelMismatch
-from services.face.face_collections import AfterCommit, FaceContext, check_model
-from services.face.indexes import Change, CollectionIndex
-from services.face.recognition import DECODE_REASONS, NO_FACE, TOO_LARGE, ImageProblem
+from services.face.image_embedding import DECODE_REASONS, NO_FACE, TOO_LARGE, ImageProblem
+from services.face.index_registry import Change, CollectionIndex
 from services.face.repository import DATASET, USERS, USERS_COLLECTION, CollectionRow, FaceRepository, NewFeature
 
 
