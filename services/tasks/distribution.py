@@ -45,7 +45,15 @@ from services.tasks.errors import (
     not_created,
 )
 from services.tasks.lifecycle import ensure_checked_requester, now
-from services.tasks.models import RUNNING_STATES, AnnotatorStats, Assignment, Task
+from services.tasks.models import (
+    RUNNING_STATES,
+    AnnotatorStats,
+    Assignment,
+    AssignmentState,
+    CheckResult,
+    Task,
+    TaskStatus,
+)
 from services.tasks.peers import AuthClient, Profile
 from services.tasks.repository import TasksRepository
 from services.tasks.settings import TasksSettings
@@ -113,9 +121,9 @@ async def fill(repo: TasksRepository, auth: AuthClient, settings: TasksSettings,
     chosen = await choose(repo, task, await candidates(repo, auth, settings, task), vacancies)
     deadline = moment + timedelta(seconds=task.total_time_limit)
     await repo.insert_assignments([
-        {"task_id": task.id, "user_id": user_id, "state": "not_handle", "current": True, "via": task.strategy,
-         "distributed_at": moment, "deadline": deadline, "answered": 0, "std_total": 0, "std_correct": 0,
-         "paid_amount": 0} for user_id in chosen])
+        {"task_id": task.id, "user_id": user_id, "state": AssignmentState.NOT_HANDLE, "current": True,
+         "via": task.strategy, "distributed_at": moment, "deadline": deadline, "answered": 0, "std_total": 0,
+         "std_correct": 0, "paid_amount": 0} for user_id in chosen])
     task.taken += len(chosen)
     return len(chosen)
 
@@ -126,11 +134,11 @@ async def _distributable(repo: TasksRepository, auth: AuthClient, identity: Iden
         raise not_created(400)
     if task.publisher_id != identity.user_id:
         raise NoDistributePermission()
-    if task.status != "created":
+    if task.status != TaskStatus.CREATED:
         raise TaskDistributed()
-    if task.check_result == "refuse":
+    if task.check_result == CheckResult.REFUSE:
         raise RefusedTask()
-    if task.check_result != "accept":
+    if task.check_result != CheckResult.ACCEPT:
         raise TaskNotChecked()
     await ensure_checked_requester(auth, identity)
     return task
@@ -147,7 +155,7 @@ async def _hold(repo: TasksRepository, auth: AuthClient, settings: TasksSettings
                 moment: datetime) -> None:
     amount = task.reward_per_q * task.q_num * task.distribute_user_num
     await auth.hold(task.id, task.publisher_id, amount, hold_key(task))
-    task.status = "distributed"
+    task.status = TaskStatus.DISTRIBUTED
     task.held_amount = amount
     task.distributed_at = moment
     await outbox.grow_value(repo, task.publisher_id, settings.grow_value_per_task, f"task:{task.id}:grow:publish")
@@ -182,7 +190,7 @@ async def distribute_to_user(repo: TasksRepository, auth: AuthClient, settings: 
         raise not_created()
     if identity.role != "agent" or task.agent_id != identity.user_id:
         raise NoDistributePermission()
-    if task.status != "distributed":
+    if task.status != TaskStatus.DISTRIBUTED:
         raise TaskNotDistributed()
     annotator = await auth.user(user_id)
     if annotator is None or not eligible(annotator, settings):
@@ -195,8 +203,9 @@ async def distribute_to_user(repo: TasksRepository, auth: AuthClient, settings: 
         raise DistributionCompleted()
     moment = now()
     task.taken += 1
-    assignment = Assignment(task_id=task.id, user_id=user_id, state="not_handle", current=True, via="agent",
-                            distributed_at=moment, deadline=moment + timedelta(seconds=task.total_time_limit),
+    assignment = Assignment(task_id=task.id, user_id=user_id, state=AssignmentState.NOT_HANDLE, current=True,
+                            via="agent", distributed_at=moment,
+                            deadline=moment + timedelta(seconds=task.total_time_limit),
                             answered=0, std_total=0, std_correct=0, paid_amount=0)
     await repo.add(assignment)
     return assignment
@@ -217,9 +226,9 @@ async def accept(repo: TasksRepository, auth: AuthClient, settings: TasksSetting
         if view is None:
             raise TaskDoesNotExist()
         task = view.task
-        if task.status == "finished":
+        if task.status == TaskStatus.FINISHED:
             raise DistributionCompleted()
-        if task.status != "distributed":
+        if task.status != TaskStatus.DISTRIBUTED:
             raise NoPermissionToAccept()
         me = await profile
     finally:
@@ -238,11 +247,11 @@ async def accept(repo: TasksRepository, auth: AuthClient, settings: TasksSetting
     if view.mine_state is not None:
         mine = await repo.assignment(task.id, identity.user_id, lock=True)
         assert mine is not None  # assignments are never deleted
-        if mine.current and mine.state == "not_handle":
+        if mine.current and mine.state == AssignmentState.NOT_HANDLE:
             on_hand = (await repo.active_counts([identity.user_id], exclude_task=task.id)).get(identity.user_id, 0)
             if on_hand >= accept_limit(me):
                 raise AcceptLimit()
-            mine.state, mine.accepted_at, mine.deadline = "accepted", moment, deadline
+            mine.state, mine.accepted_at, mine.deadline = AssignmentState.ACCEPTED, moment, deadline
             return task, mine
         if mine.current:
             raise RepeatAccept()
@@ -256,7 +265,7 @@ async def accept(repo: TasksRepository, auth: AuthClient, settings: TasksSetting
         raise DistributionCompleted()
     if assignment_id is None:
         raise RepeatAccept()  # another request of theirs recorded them first (the slot goes back on rollback)
-    return task, Assignment(id=assignment_id, task_id=task.id, user_id=identity.user_id, state="accepted",
+    return task, Assignment(id=assignment_id, task_id=task.id, user_id=identity.user_id, state=AssignmentState.ACCEPTED,
                             current=True, via="toall", distributed_at=moment, accepted_at=moment, deadline=deadline,
                             answered=0, std_total=0, std_correct=0, paid_amount=0)
 
@@ -273,19 +282,19 @@ async def refuse(repo: TasksRepository, auth: AuthClient, settings: TasksSetting
     moment = now()
     mine = await repo.assignment(task.id, identity.user_id, lock=True)
     if mine is None:
-        if task.status == "distributed" and task.strategy == "toall" and task.agent_id is None:
-            await repo.add(Assignment(task_id=task.id, user_id=identity.user_id, state="refused", current=False,
-                                      via="toall", distributed_at=moment, refused_at=moment, left_at=moment,
-                                      answered=0, std_total=0, std_correct=0, paid_amount=0))
+        if task.status == TaskStatus.DISTRIBUTED and task.strategy == "toall" and task.agent_id is None:
+            await repo.add(Assignment(task_id=task.id, user_id=identity.user_id, state=AssignmentState.REFUSED,
+                                      current=False, via="toall", distributed_at=moment, refused_at=moment,
+                                      left_at=moment, answered=0, std_total=0, std_correct=0, paid_amount=0))
             return {"replaced_by": None}
         raise NoPermission("no permission: the task was not distributed to you")
     if not (mine.current and mine.state in RUNNING_STATES):
         raise InvalidRequest("invalid request: the task is no longer yours to refuse")
-    mine.state, mine.current, mine.refused_at, mine.left_at = "refused", False, moment, moment
+    mine.state, mine.current, mine.refused_at, mine.left_at = AssignmentState.REFUSED, False, moment, moment
     task.taken -= 1
     await repo.session.flush()
     replaced = 0
-    if task.strategy != "toall" and task.agent_id is None and task.status == "distributed":
+    if task.strategy != "toall" and task.agent_id is None and task.status == TaskStatus.DISTRIBUTED:
         replaced = await fill(repo, auth, settings, task, 1, moment)
     return {"replaced": replaced}
 
@@ -300,11 +309,11 @@ async def redistribute(repo: TasksRepository, auth: AuthClient, settings: TasksS
     if task.publisher_id != identity.user_id:
         raise NoDistributePermission()
     await ensure_checked_requester(auth, identity)
-    if task.status != "distributed":
+    if task.status != TaskStatus.DISTRIBUTED:
         raise TaskNotDistributed()
     moment = now()
     leaving = [a for a in await repo.assignments(task.id)
-               if a.current and a.state in ("timeout", "review_refused")]
+               if a.current and a.state in (AssignmentState.TIMEOUT, AssignmentState.REVIEW_REFUSED)]
     for assignment in leaving:
         assignment.current, assignment.left_at = False, moment
     task.taken -= len(leaving)

@@ -29,7 +29,7 @@ from services.tasks.errors import (
     WrongTagName,
 )
 from services.tasks.lifecycle import now
-from services.tasks.models import Assignment, Question, Task
+from services.tasks.models import Assignment, AssignmentState, Question, Task
 from services.tasks.peers import AuthClient, DatasetClient
 from services.tasks.quality import answer_key
 from services.tasks.repository import TasksRepository
@@ -140,7 +140,7 @@ async def _working(repo: TasksRepository, identity: Identity, task_id: int, q_id
 
 async def start_question(repo: TasksRepository, identity: Identity, task_id: int, q_id: int) -> None:
     task, assignment, _ = await _working(repo, identity, task_id, q_id)
-    if assignment.state != "accepted":
+    if assignment.state != AssignmentState.ACCEPTED:
         raise NoAccessPermission()
     if not await repo.start_question(task.id, identity.user_id, q_id, now()):
         raise AlreadyStart()
@@ -161,9 +161,9 @@ async def _record(repo: TasksRepository, settings: TasksSettings, task: Task, as
 
 async def _after_answers(repo: TasksRepository, settings: TasksSettings, task: Task, assignment: Assignment) -> None:
     """The last answer finishes the annotator's work; with auto acceptance it is reviewed at once."""
-    if assignment.answered < task.q_num or assignment.state != "accepted":
+    if assignment.answered < task.q_num or assignment.state != AssignmentState.ACCEPTED:
         return
-    assignment.state, assignment.finished_at = "finished", now()
+    assignment.state, assignment.finished_at = AssignmentState.FINISHED, now()
     if task.accept_method == "auto":
         await repo.session.refresh(task, with_for_update=True)  # held already, but for a rare race
         await review.auto_review(repo, settings, task, assignment)
@@ -185,13 +185,13 @@ async def submit(repo: TasksRepository, settings: TasksSettings, identity: Ident
     assert view.answered is not None
     if view.accept_method == "auto" and view.answered + 1 >= view.q_num:
         return await _submit_and_review(repo, settings, identity, task_id, q_id, result, input_result)
-    if await repo.lock_assignment_state(view.assignment_id) != "accepted":
+    if await repo.lock_assignment_state(view.assignment_id) != AssignmentState.ACCEPTED:
         await _not_accepted(repo, identity, task_id, q_id)
     answered = await repo.store_answer(view.assignment_id, task_id, identity.user_id, q_id, result, input_result,
                                        answer_key(result, input_result), now(), view.std_answer)
     if answered is None:
         raise NoResubmit()
-    state = "accepted"
+    state = AssignmentState.ACCEPTED
     if answered >= view.q_num:  # the last answer: the work is finished
         task = await repo.task(task_id)
         assignment = await repo.assignment(task_id, identity.user_id, lock=True)
@@ -212,7 +212,7 @@ async def _submit_and_review(repo: TasksRepository, settings: TasksSettings, ide
                              q_id: int, result: Any, input_result: Any) -> dict[str, Any]:
     task, assignment, q = await _working(repo, identity, task_id, q_id, lock=True)
     assert q is not None
-    if assignment.state != "accepted":
+    if assignment.state != AssignmentState.ACCEPTED:
         await _not_accepted(repo, identity, task_id, q_id)
     if not await _record(repo, settings, task, assignment, q, result, input_result):
         raise NoResubmit()
@@ -246,7 +246,7 @@ async def submit_batch(repo: TasksRepository, settings: TasksSettings, identity:
     """The filled `upload.csv` of get_batch_data: a label per file, for tasks that choose among labels.
     Everything is checked before anything is stored; answered questions are skipped."""
     task, assignment, _ = await _working(repo, identity, task_id, None, lock=True, answers=10**9)
-    if assignment.state != "accepted":
+    if assignment.state != AssignmentState.ACCEPTED:
         raise NoAccessPermission()
     if not task.tag_type:
         raise InvalidTaskType()

@@ -56,7 +56,7 @@ from services.tasks.errors import (
     TimeOrRewardFormat,
     UserNotChecked,
 )
-from services.tasks.models import STRATEGIES, Task
+from services.tasks.models import IN_PROGRESS_STATES, STRATEGIES, AssignmentState, CheckResult, Task, TaskStatus
 from services.tasks.peers import AuthClient
 from services.tasks.repository import TasksRepository
 from services.tasks.schemas import TaskBody
@@ -171,7 +171,8 @@ async def standard_answers_for(repo: TasksRepository, task: Task, files: list[tu
 async def create(repo: TasksRepository, identity: Identity, body: TaskBody) -> Task:
     """A task of a requester `ensure_checked_requester` admitted (before the body was read)."""
     fields = check_task_body(body)
-    task = Task(publisher_id=identity.user_id, check_result="wait", status="created", taken=0, held_amount=0)
+    task = Task(publisher_id=identity.user_id, check_result=CheckResult.WAIT, status=TaskStatus.CREATED, taken=0,
+                held_amount=0)
     await _apply(repo, task, fields, replace_questions=False)
     return task
 
@@ -190,26 +191,26 @@ async def modify(repo: TasksRepository, auth: AuthClient, identity: Identity, ta
     """Only before distribution (annotators' terms never change under them); the admin checks the
     new version again. 003's code 10 when the requester's points could not pay for it."""
     fields = check_task_body(body)
-    if task.status != "created":
+    if task.status != TaskStatus.CREATED:
         raise NoPermissionToModify(data={"reason": "task has been distributed"})
     await ensure_checked_requester(auth, identity)
     needed = fields["reward_per_q"] * len(fields["files"]) * fields["distribute_user_num"]
     if await auth.own_score(identity) < needed:
         raise ScoreNotEnough()
     await _apply(repo, task, fields, replace_questions=True)
-    task.check_result = "wait"
+    task.check_result = CheckResult.WAIT
     return task
 
 
 async def check(repo: TasksRepository, identity: Identity, task_id: int, result: str) -> Task:
     if identity.role != "admin":
         raise NoPermission()
-    if result not in ("accept", "refuse"):
+    if result not in (CheckResult.ACCEPT, CheckResult.REFUSE):
         raise InvalidRequest("invalid request: result must be accept or refuse")
     task = await repo.task(task_id, lock=True)
     if task is None:
         raise TaskDoesNotExist()
-    if task.check_result != "wait" or task.status != "created":
+    if task.check_result != CheckResult.WAIT or task.status != TaskStatus.CREATED:
         raise Recheck()
     task.check_result = result
     task.updated_at = now()
@@ -225,14 +226,14 @@ async def delete(repo: TasksRepository, identity: Identity, task_id: int) -> Tas
     is_admin = identity.role == "admin"
     if not is_admin and task.publisher_id != identity.user_id:
         raise NoPermissionToDelete()
-    if not is_admin and task.status == "distributed" and await repo.any_in_progress(task.id):
+    if not is_admin and task.status == TaskStatus.DISTRIBUTED and await repo.any_in_progress(task.id):
         raise DeleteDistributed()
     moment = now()
     for assignment in await repo.assignments(task.id):
-        if assignment.current and assignment.state in ("not_handle", "accepted", "finished"):
+        if assignment.current and assignment.state in IN_PROGRESS_STATES:
             assignment.current = False
             assignment.left_at = moment
-    task.status = "deleted"
+    task.status = TaskStatus.DELETED
     task.deleted_at = moment
     task.taken = 0
     # Also for a task never distributed: a hold whose commit failed (see distribution.distribute) is
@@ -243,11 +244,11 @@ async def delete(repo: TasksRepository, identity: Identity, task_id: int) -> Tas
 
 async def finish_if_complete(repo: TasksRepository, task: Task) -> bool:
     """A task whose every slot is review-accepted is finished: what the escrow has left goes back."""
-    if task.status != "distributed":
+    if task.status != TaskStatus.DISTRIBUTED:
         return False
-    if await repo.count_reviewed(task.id, "review_accepted") < task.distribute_user_num:
+    if await repo.count_reviewed(task.id, AssignmentState.REVIEW_ACCEPTED) < task.distribute_user_num:
         return False
-    task.status = "finished"
+    task.status = TaskStatus.FINISHED
     task.finished_at = now()
     await outbox.refund_rest(repo, task.id, "finish")
     return True

@@ -8,7 +8,9 @@ A task's life is `status` (created -> distributed -> finished, or deleted) cross
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -32,17 +34,50 @@ from shared.db import declarative_base
 
 Base = declarative_base("tasks")
 
-TASK_STATUSES = ("created", "distributed", "finished", "deleted")
-CHECK_RESULTS = ("wait", "accept", "refuse")
+
+class TaskStatus(StrEnum):
+    """`Task.status`: a task's life (services/tasks/lifecycle.py)."""
+
+    CREATED = "created"
+    DISTRIBUTED = "distributed"
+    FINISHED = "finished"
+    DELETED = "deleted"  # a soft delete: the row stays, and the repository's reads leave it out
+
+
+class CheckResult(StrEnum):
+    """`Task.check_result`: the admin's check of a created task."""
+
+    WAIT = "wait"
+    ACCEPT = "accept"
+    REFUSE = "refuse"
+
+
+class AssignmentState(StrEnum):
+    """`Assignment.state`: one annotator's life on one task (services/tasks/lifecycle.py)."""
+
+    NOT_HANDLE = "not_handle"  # offered (order, smart, agent), not accepted yet
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    FINISHED = "finished"  # every question answered: awaiting review
+    REVIEW_ACCEPTED = "review_accepted"
+    REVIEW_REFUSED = "review_refused"
+
+
 STRATEGIES = ("toall", "order", "smart")
-ASSIGNMENT_STATES = ("not_handle", "accepted", "refused", "timeout", "finished", "review_accepted",
-                     "review_refused")
+# A task that went out to annotators: still running, or finished.
+WAS_DISTRIBUTED = (TaskStatus.DISTRIBUTED, TaskStatus.FINISHED)
 # States in which an annotator still works (or may start) and the time limit runs.
-RUNNING_STATES = ("not_handle", "accepted")
+RUNNING_STATES = (AssignmentState.NOT_HANDLE, AssignmentState.ACCEPTED)
+# Annotators who still have work before the publisher can settle the task.
+IN_PROGRESS_STATES = (*RUNNING_STATES, AssignmentState.FINISHED)
+# States of an annotator who answered every question (reviewed or not).
+DONE_STATES = (AssignmentState.FINISHED, AssignmentState.REVIEW_ACCEPTED, AssignmentState.REVIEW_REFUSED)
 MISSION_STATUSES = ("标注中", "已移交", "已完成")
 
 
-def _in(values: tuple[str, ...]) -> str:
+def sql_in(values: Iterable[str]) -> str:
+    """`('a', 'b')`: a list of constants for SQL text (constraints, partial indexes, hot-path statements)."""
     return "(" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
@@ -50,9 +85,9 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
         CheckConstraint("taken >= 0 AND taken <= distribute_user_num", name="slots"),
-        CheckConstraint(f"status IN {_in(TASK_STATUSES)}", name="known_status"),
-        CheckConstraint(f"check_result IN {_in(CHECK_RESULTS)}", name="known_check_result"),
-        Index("ix_tasks_free", "status", "strategy", postgresql_where=text("status = 'distributed'")),
+        CheckConstraint(f"status IN {sql_in(TaskStatus)}", name="known_status"),
+        CheckConstraint(f"check_result IN {sql_in(CheckResult)}", name="known_check_result"),
+        Index("ix_tasks_free", "status", "strategy", postgresql_where=text(f"status = '{TaskStatus.DISTRIBUTED}'")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -72,8 +107,8 @@ class Task(Base):
     cut_num: Mapped[str] = mapped_column(String(16), default="")
     stdans_tag: Mapped[str] = mapped_column(String(64), default="")
     q_num: Mapped[int] = mapped_column(Integer, default=0)
-    check_result: Mapped[str] = mapped_column(String(8), default="wait")
-    status: Mapped[str] = mapped_column(String(16), default="created")
+    check_result: Mapped[str] = mapped_column(String(8), default=CheckResult.WAIT)
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.CREATED)
     agent_id: Mapped[int | None] = mapped_column(Integer, index=True)
     # Slots in use: assignments that are `current` (at most distribute_user_num, checked by the row).
     taken: Mapped[int] = mapped_column(Integer, default=0)
@@ -105,8 +140,8 @@ class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (
         UniqueConstraint("task_id", "user_id"),
-        CheckConstraint(f"state IN {_in(ASSIGNMENT_STATES)}", name="known_state"),
-        Index("ix_assignments_deadline", "deadline", postgresql_where=text(f"state IN {_in(RUNNING_STATES)}")),
+        CheckConstraint(f"state IN {sql_in(AssignmentState)}", name="known_state"),
+        Index("ix_assignments_deadline", "deadline", postgresql_where=text(f"state IN {sql_in(RUNNING_STATES)}")),
         Index("ix_assignments_user_state", "user_id", "state"),
     )
 
@@ -229,7 +264,7 @@ class Mission(Base):
     """001's task: one expert's share of one area of a Q&A dataset."""
 
     __tablename__ = "missions"
-    __table_args__ = (CheckConstraint(f"status IN {_in(MISSION_STATUSES)}", name="known_status"),)
+    __table_args__ = (CheckConstraint(f"status IN {sql_in(MISSION_STATUSES)}", name="known_status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(Integer, index=True)

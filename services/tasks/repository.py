@@ -20,10 +20,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.tasks.models import (
+    IN_PROGRESS_STATES,
     RUNNING_STATES,
     AnnotatorStats,
     Answer,
     Assignment,
+    AssignmentState,
     Cursor,
     Mission,
     MissionRecord,
@@ -32,12 +34,14 @@ from services.tasks.models import (
     Report,
     StandardAnswerSet,
     Task,
+    TaskStatus,
+    sql_in,
 )
 
-# Assignments whose annotator still has work before the publisher can settle the task.
-IN_PROGRESS_STATES = ("not_handle", "accepted", "finished")
 TASK_COLUMNS = tuple(column.name for column in Task.__table__.columns)
-_RUNNING = "(" + ", ".join(f"'{state}'" for state in RUNNING_STATES) + ")"
+_RUNNING = sql_in(RUNNING_STATES)
+# Every read of tasks starts here: a deleted task is a soft delete (its row stays, out of sight).
+LIVE_TASKS = select(Task).where(Task.status != TaskStatus.DELETED)
 
 # A toall accept's reads, in one statement: the task, the caller's assignment on it (if any) and how
 # many other tasks the caller has on hand.
@@ -48,20 +52,20 @@ SELECT {", ".join(f"t.{name}" for name in TASK_COLUMNS)},
          WHERE o.user_id = $2 AND o.current AND o.state IN {_RUNNING} AND o.task_id <> t.id) AS on_hand
 FROM tasks.tasks t
 LEFT JOIN tasks.assignments a ON a.task_id = t.id AND a.user_id = $2
-WHERE t.id = $1 AND t.status <> 'deleted'
+WHERE t.id = $1 AND t.status <> '{TaskStatus.DELETED}'
 """
 
 # A toall accept's writes, in one statement: the conditional UPDATE that decides it (a free slot of a
 # distributed task; the row lock makes racing accepts take turns) and the annotator's assignment.
-_TAKE_SLOT_AND_ACCEPT = """
+_TAKE_SLOT_AND_ACCEPT = f"""
 WITH slot AS (
     UPDATE tasks.tasks SET taken = taken + 1
-    WHERE id = $1 AND status = 'distributed' AND taken < distribute_user_num
+    WHERE id = $1 AND status = '{TaskStatus.DISTRIBUTED}' AND taken < distribute_user_num
     RETURNING id
 ), placed AS (
     INSERT INTO tasks.assignments (task_id, user_id, state, current, via, distributed_at, accepted_at, deadline,
                                    answered, std_total, std_correct, paid_amount)
-    SELECT id, $2, 'accepted', true, 'toall', $3, $3, $4, 0, 0, 0, 0 FROM slot
+    SELECT id, $2, '{AssignmentState.ACCEPTED}', true, 'toall', $3, $3, $4, 0, 0, 0, 0 FROM slot
     ON CONFLICT (task_id, user_id) DO NOTHING
     RETURNING id
 )
@@ -70,13 +74,13 @@ SELECT (SELECT count(*) FROM slot) AS slots, (SELECT id FROM placed) AS assignme
 
 
 # An answer's reads: the task, the question and the caller's assignment.
-_ANSWER_VIEW = text("""
+_ANSWER_VIEW = text(f"""
 SELECT t.q_num, t.accept_method, q.q_id IS NOT NULL AS has_question, q.std_answer,
        a.id AS assignment_id, a.current, a.answered
 FROM tasks.tasks t
 LEFT JOIN tasks.questions q ON q.task_id = t.id AND q.q_id = :q_id
 LEFT JOIN tasks.assignments a ON a.task_id = t.id AND a.user_id = :user_id
-WHERE t.id = :task_id AND t.status <> 'deleted'
+WHERE t.id = :task_id AND t.status <> '{TaskStatus.DELETED}'
 """)
 
 # An answer's writes: stored unless the question has a submission already (one row per question and
@@ -162,37 +166,36 @@ class TasksRepository:
 
     async def task(self, task_id: int, *, lock: bool = False) -> Task | None:
         """A task that was not deleted."""
-        query = select(Task).where(Task.id == task_id, Task.status != "deleted")
+        query = LIVE_TASKS.where(Task.id == task_id)
         if lock:  # and reload it: an unlocked read earlier in the request may be stale
             query = query.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(query)).scalar_one_or_none()
 
     async def tasks_by_ids(self, task_ids: Iterable[int]) -> list[Task]:
-        query = select(Task).where(Task.id.in_(list(task_ids)), Task.status != "deleted").order_by(Task.id)
+        query = LIVE_TASKS.where(Task.id.in_(list(task_ids))).order_by(Task.id)
         return list((await self.session.execute(query)).scalars())
 
     async def tasks_of_publisher(self, user_id: int) -> list[Task]:
-        query = select(Task).where(Task.publisher_id == user_id, Task.status != "deleted").order_by(Task.id)
+        query = LIVE_TASKS.where(Task.publisher_id == user_id).order_by(Task.id)
         return list((await self.session.execute(query)).scalars())
 
     async def tasks_of_agent(self, user_id: int) -> list[Task]:
-        query = select(Task).where(Task.agent_id == user_id, Task.status != "deleted").order_by(Task.id)
+        query = LIVE_TASKS.where(Task.agent_id == user_id).order_by(Task.id)
         return list((await self.session.execute(query)).scalars())
 
     async def tasks_of_annotator(self, user_id: int) -> list[Task]:
-        query = (select(Task).join(Assignment, Assignment.task_id == Task.id)
-                 .where(Assignment.user_id == user_id, Assignment.current, Task.status != "deleted")
-                 .order_by(Task.id))
+        query = (LIVE_TASKS.join(Assignment, Assignment.task_id == Task.id)
+                 .where(Assignment.user_id == user_id, Assignment.current).order_by(Task.id))
         return list((await self.session.execute(query)).scalars())
 
     async def all_tasks(self) -> list[Task]:
-        query = select(Task).where(Task.status != "deleted").order_by(Task.id)
+        query = LIVE_TASKS.order_by(Task.id)
         return list((await self.session.execute(query)).scalars())
 
     async def free_tasks(self, user_id: int) -> list[Task]:
         """`toall` pools with a free slot that this annotator never had."""
         had = exists().where(Assignment.task_id == Task.id, Assignment.user_id == user_id)
-        query = (select(Task).where(Task.status == "distributed", Task.strategy == "toall",
+        query = (select(Task).where(Task.status == TaskStatus.DISTRIBUTED, Task.strategy == "toall",
                                     Task.agent_id.is_(None), Task.taken < Task.distribute_user_num, ~had)
                  .order_by(Task.id))
         return list((await self.session.execute(query)).scalars())
@@ -294,7 +297,8 @@ class TasksRepository:
                .limit(limit).with_for_update(skip_locked=True).scalar_subquery())
         result = await self.session.execute(
             update(Assignment).where(Assignment.id.in_(due), Assignment.state.in_(RUNNING_STATES),
-                                     Assignment.current, Assignment.deadline <= now).values(state="timeout")
+                                     Assignment.current, Assignment.deadline <= now)
+            .values(state=AssignmentState.TIMEOUT)
             .returning(Assignment.task_id, Assignment.user_id).execution_options(synchronize_session=False))
         return [(task_id, user_id) for task_id, user_id in result.all()]
 

@@ -28,7 +28,7 @@ from services.tasks.errors import (
     TaskNotExists,
     not_created,
 )
-from services.tasks.models import Assignment, Question, StandardAnswerSet, Task
+from services.tasks.models import WAS_DISTRIBUTED, Assignment, AssignmentState, Question, StandardAnswerSet, Task
 from services.tasks.peers import AuthClient
 from services.tasks.quality import cell_answer, consolidate
 from services.tasks.repository import TasksRepository
@@ -38,7 +38,7 @@ from shared.identity import Identity
 
 SAMPLE_SHARE = 0.1  # "select" (spot check) shows this share of an annotator's answers
 SAMPLE_MAX = 200
-REVIEWABLE = ("finished", "timeout")
+REVIEWABLE = (AssignmentState.FINISHED, AssignmentState.TIMEOUT)
 
 
 # Accepting and refusing work -------------------------------------------------------------------
@@ -49,7 +49,7 @@ async def accept_work(repo: TasksRepository, settings: TasksSettings, task: Task
     amount paid. Finishes the task when this was its last slot."""
     moment = lifecycle.now()
     amount = task.reward_per_q * assignment.answered
-    assignment.state, assignment.reviewed_at = "review_accepted", moment
+    assignment.state, assignment.reviewed_at = AssignmentState.REVIEW_ACCEPTED, moment
     assignment.paid_amount = amount
     if amount > 0:
         await outbox.payout(repo, task.id, assignment.user_id, amount)
@@ -63,7 +63,7 @@ async def accept_work(repo: TasksRepository, settings: TasksSettings, task: Task
 
 
 async def refuse_work(repo: TasksRepository, task: Task, assignment: Assignment) -> None:
-    assignment.state, assignment.reviewed_at = "review_refused", lifecycle.now()
+    assignment.state, assignment.reviewed_at = AssignmentState.REVIEW_REFUSED, lifecycle.now()
     await repo.add_stats(assignment.user_id, std_total=assignment.std_total, std_correct=assignment.std_correct)
 
 
@@ -89,7 +89,7 @@ async def _reviewable_task(repo: TasksRepository, identity: Identity, task_id: i
         raise not_created()
     if task.publisher_id != identity.user_id and not (admin_too and identity.role == "admin"):
         raise NoPermissions()
-    if task.status not in ("distributed", "finished"):
+    if task.status not in WAS_DISTRIBUTED:
         raise TaskNotDistributed()
     return task
 
@@ -139,7 +139,7 @@ async def user_results(repo: TasksRepository, identity: Identity, task_id: int, 
         raise not_created()
     if identity.user_id not in (task.publisher_id, user_id) and identity.role != "admin":
         raise NoPermissions()
-    if task.status not in ("distributed", "finished"):
+    if task.status not in WAS_DISTRIBUTED:
         raise TaskNotDistributed()
     await _annotator(repo, task, user_id)
     answers = [a for a in await repo.answers_of(task.id, user_id) if a.submitted_at is not None]
@@ -169,9 +169,9 @@ async def task_results(repo: TasksRepository, auth: AuthClient, identity: Identi
     task = await _reviewable_task(repo, identity, task_id, admin_too=True)
     assignments = await repo.assignments(task.id)
     if kind == "accepted":
-        if any(a.current and a.state == "finished" for a in assignments):
+        if any(a.current and a.state == AssignmentState.FINISHED for a in assignments):
             raise ReviewNotFinish()
-        users = [a.user_id for a in assignments if a.state == "review_accepted"]
+        users = [a.user_id for a in assignments if a.state == AssignmentState.REVIEW_ACCEPTED]
     else:
         users = [a.user_id for a in assignments if a.answered > 0]
     answers = await repo.submitted_answers(task.id, users)

@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
-from services.tasks.models import Assignment, Task
+from services.tasks.models import DONE_STATES, WAS_DISTRIBUTED, Assignment, AssignmentState, Task
 from shared.params import INT32_MAX
 
 Profiles = dict[int, dict[str, Any]]
@@ -234,19 +234,24 @@ def profile(profiles: Profiles, user_id: int | None) -> dict[str, Any] | None:
 
 def _accepted_at(a: Assignment) -> float | None:
     """003: none while not accepted, the time when accepted, -1 when refused."""
-    if a.state == "refused":
+    if a.state == AssignmentState.REFUSED:
         return -1
     return ts(a.accepted_at)
 
 
+# 003's is_check_accepted of an annotator's work, by state ("none" for the others).
+_CHECK_ACCEPTED = {AssignmentState.REVIEW_ACCEPTED: "pass", AssignmentState.REVIEW_REFUSED: "refuse",
+                   AssignmentState.FINISHED: "wait"}
+
+
 def _check_accepted(a: Assignment) -> str:
-    return {"review_accepted": "pass", "review_refused": "refuse", "finished": "wait"}.get(a.state, "none")
+    return _CHECK_ACCEPTED.get(a.state, "none")
 
 
 def annotator_entry(a: Assignment, profiles: Profiles) -> dict[str, Any]:
     return {"tag_user": profile(profiles, a.user_id), "accepted_at": _accepted_at(a), "state": a.state,
             "distributed_at": ts(a.distributed_at), "deadline": ts(a.deadline),
-            "is_finished": a.state in ("finished", "review_accepted", "review_refused"),
+            "is_finished": a.state in DONE_STATES,
             "is_check_accepted": _check_accepted(a), "answered": a.answered}
 
 
@@ -276,7 +281,7 @@ def task_entry(task: Task, assignments: list[Assignment], profiles: Profiles, vi
         "stdans_tag": task.stdans_tag,
         "check_result": task.check_result,
         "task_state": task.status,
-        "is_distributed": task.status in ("distributed", "finished"),
+        "is_distributed": task.status in WAS_DISTRIBUTED,
         "publisher": profile(profiles, task.publisher_id),
         "agent": _agent(profiles, task.agent_id),
         "current_tag_user_list": [annotator_entry(a, profiles) for a in current],

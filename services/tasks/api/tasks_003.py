@@ -26,7 +26,7 @@ from services.tasks.errors import (
     TaskDoesNotExist,
     not_created,
 )
-from services.tasks.models import Task
+from services.tasks.models import WAS_DISTRIBUTED, AssignmentState, Task
 from services.tasks.peers import AuthClient
 from services.tasks.repository import TasksRepository
 from services.tasks.schemas import (
@@ -114,7 +114,7 @@ async def is_distributed(task_id: TaskId, identity: CurrentIdentity, repo: Repo)
     # Other users learn nothing of a task, not even that it exists.
     if task is None or (identity.role != "admin" and task.publisher_id != identity.user_id):
         raise not_created()
-    return ok_003({"is_distributed": task.status in ("distributed", "finished")}, message="success")
+    return ok_003({"is_distributed": task.status in WAS_DISTRIBUTED}, message="success")
 
 
 @router.get("/task/taginfo/{task_id}", summary="My state on each question of a task")
@@ -238,7 +238,8 @@ async def get_task(task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth:
         raise TaskDoesNotExist()
     assignments = await repo.assignments(task.id)
     allowed = (identity.role == "admin" or identity.user_id in (task.publisher_id, task.agent_id)
-               or any(a.user_id == identity.user_id and (a.current or a.state != "refused") for a in assignments))
+               or any(a.user_id == identity.user_id and (a.current or a.state != AssignmentState.REFUSED)
+                      for a in assignments))
     if not allowed:
         raise NoAccessPermission()
     return ok_003((await _entries(repo, auth, [task], identity))[0])
