@@ -37,9 +37,6 @@ class Identity:
     via: str = Credential.SESSION  # what the caller presented: shared/access.py says what each opens
     credential: str = ""  # the session's (or key's) id, so logout can revoke exactly it
 
-    def has_role(self, *roles: str) -> bool:
-        return self.role in roles
-
 
 class InvalidSignature(Exception):
     pass

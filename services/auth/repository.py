@@ -91,11 +91,6 @@ class AuthRepository:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def points_in_circulation(self) -> int:
-        users = (await self.session.execute(select(func.coalesce(func.sum(User.score), 0)))).scalar_one()
-        held = (await self.session.execute(select(func.coalesce(func.sum(Escrow.balance), 0)))).scalar_one()
-        return int(users) + int(held)
-
     # api keys ------------------------------------------------------------------------------------
 
     async def api_keys(self) -> Sequence[ApiKey]:

@@ -86,10 +86,6 @@ class DatasetRepository:
         result = await self.session.execute(insert(Image).returning(Image.id, Image.file_name), list(rows))
         return {name: image_id for image_id, name in result.all()}
 
-    async def image_count(self, dataset_id: int) -> int:
-        query = select(func.count()).select_from(Image).where(Image.dataset_id == dataset_id)
-        return int((await self.session.execute(query)).scalar_one())
-
     async def image_page(self, dataset_id: int, after_id: int, limit: int) -> Sequence[tuple[Image, str | None]]:
         """Images in id order after `after_id`, each with its classification label's name."""
         query = (select(Image, Label.name).outerjoin(Label, Label.id == Image.label_id)
@@ -212,7 +208,3 @@ class DatasetRepository:
                  .where(Enrolment.status == "queued", Enrolment.next_attempt_at <= now)
                  .order_by(Enrolment.id).limit(limit).with_for_update(of=Enrolment, skip_locked=True))
         return [(row, int(owner_id)) for row, owner_id in (await self.session.execute(query)).all()]
-
-    async def enrolments(self, dataset_id: int) -> Sequence[Enrolment]:
-        query = select(Enrolment).where(Enrolment.dataset_id == dataset_id).order_by(Enrolment.id)
-        return (await self.session.execute(query)).scalars().all()

@@ -77,21 +77,6 @@ def majority(keys: Sequence[str]) -> Vote | None:
     return Vote(winner, best, len(keys))
 
 
-@dataclass
-class DawidSkene:
-    labels: list[str]
-    # per item: posterior over labels (rows sum to 1)
-    posterior: np.ndarray
-    # per annotator: estimated probability that their answer is right
-    accuracy: np.ndarray
-    iterations: int
-
-    def answer(self, item: int) -> tuple[str, float]:
-        row = self.posterior[item]
-        best = int(np.argmax(row))
-        return self.labels[best], float(row[best])
-
-
 def dawid_skene(items: np.ndarray, workers: np.ndarray, labels: np.ndarray, n_items: int, n_workers: int,
                 n_labels: int, max_iter: int = 100,
                 tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

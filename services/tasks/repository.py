@@ -369,11 +369,6 @@ class TasksRepository:
             where=Answer.submitted_at.is_(None)).returning(Answer.q_id)
         return (await self.session.execute(statement)).scalar_one_or_none() is not None
 
-    async def submitted_q_ids(self, task_id: int, user_id: int, q_ids: Sequence[int]) -> set[int]:
-        query = select(Answer.q_id).where(Answer.task_id == task_id, Answer.user_id == user_id,
-                                          Answer.q_id.in_(list(q_ids)), Answer.submitted_at.is_not(None))
-        return set((await self.session.execute(query)).scalars())
-
     async def answer(self, task_id: int, user_id: int, q_id: int) -> Answer | None:
         return await self.session.get(Answer, (task_id, user_id, q_id))
 
@@ -397,16 +392,6 @@ class TasksRepository:
                         Answer.submitted_at.is_not(None))
                  .order_by(Answer.q_id, Answer.user_id))
         return [tuple(row) for row in (await self.session.execute(query)).all()]  # type: ignore[misc]
-
-    async def answer_counts(self, task_id: int, user_id: int) -> tuple[int, int, int]:
-        """(answered, with a standard answer, matching it) for one annotator on one task."""
-        query = (select(func.count(), func.count(Question.std_answer),
-                        func.count().filter(Question.std_answer == Answer.answer_key))
-                 .select_from(Answer)
-                 .join(Question, and_(Question.task_id == Answer.task_id, Question.q_id == Answer.q_id))
-                 .where(Answer.task_id == task_id, Answer.user_id == user_id, Answer.submitted_at.is_not(None)))
-        answered, with_std, correct = (await self.session.execute(query)).one()
-        return int(answered), int(with_std), int(correct)
 
     # standard answers ----------------------------------------------------------------------------
 
@@ -456,10 +441,6 @@ class TasksRepository:
                                  earlier.c.id < OutboxOp.id)
         query = (select(OutboxOp).where(OutboxOp.status == "pending", OutboxOp.next_attempt_at <= now, ~blocked)
                  .order_by(OutboxOp.id).limit(limit).with_for_update(skip_locked=True))
-        return list((await self.session.execute(query)).scalars())
-
-    async def ops_of_task(self, task_id: int) -> list[OutboxOp]:
-        query = select(OutboxOp).where(OutboxOp.task_id == task_id).order_by(OutboxOp.id)
         return list((await self.session.execute(query)).scalars())
 
     # missions (001) ------------------------------------------------------------------------------
