@@ -1,7 +1,8 @@
 """Brings the platform up: PostgreSQL and Redis (the configured ones, or embedded servers under the
-data dir), every service that exists, then the gateway; waits until /healthz is green.
+data dir), every service, then the gateway; waits until /healthz is green.
 
-`python -m shared.launcher` is `make run`; the test suite starts the same `Platform` on free ports.
+`python -m shared.launcher` is `make run`; the tests and the benchmarks start the same `Platform` on free
+ports (tools/throwaway_platform.py).
 """
 
 from __future__ import annotations
@@ -32,11 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # (LABELHIVE_TRUSTED_PROXIES), and the services take its word.
 UVICORN_OPTIONS = ("--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
                    "--timeout-keep-alive", "30", "--timeout-graceful-shutdown", "5")
-
-
-def available_services() -> list[str]:
-    """Services whose code exists: the platform grows one issue at a time."""
-    return [name for name in SERVICES if (ROOT / "services" / name / "app.py").exists()]
 
 
 def free_port() -> int:
@@ -92,7 +88,7 @@ class Platform:
     secret: str
     gateway_port: int
     service_ports: dict[str, int]
-    services: list[str] = field(default_factory=available_services)
+    services: list[str] = field(default_factory=lambda: list(SERVICES))
     extra_env: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None  # None: children write to this process's stdout
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)

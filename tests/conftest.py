@@ -1,6 +1,6 @@
 """The test platform: a fresh PostgreSQL database and Redis namespace per run, an SMTP server that
-catches mail, and every existing service plus the gateway started on free ports. Tests talk to the
-gateway over HTTP as a client would.
+catches mail, and every service plus the gateway started on free ports (tools/throwaway_platform.py).
+Tests talk to the gateway over HTTP as a client would.
 
 PostgreSQL and Redis come from LABELHIVE_TEST_DATABASE_URL / LABELHIVE_TEST_REDIS_URL, defaulting to
 the local servers (127.0.0.1:5432, user postgres; 127.0.0.1:6379); when those are not reachable the
@@ -27,7 +27,7 @@ import pytest_asyncio
 from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
 
-from shared.launcher import ROOT, EmbeddedServers, Platform, available_services, free_port
+from shared.launcher import ROOT, EmbeddedServers, Platform, free_port
 from tools.throwaway_platform import Backing, throwaway_backing, throwaway_platform
 
 ADMIN_USER = "root_admin"
@@ -110,8 +110,7 @@ async def platform(backing: Backing, mailbox: Mailbox) -> AsyncIterator[Platform
         "LABELHIVE_UPLOAD_THROTTLE": "0",
     }
     log_dir = ROOT / "var" / "test-logs" / backing.namespace
-    async with throwaway_platform(backing, services=available_services(), extra_env=extra_env,
-                                  log_dir=log_dir) as running:
+    async with throwaway_platform(backing, extra_env=extra_env, log_dir=log_dir) as running:
         yield running
 
 

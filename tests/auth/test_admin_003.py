@@ -83,14 +83,17 @@ async def test_user_lists_by_role(platform, mailbox):
         await c.aclose()
 
 
-async def test_face_endpoints_answer_503_until_the_face_service_runs(platform, mailbox):
-    if "face" in platform.services:
-        return  # covered by the face service's own tests
+async def test_face_endpoints_answer_503_while_the_face_service_is_down(platform, mailbox):
     client, _ = await user_client(platform, mailbox)
-    r = await client.post("/user/face_recognition", json={"image": "aGVsbG8="})
-    assert r.status_code == 503 and r.json()["code"] == 1002
-    r = await client.post("/user/face_recognition_login", json={"image": "aGVsbG8="})
-    assert r.status_code == 503 and r.json()["code"] == 1002
-    r = await client.post("/user/face_recognition_login", json={})
-    assert r.status_code == 400 and r.json()["code"] == 1005
+    platform.stop_service("face")
+    try:
+        r = await client.post("/user/face_recognition", json={"image": "aGVsbG8="})
+        assert r.status_code == 503 and r.json()["code"] == 1002
+        r = await client.post("/user/face_recognition_login", json={"image": "aGVsbG8="})
+        assert r.status_code == 503 and r.json()["code"] == 1002
+        r = await client.post("/user/face_recognition_login", json={})
+        assert r.status_code == 400 and r.json()["code"] == 1005
+    finally:
+        platform.start_service("face")
+        await platform.wait_ready(f"{platform.service_url('face')}/readyz", "face")
     await client.aclose()

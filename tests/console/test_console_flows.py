@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from contextlib import aclosing
 
-import pytest
-
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, gateway_client, unique
 from tests.console.conftest import PHONE, scene_png, shot, sign_in
 from tests.helpers import admin_client, signup
@@ -173,8 +171,6 @@ async def test_docs_render_the_merged_openapi_document(platform, open_page):
 
 
 async def test_defect_page_shows_a_result_image(platform, mailbox, open_page):
-    if "detect" not in platform.services:
-        pytest.skip("the detect service is not deployed")
     from tests.fixtures.steel import steel_photo
 
     async with gateway_client(platform) as api:
@@ -192,8 +188,6 @@ async def test_defect_page_shows_a_result_image(platform, mailbox, open_page):
 
 
 async def test_face_search_by_photo_shows_the_enrolled_person_first(platform, mailbox, open_page):
-    if "face" not in platform.services:
-        pytest.skip("the face service is not deployed")
     from tests.fixtures.face_photos import face_photo_dir
 
     photos = face_photo_dir()

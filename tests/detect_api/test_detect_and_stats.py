@@ -17,12 +17,6 @@ from tests.fixtures.steel import steel_photo
 from tests.helpers import admin_client, user_client
 
 
-@pytest.fixture(scope="module")
-def needs_detect(platform):
-    if "detect" not in platform.services or "stats" not in platform.services:
-        pytest.skip("detect and stats services not deployed")
-
-
 async def _search(client, **params) -> dict:
     r = await client.get("/api/data/search", params=params)
     assert r.status_code == 200, r.text
@@ -38,14 +32,14 @@ async def _wait_for(client, name: str, count: int, timeout: float = 20) -> dict:
     return found
 
 
-async def test_detect_needs_credentials(needs_detect, client):
+async def test_detect_needs_credentials(client):
     r = await client.post("/api/detect", files=[("images", ("a.jpg", steel_photo(1), "image/jpeg"))])
     assert r.status_code == 401 and set(r.json()) == {"error", "details"}
     r = await client.get("/api/data/getRecent")
     assert r.status_code == 401 and set(r.json()) == {"error", "details"}
 
 
-async def test_detect_documented_400s(needs_detect, platform, mailbox):
+async def test_detect_documented_400s(platform, mailbox):
     client, _ = await user_client(platform, mailbox)
     r = await client.post("/api/detect", data={"other": "x"})
     assert r.status_code == 400 and r.json()["error"] == "No images provided"
@@ -58,7 +52,7 @@ async def test_detect_documented_400s(needs_detect, platform, mailbox):
     await client.aclose()
 
 
-async def test_single_and_batch_detection(needs_detect, platform, mailbox):
+async def test_single_and_batch_detection(platform, mailbox):
     client, _ = await user_client(platform, mailbox)
     r = await client.post("/api/detect", files=[("images", ("plate.jpg", steel_photo(4), "image/jpeg"))])
     assert r.status_code == 200, r.text
@@ -82,7 +76,7 @@ async def test_single_and_batch_detection(needs_detect, platform, mailbox):
     await client.aclose()
 
 
-async def test_an_api_key_opens_detect_and_the_data_api(needs_detect, platform):
+async def test_an_api_key_opens_detect_and_the_data_api(platform):
     admin = await admin_client(platform)
     key = (await admin.post("/user/api_keys", json={"name": unique("line-")})).json()["data"]["key"]
     async with gateway_client(platform, headers={"X-API-Key": key}) as machine:
@@ -92,7 +86,7 @@ async def test_an_api_key_opens_detect_and_the_data_api(needs_detect, platform):
     await admin.aclose()
 
 
-async def test_records_reach_stats_and_the_data_api_answers(needs_detect, platform, mailbox):
+async def test_records_reach_stats_and_the_data_api_answers(platform, mailbox):
     client, _ = await user_client(platform, mailbox)
     tag = unique("rec")
     files = [("images", (f"{tag}-{i}.jpg", steel_photo(20 + i), "image/jpeg")) for i in range(3)]
@@ -148,14 +142,14 @@ async def test_records_reach_stats_and_the_data_api_answers(needs_detect, platfo
     ("/api/data/search", {"startDate": "0"}),
     ("/api/data/search", {"endDate": "2024-5-1"}),
 ])
-async def test_bad_parameters_are_400(needs_detect, platform, mailbox, path, params):
+async def test_bad_parameters_are_400(platform, mailbox, path, params):
     client, _ = await user_client(platform, mailbox)
     r = await client.get(path, params=params)
     assert r.status_code == 400 and set(r.json()) == {"error", "details"}, r.text
     await client.aclose()
 
 
-async def test_records_arrive_exactly_once_across_a_stats_outage(needs_detect, platform, mailbox, redis, backing):
+async def test_records_arrive_exactly_once_across_a_stats_outage(platform, mailbox, redis, backing):
     client, _ = await user_client(platform, mailbox)
     tag = unique("burst")
     platform.stop_service("stats")
@@ -183,7 +177,7 @@ async def test_records_arrive_exactly_once_across_a_stats_outage(needs_detect, p
     await client.aclose()
 
 
-async def test_a_missing_model_is_a_clear_503(needs_detect, platform, mailbox):
+async def test_a_missing_model_is_a_clear_503(platform, mailbox):
     client, _ = await user_client(platform, mailbox)
     platform.stop_service("detect")
     platform.extra_env["LABELHIVE_MODEL_PATH"] = "/nonexistent/defect_seg.onnx"
@@ -202,7 +196,7 @@ async def test_a_missing_model_is_a_clear_503(needs_detect, platform, mailbox):
     await client.aclose()
 
 
-async def test_dashboard_page_is_self_contained(needs_detect, client):
+async def test_dashboard_page_is_self_contained(client):
     page = await client.get("/api/data/dashboard")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "/api/data/statByDate" in page.text and "<script src" not in page.text

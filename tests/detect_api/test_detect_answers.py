@@ -25,12 +25,6 @@ EXIF_ORIENTATION = 0x0112
 
 
 @pytest.fixture(scope="module")
-def needs_detect(platform):
-    if "detect" not in platform.services or "stats" not in platform.services:
-        pytest.skip("detect and stats services not deployed")
-
-
-@pytest.fixture(scope="module")
 def segmenter() -> DefectSegmenter:
     return DefectSegmenter(providers=["CPUExecutionProvider"], num_threads=DetectSettings().inference_threads)
 
@@ -79,7 +73,7 @@ def _answered(answer: dict) -> dict:
     return _comparable(answer)
 
 
-async def test_answers_equal_the_bare_model_for_every_kind_of_upload(needs_detect, platform, mailbox, segmenter):
+async def test_answers_equal_the_bare_model_for_every_kind_of_upload(platform, mailbox, segmenter):
     client, _ = await user_client(platform, mailbox)
     uploads = _uploads()
     expected = [_comparable(_expected(segmenter, name, data)) for name, data in uploads]
@@ -95,8 +89,7 @@ async def test_answers_equal_the_bare_model_for_every_kind_of_upload(needs_detec
     await client.aclose()
 
 
-async def test_concurrent_requests_batched_together_each_get_their_own_answer(needs_detect, platform, mailbox,
-                                                                              segmenter):
+async def test_concurrent_requests_batched_together_each_get_their_own_answer(platform, mailbox, segmenter):
     client, _ = await user_client(platform, mailbox)
     uploads = [(f"c{seed}.png", steel_photo(40 + seed, scratch=seed % 2 == 0, size=(200 + 8 * seed, 200)))
                for seed in range(12)]

@@ -25,14 +25,8 @@ MAX_IMAGES = 64
 MAX_REQUEST_BYTES = MAX_IMAGES * MAX_IMAGE_BYTES + MB
 
 
-@pytest.fixture(scope="module")
-def needs_detect(platform):
-    if "detect" not in platform.services:
-        pytest.skip("detect service not deployed")
-
-
 @pytest.fixture
-async def session(needs_detect, platform, mailbox):
+async def session(platform, mailbox):
     client, _ = await user_client(platform, mailbox)
     yield client
     await client.aclose()

@@ -22,12 +22,6 @@ PHOTOS = ("person_a_1.jpg", "person_a_2.jpg", "person_b_1.jpg", "person_b_2.jpg"
           "impostor_2.jpg", "t1.jpg")
 
 
-@pytest.fixture(scope="module")
-def needs_face(platform) -> None:
-    if "face" not in platform.services:
-        pytest.skip("the face service is not deployed")
-
-
 @pytest.fixture(scope="session")
 def photo_bytes() -> dict[str, bytes]:
     directory = face_photo_dir()

@@ -7,14 +7,11 @@ import asyncio
 import base64
 
 import httpx
-import pytest
 
 from shared.identity import CALLER_HEADER, sign_caller
 from tests.conftest import unique
 from tests.face_api.conftest import ok
 from tests.helpers import user_client
-
-pytestmark = pytest.mark.usefixtures("needs_face")
 
 
 async def _outbox(db, dataset_id: int) -> list[dict]:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import gateway_client
 from tests.helpers import user_client
-
-pytestmark = pytest.mark.usefixtures("needs_face")
 
 
 async def _face_login(platform, image: str):

@@ -3,13 +3,9 @@ collections that nobody else can see, search, change or delete; admins reach eve
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import unique
 from tests.face_api.conftest import call, ok, refused, search
 from tests.helpers import admin_client, user_client
-
-pytestmark = pytest.mark.usefixtures("needs_face")
 
 
 async def _listed(client, body=None) -> list[dict]:

@@ -8,14 +8,11 @@ import asyncio
 import base64
 import io
 
-import pytest
 from PIL import Image, ImageFilter
 
 from tests.conftest import gateway_client, unique
 from tests.face_api.conftest import new_collection, ok, search
 from tests.helpers import user_client
-
-pytestmark = pytest.mark.usefixtures("needs_face")
 
 # Refusals that say a face is unusable, in 002's `invalid_reason`.
 UNUSABLE = {"no plausible face", "face too small", "face unclear", "face blurred", "face turned", "face tilted"}

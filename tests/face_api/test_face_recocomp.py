@@ -7,13 +7,9 @@ import base64
 import json
 import re
 
-import pytest
-
 from tests.conftest import gateway_client, unique
 from tests.face_api.conftest import PREFIX, call, new_collection, ok, refused, search
 from tests.helpers import user_client
-
-pytestmark = pytest.mark.usefixtures("needs_face")
 
 ENDPOINTS = ("/version", "/license", "/create/collection", "/clear/collection", "/delete/collection",
              "/collection/status", "/face/insert", "/face/update", "/delete/id", "/face/search", "/face/compare")

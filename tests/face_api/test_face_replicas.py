@@ -17,8 +17,6 @@ from shared.launcher import ROOT, free_port
 from tests.conftest import gateway_client
 from tests.face_api.conftest import PREFIX, call, new_collection, ok, search
 
-pytestmark = pytest.mark.usefixtures("needs_face")
-
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def replica(platform) -> AsyncIterator[str]:

@@ -3,12 +3,8 @@ schema that says so, one operation per method."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import unique
 from tests.face_api.conftest import PREFIX, call, ok, refused
-
-pytestmark = pytest.mark.usefixtures("needs_face")
 
 
 async def test_wrong_json_types_are_refused_with_the_field_named(face, photos):

@@ -353,6 +353,15 @@ async def test_a_service_that_breaks_off_its_answer_is_a_503_in_the_envelope(lon
     assert r.headers["x-request-id"] == "truncated1"
 
 
+async def test_a_service_not_deployed_answers_503_in_its_routes_envelope(lone_gateway):
+    # This gateway deploys auth alone (LABELHIVE_SERVICES=auth).
+    async with httpx.AsyncClient(base_url=lone_gateway.url) as c:
+        r = await c.post("/api/detect")
+        assert r.status_code == 503 and set(r.json()) == {"error", "details"}
+        r = await c.post("/api/v1/engine/recocomp/version")
+        assert r.status_code == 503 and r.json()["err_code"] == 503
+
+
 async def test_redis_out_of_reach_is_a_503_answered_and_logged_with_the_request_id(lone_gateway):
     # Resolving the session needs Redis, which this gateway cannot reach.
     async with httpx.AsyncClient(base_url=lone_gateway.url, cookies={SESSION_COOKIE: "some-session"}) as c:
