@@ -9,7 +9,6 @@ embedded servers are used instead.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import random
@@ -63,13 +62,15 @@ class Mailbox:
         return "250 Message accepted"
 
     async def code_for(self, email: str, timeout: float = 5) -> str:
-        for _ in range(int(timeout / 0.05)):
-            if mails := self.messages.get(email.lower()):
-                match = re.search(r"\b(\d{6})\b", mails[-1])
-                assert match, mails[-1]
-                return match.group(1)
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no mail reached {email}")
+        from tests.helpers import eventually  # not at the top: tests.helpers imports this module
+
+        async def received() -> list[str] | None:
+            return self.messages.get(email.lower())
+
+        mails = await eventually(received, timeout=timeout, interval=0.05, what=f"a mail to {email}")
+        match = re.search(r"\b(\d{6})\b", mails[-1])
+        assert match, mails[-1]
+        return match.group(1)
 
 
 @pytest.fixture(scope="session")

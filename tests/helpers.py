@@ -1,14 +1,35 @@
-"""Accounts for tests, made through the gateway the way a client makes them."""
+"""Accounts for tests, made through the gateway the way a client makes them; `eventually` for what happens
+after an answer."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 
 from shared.launcher import Platform
 from shared.sessions import SESSION_COOKIE
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, Mailbox, gateway_client, unique
+
+T = TypeVar("T")
+
+
+async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 10, interval: float = 0.1,
+                     what: str = "the condition") -> T:
+    """Calls `check` until it returns something other than None or False, and returns that; fails the test
+    when `timeout` seconds pass first. For what happens after an answer: outbox deliveries, time-outs, replicas."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not met within {timeout:g} s (last: {result!r})")
+        await asyncio.sleep(interval)
 
 
 @dataclass

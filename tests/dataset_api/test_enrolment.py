@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.conftest import unique
 from tests.dataset_api.files import jpeg
+from tests.helpers import eventually
 
 
 async def _outbox(db, dataset_id: int) -> list[dict]:
     rows = await db.fetch("SELECT target_id, status, attempts, last_error FROM dataset.enrolment_outbox "
                           "WHERE dataset_id = $1 ORDER BY id", dataset_id)
     return [dict(r) for r in rows]
-
-
-async def _until(check, timeout: float = 10):
-    for _ in range(int(timeout / 0.1)):
-        if result := await check():
-            return result
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 async def test_enrolments_wait_for_the_face_service(manager, platform, db):
@@ -40,7 +31,7 @@ async def test_enrolments_wait_for_the_face_service(manager, platform, db):
             rows = await _outbox(db, dataset_id)
             return rows if rows and rows[0]["attempts"] >= 1 else None
 
-        rows = await _until(attempted)
+        rows = await eventually(attempted, what="an attempted enrolment")
         assert rows[0]["status"] == "queued" and "unavailable" in rows[0]["last_error"]
     finally:
         platform.start_service("face")
@@ -52,5 +43,5 @@ async def test_enrolments_wait_for_the_face_service(manager, platform, db):
         rows = await _outbox(db, dataset_id)
         return rows if rows[0]["status"] != "queued" else None
 
-    rows = await _until(settled, timeout=60)
+    rows = await eventually(settled, timeout=60, what="the enrolment settled")
     assert rows[0]["status"] == "rejected" and "no_face" in rows[0]["last_error"]

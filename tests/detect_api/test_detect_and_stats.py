@@ -14,7 +14,7 @@ from shared.detections import DetectionRecord, stream_key
 from shared.redis import Keys
 from tests.conftest import gateway_client, unique
 from tests.fixtures.steel import steel_photo
-from tests.helpers import admin_client, user_client
+from tests.helpers import admin_client, eventually, user_client
 
 
 async def _search(client, **params) -> dict:
@@ -24,12 +24,11 @@ async def _search(client, **params) -> dict:
 
 
 async def _wait_for(client, name: str, count: int, timeout: float = 20) -> dict:
-    for _ in range(int(timeout / 0.2)):
-        found = await _search(client, name=name, limit=100)
-        if found["total"] >= count:
-            return found
-        await asyncio.sleep(0.2)
-    return found
+    async def found() -> dict | None:
+        result = await _search(client, name=name, limit=100)
+        return result if result["total"] >= count else None
+
+    return await eventually(found, timeout=timeout, interval=0.2, what=f"{count} records of {name}")
 
 
 async def test_detect_needs_credentials(client):

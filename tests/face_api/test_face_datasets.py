@@ -3,7 +3,6 @@ outbox, as vectors of the label in the dataset's own collection (its owner's), o
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import httpx
@@ -11,7 +10,7 @@ import httpx
 from shared.identity import CALLER_HEADER, sign_caller
 from tests.conftest import unique
 from tests.face_api.conftest import ok
-from tests.helpers import user_client
+from tests.helpers import eventually, user_client
 
 
 async def _outbox(db, dataset_id: int) -> list[dict]:
@@ -44,12 +43,12 @@ async def test_labelled_uploads_are_enrolled_once(platform, mailbox, db, photos,
         assert r.json()["err_no"] == 0, r.text
     await client.aclose()
 
-    rows = []
-    for _ in range(300):
+
+    async def enrolments_settled() -> list | None:
         rows = await _outbox(db, dataset_id)
-        if len(rows) == 4 and all(row["status"] != "queued" for row in rows):
-            break
-        await asyncio.sleep(0.1)
+        return rows if len(rows) == 4 and all(row["status"] != "queued" for row in rows) else None
+
+    rows = await eventually(enrolments_settled, timeout=30, what="four settled enrolments")
     assert [row["status"] for row in rows] == ["done", "done", "done", "rejected"], rows
     assert "no_face" in rows[3]["last_error"]
     collection = f"dataset-{dataset_id}"

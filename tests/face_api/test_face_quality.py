@@ -4,7 +4,6 @@ tiny or blurred face and say why; a good photo still enrols."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 
@@ -12,7 +11,7 @@ from PIL import Image, ImageFilter
 
 from tests.conftest import gateway_client, unique
 from tests.face_api.conftest import new_collection, ok, search
-from tests.helpers import user_client
+from tests.helpers import eventually, user_client
 
 # Refusals that say a face is unusable, in 002's `invalid_reason`.
 UNUSABLE = {"no plausible face", "face too small", "face unclear", "face blurred", "face turned", "face tilted"}
@@ -145,12 +144,12 @@ async def test_face_datasets_reject_a_tiny_face(platform, mailbox, db, photo_byt
                               files={"upload_image_site": (filename, data, "image/jpeg")})
         assert r.json()["err_no"] == 0, r.text
     await client.aclose()
-    rows: list = []
-    for _ in range(300):
+
+    async def enrolments_settled() -> list | None:
         rows = await db.fetch("SELECT status, last_error FROM dataset.enrolment_outbox WHERE dataset_id = $1 "
                               "ORDER BY id", dataset_id)
-        if len(rows) == 2 and all(row["status"] != "queued" for row in rows):
-            break
-        await asyncio.sleep(0.1)
+        return rows if len(rows) == 2 and all(row["status"] != "queued" for row in rows) else None
+
+    rows = await eventually(enrolments_settled, timeout=30, what="two settled enrolments")
     assert [row["status"] for row in rows] == ["done", "rejected"], rows
     assert "face_too_small" in rows[1]["last_error"], rows[1]["last_error"]

@@ -16,6 +16,7 @@ from shared.identity import CALLER_HEADER, IDENTITY_HEADER, Identity, sign_calle
 from shared.launcher import ROOT, free_port
 from tests.conftest import gateway_client
 from tests.face_api.conftest import PREFIX, call, new_collection, ok, search
+from tests.helpers import eventually
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -60,12 +61,11 @@ async def test_a_second_replica_follows_every_change(platform, replica, face, ph
         collection_id = await _collection_id(db, name)
 
         async def replica_at(version: int) -> dict:
-            for _ in range(100):
+            async def reached() -> dict | None:
                 state = await _indexes(replica, platform.secret)
-                if state["collections"].get(collection_id, {}).get("version", -1) >= version:
-                    return state
-                await asyncio.sleep(0.05)
-            raise AssertionError(f"the replica never reached version {version}: {state}")
+                return state if state["collections"].get(collection_id, {}).get("version", -1) >= version else None
+
+            return await eventually(reached, interval=0.05, what=f"the replica at version {version}")
 
         seen = await replica_at(0)  # the creation reached it through Redis
         assert seen["subscribed"] is True
@@ -104,12 +104,11 @@ async def test_a_second_replica_follows_every_change(platform, replica, face, ph
         r = await other.post("/delete/collection", json={"collection_name": name})
         assert r.json()["err_code"] == 0
         await refusal(face, name)
-        for _ in range(100):
-            if collection_id not in (await _indexes(platform.service_url("face"), platform.secret))["collections"]:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the gateway's replica still holds the dropped collection")
+
+        async def dropped() -> bool:
+            return collection_id not in (await _indexes(platform.service_url("face"), platform.secret))["collections"]
+
+        await eventually(dropped, interval=0.05, what="the dropped collection gone from the gateway's replica")
 
 
 async def refusal(face, name: str) -> None:

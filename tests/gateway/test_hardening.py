@@ -22,7 +22,7 @@ import pytest_asyncio
 from shared.launcher import ROOT, Platform, free_port
 from shared.sessions import SESSION_COOKIE
 from tests.conftest import Backing, gateway_client, random_ip, unique
-from tests.helpers import user_client
+from tests.helpers import eventually, user_client
 
 MB = 1024 * 1024
 
@@ -317,12 +317,13 @@ async def lone_gateway(platform: Platform, backing: Backing) -> AsyncIterator[Lo
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(timeout=2) as probe:
-            for _ in range(150):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await probe.get(f"{url}/get_csrf_token")).status_code == 200:
-                        break
+            async def ready() -> bool:
                 assert process.poll() is None, log.read_text()[-2000:]
-                await asyncio.sleep(0.2)
+                with contextlib.suppress(httpx.TransportError):
+                    return (await probe.get(f"{url}/get_csrf_token")).status_code == 200
+                return False
+
+            await eventually(ready, timeout=30, interval=0.2, what="the lone gateway ready")
         yield LoneGateway(url, port, log, flaky)
     finally:
         process.terminate()

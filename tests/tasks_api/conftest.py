@@ -22,7 +22,7 @@ import pytest_asyncio
 from shared.redis import Keys
 from shared.sessions import SessionStore
 from tests.conftest import gateway_client, unique
-from tests.helpers import admin_client
+from tests.helpers import admin_client, eventually
 
 PASSWORD = "pass-word-1"
 
@@ -185,13 +185,13 @@ async def task_view(client: httpx.AsyncClient, task_id: int) -> dict[str, Any]:
 
 async def settled(db, task_id: int, timeout: float = 30) -> list[dict[str, Any]]:
     """Waits until the task's outbox is empty of pending ops; returns them all."""
-    for _ in range(int(timeout / 0.1)):
+
+    async def none_pending() -> list[dict[str, Any]] | None:
         rows = await db.fetch("SELECT key, kind, status, body FROM tasks.outbox WHERE task_id = $1 ORDER BY id",
                               task_id)
-        if all(r["status"] != "pending" for r in rows):
-            return [dict(r) for r in rows]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"task {task_id}'s outbox still has pending ops: {rows}")
+        return [dict(r) for r in rows] if all(r["status"] != "pending" for r in rows) else None
+
+    return await eventually(none_pending, timeout=timeout, what=f"task {task_id}'s outbox without pending ops")
 
 
 async def total_points(db) -> int:

@@ -4,11 +4,10 @@ failed. At the end every annotator was paid exactly once and the escrow is empty
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 
 from shared.http import ServiceClient
+from tests.helpers import eventually
 from tests.tasks_api.conftest import (
     answer_all,
     image_files,
@@ -25,14 +24,14 @@ async def _restart(platform, name: str) -> None:
     await platform.wait_ready(f"{platform.service_url(name)}/readyz", name)
 
 
-async def _retrying(call, attempts: int = 20) -> httpx.Response:
+async def _retrying(call) -> httpx.Response:
     """What a client does with a 503: try again a moment later."""
-    for _ in range(attempts):
+
+    async def answered() -> httpx.Response | None:
         response = await call()
-        if response.status_code != 503:
-            return response
-        await asyncio.sleep(0.25)
-    return response
+        return None if response.status_code == 503 else response
+
+    return await eventually(answered, timeout=5, interval=0.25, what="an answer other than 503")
 
 
 async def test_points_are_conserved_across_failures(platform, people, admin, db):
@@ -74,13 +73,13 @@ async def test_points_are_conserved_across_failures(platform, people, admin, db)
         r = await publisher.client.post(f"/review/accept/{task_id}/{a.user_id}")
         assert r.json() == {"code": 0, "message": "succeed", "data": {"paid": 21, "task_state": "distributed"}}
         assert (await publisher.client.post(f"/review/refuse/{task_id}/{b.user_id}")).json()["code"] == 0
-        for _ in range(50):
+
+        async def payout_attempted() -> bool:
             attempts = await db.fetchval("SELECT attempts FROM tasks.outbox WHERE key = $1",
                                          f"task:{task_id}:user:{a.user_id}:pay")
-            if attempts:
-                break
-            await asyncio.sleep(0.1)
-        assert attempts >= 1
+            return bool(attempts)
+
+        await eventually(payout_attempted, timeout=5, what="an attempt at a's payout")
         assert await db.fetchval("SELECT status FROM tasks.outbox WHERE key = $1",
                                  f"task:{task_id}:user:{a.user_id}:pay") == "pending"
 

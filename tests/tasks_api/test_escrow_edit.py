@@ -9,6 +9,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from tests.helpers import eventually
 from tests.tasks_api.conftest import image_files, published, task_body, total_points
 
 QUESTIONS, SLOTS, FIRST_REWARD = 3, 2, 5
@@ -39,13 +40,14 @@ async def _distribute_dying_after_hold(platform, backing, db, publisher, task_id
         await transaction.start()
         await blocker.execute("LOCK TABLE tasks.outbox IN SHARE MODE")  # blocks inserts, not reads
         distributing = asyncio.create_task(publisher.client.post(f"/task/distribute/{task_id}"))
-        for _ in range(300):
+
+        async def hold_or_answer() -> int | None:
             held = await db.fetchval("SELECT count(*) FROM auth.ledger_entries WHERE kind = 'escrow_hold' "
                                      "AND target = $1", f"escrow:task:{task_id}")
-            if held or distributing.done():
-                break
-            await asyncio.sleep(0.1)
-        assert held == 1, (await distributing).text if distributing.done() else "no hold within 30 s"
+            return held if held or distributing.done() else None
+
+        held = await eventually(hold_or_answer, timeout=30, what="the escrow hold (or the distribute's answer)")
+        assert held == 1, (await distributing).text if distributing.done() else f"{held} holds"
         await _kill(platform, "tasks")
         await transaction.rollback()
         r = await distributing

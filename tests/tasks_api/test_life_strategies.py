@@ -3,8 +3,7 @@ redistribution, and deleting a task (its escrow goes back)."""
 
 from __future__ import annotations
 
-import asyncio
-
+from tests.helpers import eventually
 from tests.tasks_api.conftest import (
     answer_all,
     image_files,
@@ -136,11 +135,12 @@ async def test_time_out_redistribute_and_delete_refunds(people, admin, db):
         assert (await member.client.post(f"/task/accept/{task_id}")).json()["code"] == 0
         await answer_all(member, task_id, answers)
     # The worker marks `slow` as timed out once total_time_limit has passed.
-    for _ in range(100):
+
+    async def slow_timed_out() -> dict[int, str] | None:
         states = {uid: u["state"] for uid, u in _current(await task_view(publisher.client, task_id)).items()}
-        if states[slow.user_id] == "timeout":
-            break
-        await asyncio.sleep(0.2)
+        return states if states[slow.user_id] == "timeout" else None
+
+    states = await eventually(slow_timed_out, timeout=20, interval=0.2, what="slow's time-out")
     assert states == {slow.user_id: "timeout", quick.user_id: "finished"}
     assert (await slow.client.post(f"/task/upload_res/{task_id}/2", json={"result": "cat"})).json()["code"] == 16
     # While `quick` awaits review the task may not be deleted; the pool is full until redistribute.

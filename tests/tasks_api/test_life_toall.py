@@ -4,12 +4,11 @@ get reviewed and paid; the publisher downloads the results and reports; the admi
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 
 from tests.conftest import unique
-from tests.helpers import user_client
+from tests.helpers import eventually, user_client
 from tests.tasks_api.conftest import (
     answer_all,
     settled,
@@ -169,11 +168,11 @@ async def test_toall_task_from_publishing_to_payment(platform, mailbox, people, 
     credit = await db.fetchrow("SELECT body, status FROM tasks.outbox WHERE kind = 'credit' AND path = $1",
                                f"/internal/users/{d.user_id}/credit")
     assert credit is not None and '"delta": -10' in credit["body"]
-    for _ in range(100):  # the outbox delivers it to auth shortly after the commit
-        if await db.fetchval("SELECT credit_score FROM auth.users WHERE id = $1", d.user_id) == 90:
-            break
-        await asyncio.sleep(0.1)
-    assert await db.fetchval("SELECT credit_score FROM auth.users WHERE id = $1", d.user_id) == 90
+
+    async def credit_deducted() -> bool:  # the outbox delivers it to auth shortly after the commit
+        return await db.fetchval("SELECT credit_score FROM auth.users WHERE id = $1", d.user_id) == 90
+
+    await eventually(credit_deducted, what="the credit deduction in auth")
     assert (await admin.post(f"/review/rejectreport/{task_id}/{d.user_id}")).json()["code"] == 0
     r = await admin.post(f"/review/rejectreport/{task_id}/{d.user_id}")
     assert (r.status_code, r.json()["code"], r.json()["message"]) == (404, 35, "report record not found")

@@ -4,10 +4,10 @@ learns who labels what (its /dataset/get) and the labels themselves."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from tests.conftest import gateway_client, unique
+from tests.helpers import eventually
 
 
 def _records(area: str, count: int) -> list[dict]:
@@ -141,13 +141,12 @@ async def test_manager_and_expert_flows(people, platform):
     assert [statuses[m] for m in (first, second, third, med)] == ["已移交", "已完成", "已完成", "已完成"]
     areas = await _areas(manager, dataset_id)
     assert set(areas["law"]["expert_name"].split(",")) == {e2.user_name, e3.user_name}
-    for _ in range(100):
+
+    async def dataset_complete() -> bool:
         listed = (await manager.client.get("/dataset/list")).json()["response"]
-        status = next(d["status"] for d in listed if d["dataset_id"] == dataset_id)
-        if status == "已完成":
-            break
-        await asyncio.sleep(0.1)
-    assert status == "已完成"
+        return next(d["status"] for d in listed if d["dataset_id"] == dataset_id) == "已完成"
+
+    await eventually(dataset_complete, what="the dataset's status 已完成")
     downloaded = (await manager.client.get("/dataset/download", params={"dataset_id": dataset_id})).json()["response"]
     by_question = {d["data_question"]: d for d in downloaded}
     labelled = by_question[f"edited {records[0]['data_id']}"]
