@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import faiss
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
@@ -72,8 +71,6 @@ def create_app(settings: FaceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One thread per search: requests already run in parallel (services/face/vector_index.py).
-        faiss.omp_set_num_threads(1)
         engine, missing = await asyncio.to_thread(load_engine, settings)
         recognizer = Recognizer(engine, missing, settings.face_inference_workers, settings.face_max_image_bytes,
                                 settings.quality_thresholds(), settings.orientation())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import faiss
 import numpy as np
 import pytest
 
@@ -183,3 +184,37 @@ def test_concurrent_use(rng: np.random.Generator) -> None:
         thread.join()
     assert not errors
     assert index.size == 800 - 4 * 50
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_search_uses_one_openmp_thread_in_any_calling_thread(
+    kind: str, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenMP's thread count belongs to each thread: a pool thread starts at every core whatever the main
+    thread set, and a one-vector search spread over cores only waits on them. The search pins itself to
+    `search_threads` and leaves the caller's setting as it was."""
+    vectors, _ = clustered(600, rng)
+    index = FaceIndex(DIM, IndexSettings(approximate_threshold=500 if kind == "hnsw" else 10_000))
+    index.build_from(np.arange(600), vectors)
+    assert index.kind == kind
+    seen: list[int] = []
+    inner_search = getattr(FaceIndex, f"_search_{kind}")
+
+    def observed(self: FaceIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(faiss.omp_get_max_threads())
+        return inner_search(self, queries, k)
+
+    monkeypatch.setattr(FaceIndex, f"_search_{kind}", observed)
+    after: list[int] = []
+
+    def pool_thread() -> None:
+        faiss.omp_set_num_threads(2)  # what a fresh thread gets on a 2-core machine
+        _, found = index.search(vectors[:1], 1)
+        assert found[0, 0] == 0
+        after.append(faiss.omp_get_max_threads())
+
+    thread = threading.Thread(target=pool_thread)
+    thread.start()
+    thread.join()
+    assert seen == [1]
+    assert after == [2]
