@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
@@ -53,7 +54,7 @@ def _verify(value: str, secret: str, max_age: int = MAX_AGE_SECONDS) -> dict[str
     expected = hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
     if not secret or not hmac.compare_digest(mac, expected):
         raise InvalidSignature("bad signature")
-    payload = orjson.loads(base64.urlsafe_b64decode(body.encode()))
+    payload: dict[str, Any] = orjson.loads(base64.urlsafe_b64decode(body.encode()))
     if abs(time.time() - payload.get("iat", 0)) > max_age:
         raise InvalidSignature("expired")
     return payload
@@ -120,7 +121,8 @@ def verify_caller(value: str, secret: str) -> str:
 
 
 def _secret(request: Request) -> str:
-    return request.app.state.settings.internal_secret
+    secret: str = request.app.state.settings.internal_secret
+    return secret
 
 
 # The dependencies are coroutines although they never wait: FastAPI runs a plain function in a
@@ -148,7 +150,7 @@ async def required_identity(request: Request) -> Identity:
     return identity
 
 
-def require_roles(*roles: str):
+def require_roles(*roles: str) -> Callable[[Identity], Awaitable[Identity]]:
     """A dependency that admits only the given roles (and raises the route's 'no permission')."""
 
     async def dependency(identity: Annotated[Identity, Depends(required_identity)]) -> Identity:

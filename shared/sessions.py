@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import cast
 
 import orjson
 from redis.asyncio import Redis
@@ -36,7 +37,7 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _identity(raw: str | None) -> Identity | None:
+def _identity(raw: str | bytes | None) -> Identity | None:
     return Identity(**orjson.loads(raw)) if raw else None
 
 
@@ -83,7 +84,9 @@ class SessionStore:
     async def revoke_user(self, user_id: int, keep: str = "") -> None:
         """Ends every session of a user but `keep` (a ban ends all; a password change the others)."""
         index = self.keys.of("user-sessions", user_id)
-        token_ids = {t for t in await self.redis.smembers(index) if t != keep}
+        # The client decodes replies (shared.redis.create_redis): the members are str, not bytes.
+        members = cast(set[str], await self.redis.smembers(index))
+        token_ids = {t for t in members if t != keep}
         if token_ids:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(*(self.keys.of("sess", t) for t in token_ids))

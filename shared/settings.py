@@ -38,4 +38,5 @@ class PlatformSettings(BaseSettings):
     console_url: str = f"http://127.0.0.1:{DEFAULT_SERVICE_PORTS['console']}"
 
     def service_url(self, name: str) -> str:
-        return getattr(self, f"{name}_url")
+        url: str = getattr(self, f"{name}_url")
+        return url
