@@ -2,8 +2,9 @@
 
 1. Faces embedded per second: `POST /api/v1/engine/recocomp/face/insert` through the gateway (base64
    JSON, decoding, detection, alignment, embedding, PostgreSQL, the index, the change on Redis) next to
-   the bare engine in this process doing the same work on the same photos (base64 decode, detection of
-   the largest face, embedding; nothing stored):
+   the bare engine in this process doing the same work on the same photos (base64 decode, the largest
+   plausible face upright, as the service finds it, alignment, embedding; nothing stored). Both load the
+   models with the service's settings (FaceSettings: ONNX Runtime threads, embed batch size):
 
        1 image      in-process: one photo per call          API: one photo per request
        16 images    in-process: 16 photos, one embed call   API: 16 photos per request (the service
@@ -42,7 +43,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
-import faiss
 import httpx
 import numpy as np
 
@@ -59,7 +59,7 @@ from bench.common import (
     running_platform,
 )
 from services.face.engine import FaceEngine, decode_base64_image
-from services.face.image_embedding import select_model
+from services.face.image_embedding import load_engine, select_model
 from services.face.settings import FaceSettings
 from services.face.vector_index import FaceIndex, IndexSettings
 from tests.fixtures.face_photos import face_photo_dir
@@ -115,11 +115,11 @@ def service_providers(bench: BenchPlatform) -> str:
 
 
 def embed_in_process(engine: FaceEngine, encoded: Sequence[str]) -> int:
-    """What one insert costs without the service: decode, largest face, one embed call."""
+    """What one insert costs without the service: decode, the largest plausible face upright, one embed call."""
     items = []
     for text in encoded:
-        bgr = decode_base64_image(text)
-        items.append((bgr, engine.largest_face(bgr)))
+        upright = engine.upright_face(decode_base64_image(text))
+        items.append((upright.image, upright.face))
     return len(engine.embed_faces(items))
 
 
@@ -254,8 +254,7 @@ async def bench_search(client: httpx.AsyncClient, bench: BenchPlatform, key: str
     api = await generate_load(client, search, concurrency=1, count=SEARCHES, label="API search",
                               cpu_of=bench.pids("face", "gateway"))
 
-    # The same collection in this process, searched single-threaded as the service does.
-    faiss.omp_set_num_threads(1)
+    # The same collection in this process; FaceIndex searches on one OpenMP thread, as in the service.
     index = FaceIndex(engine.dim, IndexSettings())
     index.build_from(ids, stored)
     query = engine.embed_largest(decode_base64_image(photos["person_a_2.jpg"]))
@@ -303,7 +302,9 @@ async def main() -> None:
     photos = {name: base64.b64encode((directory / name).read_bytes()).decode() for name in PHOTOS}
     settings = FaceSettings()
     selection = select_model(settings)
-    engine = FaceEngine(selection)
+    engine, missing = load_engine(settings)
+    if engine is None:
+        raise SystemExit(missing)
     model_dir = str(getattr(selection, "detector", directory).parent)
     print(f"in-process: {engine.model_name} ({engine.dim}-d) on {engine.providers}; models from {model_dir}",
           flush=True)
