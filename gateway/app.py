@@ -99,10 +99,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         revocations = asyncio.create_task(app.state.sessions.follow_revocations(), name="follow-revocations")
         app.state.signer = IdentitySigner(settings.internal_secret)
         app.state.limiter = RateLimiter(redis, keys)
-        app.state.upstreams = Upstreams({name: settings.service_url(name) for name in settings.services},
+        app.state.upstreams = Upstreams({name: settings.service_urls(name) for name in settings.services},
                                         timeout=settings.upstream_timeout,
                                         connect_timeout=settings.upstream_connect_timeout)
-        app.state.openapi = docs.MergedOpenAPI({n: settings.service_url(n) for n in settings.services})
+        # Every replica of a service serves the same description: the first one's is asked.
+        app.state.openapi = docs.MergedOpenAPI({n: settings.service_urls(n)[0] for n in settings.services})
         try:
             yield
         finally:
@@ -150,21 +151,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         response.set_cookie(CSRF_COOKIE, token, samesite="lax", path="/")
         return response
 
-    @app.get("/healthz", tags=["gateway"], summary="Health of the gateway and every service")
+    @app.get("/healthz", tags=["gateway"], summary="Health of the gateway and of every service's replicas")
     async def healthz(request: Request) -> JSONResponse:
         upstreams: Upstreams = request.app.state.upstreams
 
-        async def check(name: str) -> tuple[str, dict[str, object]]:
+        async def check(address: str) -> dict[str, object]:
             try:
-                async with upstreams.session.get(upstreams.url(name, "/readyz"),
-                                                 timeout=aiohttp.ClientTimeout(total=3)) as response:
-                    body = await response.json(content_type=None)
-                return name, {"status": "ok" if response.status == 200 else "not ready",
-                              "checks": body.get("data", {}).get("checks", {})}
+                status, checks = await upstreams.readiness(address)
+                return {"status": "ok" if status == 200 else "not ready", "checks": checks}
             except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as exc:
-                return name, {"status": "down", "error": type(exc).__name__}
+                return {"status": "down", "error": type(exc).__name__}
 
-        results = dict(await asyncio.gather(*(check(name) for name in upstreams.bases)))
+        async def service(name: str) -> tuple[str, dict[str, object]]:
+            replicas = upstreams.replicas[name]
+            results = await asyncio.gather(*(check(address) for address in replicas.urls))
+            # A service is as healthy as its best replica: the others are out of the rotation until ready.
+            best = min(results, key=lambda r: ["ok", "not ready", "down"].index(str(r["status"])))
+            return name, {**best, "replicas": [{"url": address, "in_rotation": replicas.in_rotation(address), **result}
+                                               for address, result in zip(replicas.urls, results, strict=True)]}
+
+        results = dict(await asyncio.gather(*(service(name) for name in upstreams.replicas)))
         healthy = all(r["status"] == "ok" for r in results.values())
         return JSONResponse({"code": 0 if healthy else 1002, "message": "ok" if healthy else "degraded",
                              "data": {"gateway": "ok", "services": results}},

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from urllib.parse import quote_from_bytes
 
 import aiohttp
@@ -22,6 +22,7 @@ from yarl import URL
 from shared.contract import dialect_for
 from shared.edge import too_large
 from shared.errors import PayloadTooLarge, ServiceUnavailable
+from shared.http import IDEMPOTENT_METHODS, Replicas
 from shared.identity import IDENTITY_HEADER, INTERNAL_HEADERS
 from shared.requestctx import REQUEST_ID_HEADER
 
@@ -47,9 +48,6 @@ _NOT_FORWARDED = frozenset(name.encode() for name in (*HOP_BY_HOP, *INTERNAL_HEA
 # would fail the whole request, so it is dropped instead.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-# Safe to send twice: the method says so, or the client's Idempotency-Key does (the services keep
-# its first answer).
-_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Query bytes passed on as they came; anything else (raw non-ASCII) is percent-encoded.
 _QUERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 # Headers aiohttp would add on its own: the service sees the client's headers and nothing else.
@@ -57,10 +55,12 @@ _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
 class Upstreams:
-    """Where each service is, and one pool of keep-alive connections to all of them."""
+    """Where each service's replicas are (shared/http.py Replicas), and one pool of keep-alive connections
+    to all of them."""
 
-    def __init__(self, urls: Mapping[str, str], *, timeout: float, connect_timeout: float) -> None:
-        self.bases = {name: URL(url) for name, url in urls.items()}
+    def __init__(self, urls: Mapping[str, Sequence[str]], *, timeout: float, connect_timeout: float) -> None:
+        self.replicas = {name: Replicas(name, addresses, self._ready) for name, addresses in urls.items()}
+        self._bases = {address: URL(address) for addresses in urls.values() for address in addresses}
         connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0,
                                          keepalive_timeout=KEEPALIVE_SECONDS, use_dns_cache=True)
         self.session = aiohttp.ClientSession(
@@ -76,14 +76,28 @@ class Upstreams:
         self.session._retry_connection = False
 
     def __contains__(self, service: str) -> bool:
-        return service in self.bases
+        return service in self.replicas
 
-    def url(self, service: str, raw_path: str, query: str = "") -> URL:
-        base = self.bases[service]
+    def url(self, address: str, raw_path: str, query: str = "") -> URL:
+        base = self._bases[address]
         return URL.build(scheme=base.scheme, host=base.raw_host or "", port=base.port, path=raw_path,
                          query_string=query, encoded=True)
 
+    async def readiness(self, address: str) -> tuple[int, dict[str, object]]:
+        """A replica's `/readyz` status and the checks it reports."""
+        async with self.session.get(self.url(address, "/readyz"), timeout=aiohttp.ClientTimeout(total=3)) as response:
+            body = await response.json(content_type=None)
+        return response.status, body.get("data", {}).get("checks", {})
+
+    async def _ready(self, address: str) -> bool:
+        try:
+            return (await self.readiness(address))[0] == 200
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
+            return False
+
     async def aclose(self) -> None:
+        for replicas in self.replicas.values():
+            await replicas.aclose()
         await self.session.close()
 
 
@@ -148,8 +162,14 @@ class _BodyStream:
             yield chunk
 
 
+def _nothing_sent(exc: aiohttp.ClientError) -> bool:
+    """Whether the connection failed before a byte of the request went: the replica is out of reach."""
+    return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
 def _may_retry(request: Request, content: bytes | None | _BodyStream, exc: aiohttp.ClientError) -> bool:
-    """Whether a request that failed in transport may go once more, on a fresh connection.
+    """Whether a request that failed in transport may go once more, to another replica where there is
+    one, else on a fresh connection.
 
     A service that closes a keep-alive connection (as uvicorn does after a 500, or when it is idle)
     races the gateway's next request on it, which then fails without an answer. Nothing was sent
@@ -158,28 +178,35 @@ def _may_retry(request: Request, content: bytes | None | _BodyStream, exc: aioht
     """
     if isinstance(content, _BodyStream) and content.started:
         return False
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if _nothing_sent(exc):
         return True
-    repeatable = request.method in _IDEMPOTENT_METHODS or "idempotency-key" in request.headers
+    repeatable = request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
     return repeatable and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
 
 
-async def _send(upstreams: Upstreams, request: Request, service: str, url: URL, headers: CIMultiDict[str],
-                content: bytes | None | _BodyStream) -> aiohttp.ClientResponse:
+async def _send(upstreams: Upstreams, request: Request, service: str, path_and_query: tuple[str, str],
+                headers: CIMultiDict[str], content: bytes | None | _BodyStream) -> aiohttp.ClientResponse:
+    replicas = upstreams.replicas[service]
+    address = replicas.pick()
     retried = False
     while True:
         try:
-            return await upstreams.session.request(request.method, url, headers=headers, data=content,
-                                                   allow_redirects=False)
-        except TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
-            raise ServiceUnavailable(f"{service} service timed out", details=type(exc).__name__) from exc
-        except aiohttp.ClientError as exc:
+            return await upstreams.session.request(request.method, upstreams.url(address, *path_and_query),
+                                                   headers=headers, data=content, allow_redirects=False)
+        except aiohttp.ClientError as exc:  # before TimeoutError: a connect time-out is both
             if isinstance(content, _BodyStream) and content.refused is not None:
                 raise content.refused from None
+            if _nothing_sent(exc):
+                replicas.failed(address)
             if retried or not _may_retry(request, content, exc):
+                if isinstance(exc, TimeoutError):
+                    raise ServiceUnavailable(f"{service} service timed out", details=type(exc).__name__) from exc
                 raise ServiceUnavailable(f"{service} service unavailable", details=type(exc).__name__) from exc
             retried = True
-            log.info("retrying %s on %s on a fresh connection after %s", request.method, service, type(exc).__name__)
+            address = replicas.pick(avoid=address)
+            log.info("retrying %s on %s (%s) after %s", request.method, service, address, type(exc).__name__)
+        except TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
+            raise ServiceUnavailable(f"{service} service timed out", details=type(exc).__name__) from exc
 
 
 async def forward(
@@ -208,9 +235,9 @@ async def forward(
     query: bytes = request.scope["query_string"]
     if not query.isascii():
         query = quote_from_bytes(query, safe=_QUERY_SAFE).encode()
-    url = upstreams.url(service, request.scope["raw_path"].decode("ascii"), query.decode("ascii"))
+    path_and_query = (request.scope["raw_path"].decode("ascii"), query.decode("ascii"))
     headers = _request_headers(request, request_id, identity_header, client_ip)
-    upstream = await _send(upstreams, request, service, url, headers, content)
+    upstream = await _send(upstreams, request, service, path_and_query, headers, content)
     answer_headers = [(k.lower(), v) for k, v in upstream.raw_headers if k.lower() not in _HOP_BY_HOP_RAW]
     response: Response
     if declared_length(upstream.headers) <= SMALL_BODY:

@@ -1,8 +1,20 @@
-"""One long-lived httpx client per service for calls to other services: bounded timeouts, the
-request id propagated, the call signed as coming from this service, optional end-user identity."""
+"""Calls from one service to another, and the replicas a service runs as.
+
+`Replicas` is the one balancing rule, used by the gateway (gateway/proxy.py) and by `ServiceClient`: a
+service's addresses (`LABELHIVE_<SERVICE>_URL`, comma-separated) are taken in turn, one that refuses a
+connection is taken out of the rotation, and a light probe puts it back once its `/readyz` answers 200.
+
+`ServiceClient` is one long-lived httpx client per peer service: bounded timeouts, the request id
+propagated, the call signed as coming from this service, optional end-user identity."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -10,17 +22,84 @@ import httpx
 from shared.errors import ServiceUnavailable
 from shared.identity import CALLER_HEADER, IDENTITY_HEADER, Identity, sign_caller, sign_identity
 from shared.requestctx import REQUEST_ID_HEADER, current_request_id
+from shared.settings import split_urls
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
+# How often a replica out of the rotation is asked whether it is ready again.
+PROBE_INTERVAL_SECONDS = 1.0
+# Safe to send twice: the method says so, or the caller's Idempotency-Key does (the services keep its
+# first answer).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Replicas:
+    """The addresses of one service: `pick()` takes the ones in the rotation in turn, `failed()` takes one
+    out after a connection failure, and a background probe (running only while one is out) puts it back
+    when `probe(url)` says it is ready."""
+
+    def __init__(self, service: str, urls: Sequence[str], probe: Callable[[str], Awaitable[bool]],
+                 *, probe_interval: float = PROBE_INTERVAL_SECONDS) -> None:
+        if not urls:
+            raise ValueError(f"no address for the {service} service")
+        self.service = service
+        self.urls = list(urls)
+        self.out: set[str] = set()
+        self._turn = itertools.cycle(self.urls)
+        self._probe = probe
+        self._probe_interval = probe_interval
+        self._prober: asyncio.Task[None] | None = None
+
+    def pick(self, avoid: str | None = None) -> str:
+        """The next replica in the rotation, other than `avoid` where there is another. With every
+        replica out, each is still tried in turn: a refused call costs little, and one may be back."""
+        candidates = [url for url in self.urls if url not in self.out and url != avoid]
+        if not candidates:
+            candidates = [url for url in self.urls if url != avoid] or self.urls
+        for url in self._turn:
+            if url in candidates:
+                return url
+        raise AssertionError("unreachable: the rotation cycles over every url")
+
+    def in_rotation(self, url: str) -> bool:
+        return url not in self.out
+
+    def failed(self, url: str) -> None:
+        """`url` refused a connection: out of the rotation until its probe answers."""
+        if len(self.urls) == 1 or url in self.out:
+            return  # a lone replica stays: there is no other to send its requests to
+        self.out.add(url)
+        log.warning("%s replica %s out of the rotation", self.service, url)
+        if self._prober is None or self._prober.done():
+            # A context of its own: the probe belongs to no request, so its log lines carry no request id.
+            self._prober = asyncio.create_task(self._bring_back(), name=f"probe-{self.service}",
+                                               context=contextvars.Context())
+
+    async def _bring_back(self) -> None:
+        while self.out:
+            await asyncio.sleep(self._probe_interval)
+            for url in list(self.out):
+                if await self._probe(url):
+                    self.out.discard(url)
+                    log.warning("%s replica %s back in the rotation", self.service, url)
+
+    async def aclose(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
 
 
 class ServiceClient:
-    """Calls one peer service. Connection failures and timeouts become `ServiceUnavailable` (503)."""
+    """Calls one peer service over its replicas. A call whose connection failed before anything was sent,
+    or one safe to repeat (GET, HEAD, OPTIONS, or an Idempotency-Key) that failed in transport, goes
+    once more to another replica; failures and timeouts after that become `ServiceUnavailable` (503)."""
 
     def __init__(
         self,
         peer: str,
-        base_url: str,
+        base_url: str | Sequence[str],
         caller: str,
         secret: str,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
@@ -29,7 +108,15 @@ class ServiceClient:
         self.peer = peer
         self._caller = caller
         self._secret = secret
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        urls = split_urls(base_url) if isinstance(base_url, str) else list(base_url)
+        self.replicas = Replicas(peer, urls, self._ready)
+
+    async def _ready(self, url: str) -> bool:
+        try:
+            return (await self._client.get(f"{url}/readyz", timeout=2)).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     async def request(
         self, method: str, path: str, *, identity: Identity | None = None, **kwargs: Any
@@ -40,12 +127,25 @@ class ServiceClient:
             headers[REQUEST_ID_HEADER] = request_id
         if identity is not None:
             headers[IDENTITY_HEADER] = sign_identity(identity, self._secret)
-        try:
-            return await self._client.request(method, path, headers=headers, **kwargs)
-        except httpx.TransportError as exc:
-            raise ServiceUnavailable(
-                f"{self.peer} service unavailable", details=type(exc).__name__
-            ) from exc
+        repeatable = method.upper() in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in headers)
+        url = self.replicas.pick()
+        retried = False
+        while True:
+            try:
+                return await self._client.request(method, f"{url}{path}", headers=headers, **kwargs)
+            except httpx.TransportError as exc:
+                nothing_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if nothing_sent:
+                    self.replicas.failed(url)
+                if retried or not (nothing_sent or (repeatable and not isinstance(exc, httpx.TimeoutException))):
+                    raise ServiceUnavailable(
+                        f"{self.peer} service unavailable", details=type(exc).__name__
+                    ) from exc
+                retried = True
+                url = self.replicas.pick(avoid=url)
+                log.info("retrying %s %s on another %s replica after %s", method, path, self.peer,
+                         type(exc).__name__)
 
     async def aclose(self) -> None:
+        await self.replicas.aclose()
         await self._client.aclose()

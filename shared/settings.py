@@ -11,6 +11,11 @@ SERVICES = ("auth", "dataset", "tasks", "face", "detect", "stats", "console")
 DEFAULT_SERVICE_PORTS = {name: 8101 + i for i, name in enumerate(SERVICES)}
 
 
+def split_urls(value: str) -> list[str]:
+    """The addresses in a `LABELHIVE_<SERVICE>_URL`: one, or a service's replicas separated by commas."""
+    return [url.strip().rstrip("/") for url in value.split(",") if url.strip()]
+
+
 class PlatformSettings(BaseSettings):
     """What the gateway and every service share. Each service subclasses it for its own knobs."""
 
@@ -38,5 +43,10 @@ class PlatformSettings(BaseSettings):
     console_url: str = f"http://127.0.0.1:{DEFAULT_SERVICE_PORTS['console']}"
 
     def service_url(self, name: str) -> str:
+        """`LABELHIVE_<NAME>_URL` as set: one address, or a service's replicas separated by commas."""
         url: str = getattr(self, f"{name}_url")
         return url
+
+    def service_urls(self, name: str) -> list[str]:
+        """The addresses of a service's replicas."""
+        return split_urls(self.service_url(name))

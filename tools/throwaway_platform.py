@@ -108,17 +108,20 @@ async def throwaway_platform(
     services: Sequence[str] = SERVICES,
     extra_env: dict[str, str] | None = None,
     log_dir: Path | None = None,
+    replicas: int = 1,
 ) -> AsyncIterator[Platform]:
-    """Starts `services` and the gateway on free ports against `backing`, with a signing secret of their
-    own; stops them on exit (SIGTERM, then SIGKILL after 10 s)."""
+    """Starts `services` (`replicas` of each) and the gateway on free ports against `backing`, with a
+    signing secret of their own; stops them on exit (SIGTERM, then SIGKILL after 10 s)."""
     unknown = [s for s in services if s not in SERVICES]
     if unknown:
         raise ValueError(f"unknown services: {unknown}")
     # Every service gets a port, also those not started, so that a service under test calling one of
     # them is refused rather than reaching another deployment on the default ports.
-    *ports, gateway_port = distinct_free_ports(len(SERVICES) + 1)
+    *ports, gateway_port = distinct_free_ports(len(SERVICES) * replicas + 1)
+    first, further = ports[:len(SERVICES)], ports[len(SERVICES):]
     platform = Platform(backing.database_url, backing.redis_url, secrets.token_urlsafe(32), gateway_port,
-                        dict(zip(SERVICES, ports)), services=list(services),
+                        dict(zip(SERVICES, first, strict=True)), services=list(services),
+                        replica_ports={name: further[i::len(SERVICES)] for i, name in enumerate(SERVICES)},
                         extra_env={"LABELHIVE_REDIS_NAMESPACE": backing.namespace, **(extra_env or {})},
                         log_dir=log_dir)
     try:
