@@ -47,6 +47,7 @@ from .storage import (
     RangeNotSatisfiable,
     StorageError,
     StoredObject,
+    WholeObjectPuts,
     is_valid_key,
 )
 
@@ -94,7 +95,7 @@ def _object_path(key: str) -> str:
     return f"{key[:2]}/{key[2:4]}/{key}"
 
 
-class S3ObjectStore:
+class S3ObjectStore(WholeObjectPuts):
     def __init__(self, store: S3Store, part_size: int = PART_SIZE) -> None:
         self._store = store
         self._part_size = part_size
@@ -156,15 +157,6 @@ class S3ObjectStore:
                 yield chunk
 
         return await self.put_stream(chunks(), max_bytes)
-
-    async def put_file(self, path: str | Path, max_bytes: int | None = None) -> StoredObject:
-        with open(path, "rb") as fileobj:
-            return await self.put_fileobj(fileobj, max_bytes)
-
-    async def put_bytes(self, data: bytes, max_bytes: int | None = None) -> StoredObject:
-        if max_bytes is not None and len(data) > max_bytes:
-            raise ObjectTooLarge(max_bytes)
-        return await self.put_fileobj(io.BytesIO(data))
 
     async def delete(self, key: str) -> bool:
         if not await self.exists(key):  # S3 answers a delete of nothing with success

@@ -196,7 +196,23 @@ class _PendingObject:
         self.tmp_path.unlink(missing_ok=True)
 
 
-class LocalObjectStore:
+class WholeObjectPuts:
+    """`put_file` and `put_bytes`, the same for every store: both go through the store's `put_fileobj`."""
+
+    async def put_fileobj(self, fileobj: BinaryIO, max_bytes: int | None = None) -> StoredObject:
+        raise NotImplementedError
+
+    async def put_file(self, path: str | os.PathLike[str], max_bytes: int | None = None) -> StoredObject:
+        with open(path, "rb") as fileobj:
+            return await self.put_fileobj(fileobj, max_bytes)
+
+    async def put_bytes(self, data: bytes, max_bytes: int | None = None) -> StoredObject:
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ObjectTooLarge(max_bytes)
+        return await self.put_fileobj(io.BytesIO(data))
+
+
+class LocalObjectStore(WholeObjectPuts):
     """Objects under ``root/ab/cd/<sha256>``; temp files under ``root/.tmp`` (same filesystem, so the
     final ``os.replace`` is atomic and readers never see a half-written object)."""
 
@@ -255,15 +271,6 @@ class LocalObjectStore:
         except BaseException:
             pending.discard()
             raise
-
-    async def put_file(self, path: str | os.PathLike[str], max_bytes: int | None = None) -> StoredObject:
-        with open(path, "rb") as fileobj:
-            return await self.put_fileobj(fileobj, max_bytes)
-
-    async def put_bytes(self, data: bytes, max_bytes: int | None = None) -> StoredObject:
-        if max_bytes is not None and len(data) > max_bytes:
-            raise ObjectTooLarge(max_bytes)
-        return await self.put_fileobj(io.BytesIO(data))
 
     async def purge_stale_temp(self, older_than_seconds: float = 24 * 3600) -> int:
         return await asyncio.to_thread(self._purge_stale_temp_sync, older_than_seconds)
