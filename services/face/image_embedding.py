@@ -153,6 +153,15 @@ class Recognizer:
             log.info("image %d: face found upright with the photo turned %d degrees", index, upright.turned)
         return Located(index, aligned)
 
+    def _embed_located(self, index: int, image: object, gate: bool) -> np.ndarray | ImageProblem:
+        """`_locate` and the embedding of its face, in one trip to the pool (runs on the pool)."""
+        try:
+            located = self._locate(index, image, gate)
+        except ImageProblem as problem:
+            return problem
+        vector: np.ndarray = self.require().embed_aligned([located.aligned])[0]
+        return vector
+
     async def _locate_safely(self, index: int, image: object, gate: bool) -> Located | ImageProblem:
         try:
             return await self._run(self._locate, index, image, gate)
@@ -166,6 +175,9 @@ class Recognizer:
         (enrolment, face login) refuses faces that fail the quality gate."""
         engine = self.require()
         positions = list(range(len(images))) if indices is None else list(indices)
+        if len(images) == 1:
+            # Nothing to batch: one trip to the pool instead of two (a search, a face login, a lone insert).
+            return [await self._run(self._embed_located, positions[0], images[0], gate)]
         found = await asyncio.gather(*(self._locate_safely(p, image, gate) for p, image in zip(positions, images)))
         located = [(n, item) for n, item in enumerate(found) if isinstance(item, Located)]
         results: list[np.ndarray | ImageProblem] = list(found)  # type: ignore[arg-type]
