@@ -141,6 +141,16 @@ def gateway_client(platform: Platform, **kwargs: object) -> httpx.AsyncClient:
                              event_hooks={"response": [_no_secrets]}, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def admin(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in as the bootstrap admin, shared by the whole run."""
+    from tests.helpers import admin_client  # tests.helpers imports this module
+
+    client = await admin_client(platform)
+    yield client
+    await client.aclose()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     async with gateway_client(platform) as c:

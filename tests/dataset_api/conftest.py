@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest_asyncio
 
-from tests.helpers import Account, admin_client, user_client
+from tests.helpers import Account, user_client
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -28,11 +28,4 @@ async def other_manager(platform, mailbox) -> AsyncIterator[tuple[httpx.AsyncCli
 async def tagger(platform, mailbox) -> AsyncIterator[tuple[httpx.AsyncClient, Account]]:
     client, account = await user_client(platform, mailbox, "tag")
     yield client, account
-    await client.aclose()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def admin(platform) -> AsyncIterator[httpx.AsyncClient]:
-    client = await admin_client(platform)
-    yield client
     await client.aclose()

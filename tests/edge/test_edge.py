@@ -20,7 +20,7 @@ from shared.requestctx import current_request_id
 from shared.service_app import build_service_app
 from shared.settings import PlatformSettings
 from tests.conftest import unique
-from tests.helpers import Account, admin_client, user_client
+from tests.helpers import Account, user_client
 
 BEYOND_INT32 = 5614184779
 BEYOND_INT64 = 2**70
@@ -31,13 +31,6 @@ DEEP = 5000
 async def requester(platform, mailbox) -> AsyncIterator[tuple[httpx.AsyncClient, Account]]:
     client, account = await user_client(platform, mailbox, "demand")
     yield client, account
-    await client.aclose()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def admin(platform) -> AsyncIterator[httpx.AsyncClient]:
-    client = await admin_client(platform)
-    yield client
     await client.aclose()
 
 

@@ -22,7 +22,7 @@ import pytest_asyncio
 from shared.redis import Keys
 from shared.sessions import SessionStore
 from tests.conftest import gateway_client, unique
-from tests.helpers import admin_client, eventually
+from tests.helpers import eventually
 
 PASSWORD = "pass-word-1"
 
@@ -116,13 +116,6 @@ async def people(platform, db, redis, backing) -> AsyncIterator[People]:
     crowd = People(platform, db, redis, backing.namespace)
     yield crowd
     await crowd.close()
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def admin(platform) -> AsyncIterator[httpx.AsyncClient]:
-    client = await admin_client(platform)
-    yield client
-    await client.aclose()
 
 
 def zip_of(members: dict[str, bytes]) -> bytes:
