@@ -59,6 +59,7 @@ from shared.identity import Identity
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+U = TypeVar("U")
 AfterCommit = Callable[[Callable[[], Awaitable[object]]], None]
 # The `owner_id` an admin gives for the collections made before collections had owners (stored: null).
 NO_OWNER = 0
@@ -139,6 +140,16 @@ class FaceContext:
             await self.bus.commit(change)
 
         after_commit(publish)
+
+
+async def _meanwhile(lookup: Awaitable[T], inference: Awaitable[U]) -> tuple[T, U]:
+    """The collection's lookup and the model's work at once, so that the model never waits on PostgreSQL;
+    errors answer as if they had run in that order (a missing collection before a bad image)."""
+    found, computed = await asyncio.gather(lookup, inference, return_exceptions=True)
+    for outcome in (found, computed):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return found, computed  # type: ignore[return-value]
 
 
 def check_model(collection: CollectionRow, model: str, has_vectors: bool) -> None:
@@ -252,8 +263,8 @@ async def _embed_subset(ctx: FaceContext, images: list[Any], wanted: list[bool])
 async def insert(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, images: list[Any],
                  targets: list[str], after_commit: AfterCommit) -> WriteResult:
     engine = ctx.recognizer.require()
-    found = await ctx.peek(scope, name, CollectionMissing)
-    embedded = await ctx.recognizer.embed_images(images, gate=True)
+    found, embedded = await _meanwhile(ctx.peek(scope, name, CollectionMissing),
+                                       ctx.recognizer.embed_images(images, gate=True))
     grouped, problems = _valid_by_target(targets, embedded)
 
     row = await _locked(repo, found, CollectionMissing)
@@ -328,8 +339,7 @@ async def delete_targets(ctx: FaceContext, repo: FaceRepository, scope: Scope, n
 
 async def search(ctx: FaceContext, scope: Scope, name: str, image: Any, k: int) -> list[dict[str, Any]]:
     engine = ctx.recognizer.require()
-    row = await ctx.peek(scope, name, CheckCollectionName)
-    vector = await _query_vector(ctx, image, "face_image")
+    row, vector = await _meanwhile(ctx.peek(scope, name, CheckCollectionName), _query_vector(ctx, image, "face_image"))
     state: CollectionIndex | None = await ctx.registry.current(row.id, row.version)
     if state is None:  # dropped meanwhile
         raise CheckCollectionName(f"collection {name!r} does not exist")
