@@ -54,8 +54,7 @@ async def run(names: list[str]) -> int:
             failed.append(name)
             continue
         if main is None:
-            print(f"[bench] {name}: skipped, {BENCHMARKS[name].replace('.', '/')}.py does not exist yet",
-                  flush=True)
+            print(f"[bench] {name}: skipped, {BENCHMARKS[name].replace('.', '/')}.py does not exist yet", flush=True)
             continue
         print(f"\n=== {name} ===", flush=True)
         try:
@@ -70,8 +69,9 @@ async def run(names: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("names", nargs="*", metavar="name",
-                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "names", nargs="*", metavar="name", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}"
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
     if args.list:

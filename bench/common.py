@@ -73,12 +73,14 @@ def machine_info() -> str:
         loop = "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio"
     except (ImportError, RuntimeError):
         loop = "asyncio"
-    return (f"machine: nproc {usable} (cpu_count {os.cpu_count()}), {_cpu_model()}, "
-            f"{host_platform.system()} {host_platform.release()} {host_platform.machine()}\n"
-            f"python:  {host_platform.python_implementation()} {host_platform.python_version()}, "
-            f"load generator on {loop}, httpx {httpx.__version__} (HTTP/1.1 keep-alive)\n"
-            f"load average at start: {load} (the client, gateway, services, PostgreSQL and Redis "
-            f"share these CPUs)")
+    return (
+        f"machine: nproc {usable} (cpu_count {os.cpu_count()}), {_cpu_model()}, "
+        f"{host_platform.system()} {host_platform.release()} {host_platform.machine()}\n"
+        f"python:  {host_platform.python_implementation()} {host_platform.python_version()}, "
+        f"load generator on {loop}, httpx {httpx.__version__} (HTTP/1.1 keep-alive)\n"
+        f"load average at start: {load} (the client, gateway, services, PostgreSQL and Redis "
+        f"share these CPUs)"
+    )
 
 
 # Database and Redis ------------------------------------------------------------------------------
@@ -88,7 +90,7 @@ def _plain_postgres_url(url: str) -> str:
     """asyncpg wants postgresql://; the platform also accepts postgresql+asyncpg://."""
     for prefix in ("postgresql+asyncpg://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix):]
+            return "postgresql://" + url[len(prefix) :]
     return url
 
 
@@ -165,10 +167,22 @@ async def running_platform(
             throwaway_backing(database_admin_url(), redis_url(), f"bench_{name}") as backing,
             throwaway_platform(backing, services=services, extra_env=env, log_dir=log_dir) as platform,
         ):
-            print(f"[bench] platform up in {time.perf_counter() - started:.1f}s: gateway "
-                  f"{platform.gateway_url}, services {', '.join(services)}", flush=True)
-            yield BenchPlatform(platform, backing.database_url, backing.redis_url, backing.namespace,
-                                platform.secret, admin_user, admin_password, data_dir, log_dir)
+            print(
+                f"[bench] platform up in {time.perf_counter() - started:.1f}s: gateway "
+                f"{platform.gateway_url}, services {', '.join(services)}",
+                flush=True,
+            )
+            yield BenchPlatform(
+                platform,
+                backing.database_url,
+                backing.redis_url,
+                backing.namespace,
+                platform.secret,
+                admin_user,
+                admin_password,
+                data_dir,
+                log_dir,
+            )
     except Exception:
         failed = True
         raise
@@ -200,10 +214,10 @@ def process_cpu_seconds(pid: int) -> float:
 
 def load_client(concurrency: int, timeout: float = 30.0) -> httpx.AsyncClient:
     """One client for all workers: HTTP/1.1, keep-alive, a connection per worker and host."""
-    limits = httpx.Limits(max_connections=concurrency * 2 + 8,
-                          max_keepalive_connections=concurrency * 2 + 8, keepalive_expiry=60)
-    return httpx.AsyncClient(http1=True, http2=False, limits=limits, timeout=timeout,
-                             follow_redirects=False)
+    limits = httpx.Limits(
+        max_connections=concurrency * 2 + 8, max_keepalive_connections=concurrency * 2 + 8, keepalive_expiry=60
+    )
+    return httpx.AsyncClient(http1=True, http2=False, limits=limits, timeout=timeout, follow_redirects=False)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -256,11 +270,14 @@ class Measurement:
         return sum(v for k, v in self.cpu_seconds.items() if not names or k in names) / self.requests * 1000
 
     def summary(self) -> str:
-        text = (f"{self.label} c={self.concurrency}: {self.requests} requests in {self.elapsed:.1f}s, "
-                f"{self.rps:.0f} req/s, p50 {self.p50_ms:.2f} ms, p99 {self.p99_ms:.2f} ms")
+        text = (
+            f"{self.label} c={self.concurrency}: {self.requests} requests in {self.elapsed:.1f}s, "
+            f"{self.rps:.0f} req/s, p50 {self.p50_ms:.2f} ms, p99 {self.p99_ms:.2f} ms"
+        )
         if self.cpu_seconds and self.requests:
             text += ", cpu ms/req " + " ".join(
-                f"{k} {v / self.requests * 1000:.2f}" for k, v in self.cpu_seconds.items())
+                f"{k} {v / self.requests * 1000:.2f}" for k, v in self.cpu_seconds.items()
+            )
         if self.errors:
             text += f", {self.errors} errors (first: {self.first_error})"
         return text
@@ -329,9 +346,15 @@ def merge(parts: Sequence[Measurement]) -> Measurement:
     for part in parts:
         for name, seconds in part.cpu_seconds.items():
             cpu[name] = cpu.get(name, 0.0) + seconds
-    return Measurement(first.label, first.concurrency, sum(p.elapsed for p in parts),
-                       sorted(x for p in parts for x in p.latencies), sum(p.errors for p in parts),
-                       next((p.first_error for p in parts if p.first_error), None), cpu)
+    return Measurement(
+        first.label,
+        first.concurrency,
+        sum(p.elapsed for p in parts),
+        sorted(x for p in parts for x in p.latencies),
+        sum(p.errors for p in parts),
+        next((p.first_error for p in parts if p.first_error), None),
+        cpu,
+    )
 
 
 # wrk: HTTP load from C, so that the client does not eat the CPU it measures -----------------------
@@ -380,13 +403,24 @@ async def run_wrk(
     cpu_of: Mapping[str, int] | None = None,
 ) -> WrkResult:  # fmt: skip
     """`concurrency` keep-alive connections sending GET `url` back to back for `duration` seconds."""
-    command = [wrk, "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{max(1, round(duration))}s",
-               "--latency", "--timeout", "30s"]
+    command = [
+        wrk,
+        "-t",
+        str(min(2, concurrency)),
+        "-c",
+        str(concurrency),
+        "-d",
+        f"{max(1, round(duration))}s",
+        "--latency",
+        "--timeout",
+        "30s",
+    ]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     cpu_before = {name: process_cpu_seconds(pid) for name, pid in (cpu_of or {}).items()}
-    process = await asyncio.create_subprocess_exec(*command, url, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.STDOUT)
+    process = await asyncio.create_subprocess_exec(
+        *command, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     out = (await process.communicate())[0].decode(errors="replace")
     cpu = {name: process_cpu_seconds(pid) - cpu_before[name] for name, pid in (cpu_of or {}).items()}
     summary = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", out)
@@ -396,8 +430,9 @@ async def run_wrk(
     socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     errors = int(_wrk_number(r"Non-2xx or 3xx responses: (\d+)", out)) + socket_errors
     elapsed = float(summary.group(2)) * _WRK_UNITS[summary.group(3)] / 1000
-    return WrkResult(int(summary.group(1)), elapsed,
-                     float(p50.group(1)) * _WRK_UNITS[p50.group(2)] if p50 else math.nan, errors, cpu)
+    return WrkResult(
+        int(summary.group(1)), elapsed, float(p50.group(1)) * _WRK_UNITS[p50.group(2)] if p50 else math.nan, errors, cpu
+    )
 
 
 # Reporting ---------------------------------------------------------------------------------------
@@ -439,8 +474,18 @@ def print_comparison(
     out = file or sys.stdout
     b, s = baseline_label, subject_label
     with_cpu = any(r.baseline.cpu_seconds or r.subject.cpu_seconds for r in rows)
-    headers = ["endpoint", "conc", f"{b} rps", f"{s} rps", f"ratio {s}/{b}", f"{b} p50 ms", f"{b} p99 ms",
-               f"{s} p50 ms", f"{s} p99 ms", "overhead p50 ms"]
+    headers = [
+        "endpoint",
+        "conc",
+        f"{b} rps",
+        f"{s} rps",
+        f"ratio {s}/{b}",
+        f"{b} p50 ms",
+        f"{b} p99 ms",
+        f"{s} p50 ms",
+        f"{s} p99 ms",
+        "overhead p50 ms",
+    ]
     if with_cpu:
         headers += [f"{b} cpu ms/req", f"{s} cpu ms/req"]
     headers.append("errors")
@@ -449,9 +494,17 @@ def print_comparison(
         base, subj = row.baseline, row.subject
         ratio = subj.rps / base.rps if base.rps else math.nan
         cells: list[object] = [
-            row.name, row.concurrency, f"{base.rps:.0f}", f"{subj.rps:.0f}", f"{ratio:.2f}",
-            f"{base.p50_ms:.2f}", f"{base.p99_ms:.2f}", f"{subj.p50_ms:.2f}", f"{subj.p99_ms:.2f}",
-            f"{subj.p50_ms - base.p50_ms:+.2f}"]
+            row.name,
+            row.concurrency,
+            f"{base.rps:.0f}",
+            f"{subj.rps:.0f}",
+            f"{ratio:.2f}",
+            f"{base.p50_ms:.2f}",
+            f"{base.p99_ms:.2f}",
+            f"{subj.p50_ms:.2f}",
+            f"{subj.p99_ms:.2f}",
+            f"{subj.p50_ms - base.p50_ms:+.2f}",
+        ]
         if with_cpu:
             cells += [f"{base.cpu_ms_per_request():.2f}", f"{subj.cpu_ms_per_request():.2f}"]
         cells.append(base.errors + subj.errors)

@@ -37,8 +37,11 @@ def _photo(seed: int) -> bytes:
 
 async def _task(gateway: str, admin_user: str, admin_password: str) -> tuple[int, str]:
     """A distributed bounding-box task of QUESTIONS photos; the annotator's session token."""
-    async with httpx.AsyncClient(base_url=gateway, timeout=120) as requester, \
-            httpx.AsyncClient(base_url=gateway, timeout=60) as admin, httpx.AsyncClient(base_url=gateway) as annotator:
+    async with (
+        httpx.AsyncClient(base_url=gateway, timeout=120) as requester,
+        httpx.AsyncClient(base_url=gateway, timeout=60) as admin,
+        httpx.AsyncClient(base_url=gateway) as annotator,
+    ):
         name = f"bench_req_{secrets.token_hex(3)}"
         await requester.post("/user/register-manager", json={"username": name, "password": "bench-pass-1"})
         await requester.post("/user/login", json={"user_name": name, "password": "bench-pass-1"})
@@ -48,15 +51,32 @@ async def _task(gateway: str, admin_user: str, admin_password: str) -> tuple[int
         with zipfile.ZipFile(archive, "w") as members:
             for i in range(1, QUESTIONS + 1):
                 members.writestr(f"{i}.jpg", _photo(i))
-        r = await requester.post("/task/upload_data", params={"data_type": "image"},
-                                 files={"file": ("data.zip", archive.getvalue(), "application/zip")})
+        r = await requester.post(
+            "/task/upload_data",
+            params={"data_type": "image"},
+            files={"file": ("data.zip", archive.getvalue(), "application/zip")},
+        )
         assert r.json()["code"] == 0, r.text
         files = r.json()["data"]
-        r = await requester.post("/task/", json={
-            "task_type": "bbox", "task_style": "box it", "reward_per_q": 1, "time_limit_per_q": 600,
-            "total_time_limit": 86400, "distribute_user_num": 1, "task_name": "bench boxes", "accept_method": "manual",
-            "files": files, "tag_type": ["a", "b", "c"], "strategy": "toall", "input_type": [], "cut_num": "1",
-            "result_type": "bbox"})
+        r = await requester.post(
+            "/task/",
+            json={
+                "task_type": "bbox",
+                "task_style": "box it",
+                "reward_per_q": 1,
+                "time_limit_per_q": 600,
+                "total_time_limit": 86400,
+                "distribute_user_num": 1,
+                "task_name": "bench boxes",
+                "accept_method": "manual",
+                "files": files,
+                "tag_type": ["a", "b", "c"],
+                "strategy": "toall",
+                "input_type": [],
+                "cut_num": "1",
+                "result_type": "bbox",
+            },
+        )
         assert r.json()["code"] == 0, r.text
         task_id = r.json()["data"]["task_id"]
         await admin.post("/user/login", json={"user_name": admin_user, "password": admin_password})
@@ -67,8 +87,11 @@ async def _task(gateway: str, admin_user: str, admin_password: str) -> tuple[int
         r = await annotator.post("/user/login", json={"user_name": tagger, "password": "bench-pass-1"})
         user = r.json()["data"]
         assert (await annotator.post(f"/task/accept/{task_id}")).json()["code"] == 0
-        return task_id, f'{{"user_id":{user["user_id"]},"user_name":"{tagger}","user_type":"tag"}}', \
-            annotator.cookies[SESSION_COOKIE]
+        return (
+            task_id,
+            f'{{"user_id":{user["user_id"]},"user_name":"{tagger}","user_type":"tag"}}',
+            annotator.cookies[SESSION_COOKIE],
+        )
 
 
 LATENCY_PROBE = """
@@ -86,8 +109,9 @@ async def main() -> None:
     from playwright.async_api import async_playwright
 
     print(machine_info(), flush=True)
-    async with running_platform(["auth", "dataset", "tasks", "stats", "console"], name="console",
-                                extra_env={"LABELHIVE_UPLOAD_THROTTLE": "0"}) as bench:
+    async with running_platform(
+        ["auth", "dataset", "tasks", "stats", "console"], name="console", extra_env={"LABELHIVE_UPLOAD_THROTTLE": "0"}
+    ) as bench:
         task_id, user_json, cookie = await _task(bench.gateway_url, bench.admin_user, bench.admin_password)
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
@@ -95,7 +119,9 @@ async def main() -> None:
             for path in PAGES:
                 path = path.format(task_id=task_id)
                 for _ in range(PAINT_RUNS):  # a fresh context each time: nothing cached
-                    context = await browser.new_context(base_url=bench.gateway_url, viewport={"width": 1280, "height": 800})
+                    context = await browser.new_context(
+                        base_url=bench.gateway_url, viewport={"width": 1280, "height": 800}
+                    )
                     if path != "/#/login":
                         await context.add_cookies([{"name": SESSION_COOKIE, "value": cookie, "url": bench.gateway_url}])
                         await context.add_init_script(f"localStorage.setItem('labelhive.user', '{user_json}')")
@@ -104,7 +130,8 @@ async def main() -> None:
                     await page.wait_for_selector("#main .page")
                     assert path == "/#/login" or await page.locator("#sign-out").count(), "not signed in"
                     fcp = await page.evaluate(
-                        "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1")
+                        "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1"
+                    )
                     paints.setdefault(path, []).append(fcp)
                     await context.close()
             context = await browser.new_context(base_url=bench.gateway_url, viewport={"width": 1280, "height": 800})
@@ -114,11 +141,14 @@ async def main() -> None:
             page = await context.new_page()
             await page.goto("/#/tasks")
             await page.wait_for_selector("#my-tasks")
-            first = await page.evaluate("""async (path) => {
+            first = await page.evaluate(
+                """async (path) => {
                 const started = performance.now();
                 location.hash = path;
                 await new Promise((resolve) => window.addEventListener('labelhive:question-shown', resolve, {once: true}));
-                return performance.now() - started; }""", f"/work/{task_id}")
+                return performance.now() - started; }""",
+                f"/work/{task_id}",
+            )
             await page.wait_for_selector(".box-viewport")
             for _ in range(QUESTIONS - 1):
                 count = await page.evaluate("window.__latencies.length")
@@ -131,7 +161,9 @@ async def main() -> None:
     for path, values in paints.items():
         print(f"  {path:<22} {statistics.median(values):7.0f} ms  (max {max(values):.0f} ms)")
     latencies.sort()
-    print(f"workspace, {QUESTIONS} photos of 1280x960: first question (route + task + question + image, "
-          f"not prefetched) {first:.0f} ms; next question (key press to drawn frame, prefetched) "
-          f"p50 {statistics.median(latencies):.1f} ms, p90 {latencies[int(len(latencies) * 0.9) - 1]:.1f} ms, "
-          f"max {latencies[-1]:.1f} ms over {len(latencies)} moves")
+    print(
+        f"workspace, {QUESTIONS} photos of 1280x960: first question (route + task + question + image, "
+        f"not prefetched) {first:.0f} ms; next question (key press to drawn frame, prefetched) "
+        f"p50 {statistics.median(latencies):.1f} ms, p90 {latencies[int(len(latencies) * 0.9) - 1]:.1f} ms, "
+        f"max {latencies[-1]:.1f} ms over {len(latencies)} moves"
+    )

@@ -108,7 +108,7 @@ async def manager_client(gateway_url: str) -> httpx.AsyncClient:
 
 
 async def import_dataset(client: httpx.AsyncClient, name: str, files: list[tuple[Path, Path]]) -> float:
-    batches = [files[i:i + BATCH] for i in range(0, len(files), BATCH)]
+    batches = [files[i : i + BATCH] for i in range(0, len(files), BATCH)]
     queue: asyncio.Queue[list[tuple[Path, Path]]] = asyncio.Queue()
     for batch in batches:
         queue.put_nowait(batch)
@@ -156,8 +156,10 @@ async def export_coco(client: httpx.AsyncClient, dataset_id: str) -> tuple[int, 
 
 
 async def media_body(boundary: str, size: int) -> AsyncIterator[bytes]:
-    yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"bench.mp4\"\r\n"
-           f"Content-Type: video/mp4\r\n\r\n").encode()
+    yield (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="bench.mp4"\r\n'
+        f"Content-Type: video/mp4\r\n\r\n"
+    ).encode()
     head = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isommp41"
     block = os.urandom(MB)
     yield head
@@ -171,11 +173,20 @@ async def media_body(boundary: str, size: int) -> AsyncIterator[bytes]:
 
 async def stream_media(client: httpx.AsyncClient, size: int) -> tuple[str, float]:
     boundary = secrets.token_hex(16)
-    length = len(f"--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"bench.mp4\"\r\n"
-                 f"Content-Type: video/mp4\r\n\r\n".encode()) + size + len(f"\r\n--{boundary}--\r\n".encode())
+    length = (
+        len(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="bench.mp4"\r\n'
+            f"Content-Type: video/mp4\r\n\r\n".encode()
+        )
+        + size
+        + len(f"\r\n--{boundary}--\r\n".encode())
+    )
     started = time.perf_counter()
-    response = await client.post("/video/", content=media_body(boundary, size), headers={
-        "Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(length)})
+    response = await client.post(
+        "/video/",
+        content=media_body(boundary, size),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(length)},
+    )
     elapsed = time.perf_counter() - started
     if response.status_code != 200 or response.json().get("code") != 0:
         raise RuntimeError(f"media upload failed: {response.status_code} {response.text[:300]}")
@@ -189,30 +200,45 @@ async def main() -> None:
         return
     files = pairs()
     expected_boxes = box_count(files)
-    print(f"NEU-DET: {len(files)} images, {expected_boxes} boxes; batches of {BATCH} image+XML pairs, "
-          f"{CONCURRENCY} requests at a time, through the gateway", flush=True)
+    print(
+        f"NEU-DET: {len(files)} images, {expected_boxes} boxes; batches of {BATCH} image+XML pairs, "
+        f"{CONCURRENCY} requests at a time, through the gateway",
+        flush=True,
+    )
     async with running_platform(["auth", "dataset"], name="dataset") as bench:
         pid = bench.pids("dataset")["dataset"]
         client = await manager_client(bench.gateway_url)
         try:
             name = f"neu-det-{secrets.token_hex(3)}"
-            response = await client.post("/data_module/create_dataset", files={
-                "name": (None, name), "data_type": (None, "3"), "desc": (None, "NEU-DET steel surface defects"),
-                "label_type": (None, ",".join(f"{i}:{label}" for i, label in enumerate(LABELS, 1)))})
+            response = await client.post(
+                "/data_module/create_dataset",
+                files={
+                    "name": (None, name),
+                    "data_type": (None, "3"),
+                    "desc": (None, "NEU-DET steel surface defects"),
+                    "label_type": (None, ",".join(f"{i}:{label}" for i, label in enumerate(LABELS, 1))),
+                },
+            )
             if response.json().get("err_no") != 0:
                 raise RuntimeError(f"create_dataset failed: {response.text}")
             dataset_id = response.json()["dataset_id"]
             rss_before = memory_kib(pid, "VmRSS")
 
             elapsed = await import_dataset(client, name, files)
-            print(f"import:  {len(files)} images in {elapsed:.1f}s = {len(files) / elapsed:.1f} images/s; dataset "
-                  f"service RSS {rss_before / 1024:.0f} MB before, peak (VmHWM) {memory_kib(pid, 'VmHWM') / 1024:.0f} "
-                  f"MB", flush=True)
+            print(
+                f"import:  {len(files)} images in {elapsed:.1f}s = {len(files) / elapsed:.1f} images/s; dataset "
+                f"service RSS {rss_before / 1024:.0f} MB before, peak (VmHWM) {memory_kib(pid, 'VmHWM') / 1024:.0f} "
+                f"MB",
+                flush=True,
+            )
 
             images, boxes, elapsed, size = await export_coco(client, dataset_id)
             verdict = "ok" if (images, boxes) == (len(files), expected_boxes) else "MISMATCH"
-            print(f"export:  COCO {size / MB:.1f} MB in {elapsed:.2f}s: {images} images, {boxes} boxes "
-                  f"(expected {len(files)}, {expected_boxes}): {verdict}", flush=True)
+            print(
+                f"export:  COCO {size / MB:.1f} MB in {elapsed:.2f}s: {images} images, {boxes} boxes "
+                f"(expected {len(files)}, {expected_boxes}): {verdict}",
+                flush=True,
+            )
             if verdict != "ok":
                 raise AssertionError("the COCO export lost images or boxes")
 
@@ -224,10 +250,13 @@ async def main() -> None:
             if tail.status_code != 206 or len(tail.content) != 16:
                 raise RuntimeError(f"range read failed: {tail.status_code}")
             verdict = "ok" if peak_kib * 1024 < MEDIA_PEAK_LIMIT else "OVER THE LIMIT"
-            print(f"media:   {MEDIA_BYTES / MB:.0f} MB streamed to /video/ in {elapsed:.1f}s "
-                  f"({MEDIA_BYTES / MB / elapsed:.0f} MB/s); dataset service peak RSS during the upload "
-                  f"{peak_kib / 1024:.0f} MB ({'VmHWM after reset' if reset else 'sampled VmRSS'}), limit "
-                  f"{MEDIA_PEAK_LIMIT / MB:.0f} MB: {verdict}", flush=True)
+            print(
+                f"media:   {MEDIA_BYTES / MB:.0f} MB streamed to /video/ in {elapsed:.1f}s "
+                f"({MEDIA_BYTES / MB / elapsed:.0f} MB/s); dataset service peak RSS during the upload "
+                f"{peak_kib / 1024:.0f} MB ({'VmHWM after reset' if reset else 'sampled VmRSS'}), limit "
+                f"{MEDIA_PEAK_LIMIT / MB:.0f} MB: {verdict}",
+                flush=True,
+            )
             if verdict != "ok":
                 raise AssertionError("the media upload did not stream")
         finally:

@@ -111,16 +111,20 @@ def load_images(count: int) -> tuple[list[tuple[str, bytes]], str]:
             array = scratch_image(seed=seed) if kind == 1 else patch_image(seed=seed)
             data = png_bytes(Image.fromarray(np.asarray(array)))
         images.append((f"steel_{seed}.png", data))
-    print(f"[bench] note: {NEU_SEG} is missing (set BENCH_NEU_SEG), so the images are {count} generated "
-          "200x200 steel plates (tests/fixtures/steel.py), not real photos", flush=True)
+    print(
+        f"[bench] note: {NEU_SEG} is missing (set BENCH_NEU_SEG), so the images are {count} generated "
+        "200x200 steel plates (tests/fixtures/steel.py), not real photos",
+        flush=True,
+    )
     return images, f"{count} generated 200x200 steel plates"
 
 
 # In-process ------------------------------------------------------------------------------------
 
 
-def measure_local(segmenter: DefectSegmenter, images: Sequence[Image.Image], batch: int, duration: float,
-                  label: str) -> Measurement:
+def measure_local(
+    segmenter: DefectSegmenter, images: Sequence[Image.Image], batch: int, duration: float, label: str
+) -> Measurement:
     """predict_batch + render of `batch` images per call, back to back for `duration` seconds."""
     cycle = itertools.cycle(images)
     latencies = []
@@ -151,8 +155,15 @@ def build_forms(uploads: Sequence[tuple[str, bytes]], per_request: int) -> list[
     return forms
 
 
-async def measure_api(client: httpx.AsyncClient, bench: BenchPlatform, key: str, forms: Sequence[tuple[bytes, str]],
-                      row: Row, duration: float, label: str) -> Measurement:
+async def measure_api(
+    client: httpx.AsyncClient,
+    bench: BenchPlatform,
+    key: str,
+    forms: Sequence[tuple[bytes, str]],
+    row: Row,
+    duration: float,
+    label: str,
+) -> Measurement:
     url = f"{bench.gateway_url}/api/detect"
     cycle = itertools.cycle(forms)
 
@@ -161,8 +172,14 @@ async def measure_api(client: httpx.AsyncClient, bench: BenchPlatform, key: str,
         return await client.post(url, content=body, headers={"X-API-Key": key, "Content-Type": content_type})
 
     client_cpu = time.process_time()
-    result = await generate_load(client, request, concurrency=row.clients, duration=duration, label=label,
-                                 cpu_of=bench.pids("detect", "gateway", "stats"))
+    result = await generate_load(
+        client,
+        request,
+        concurrency=row.clients,
+        duration=duration,
+        label=label,
+        cpu_of=bench.pids("detect", "gateway", "stats"),
+    )
     result.cpu_seconds["client"] = time.process_time() - client_cpu
     return result
 
@@ -193,22 +210,46 @@ def images_per_second(m: Measurement, images_per_call: int) -> float:
 
 
 def print_table(results: list[Result]) -> None:
-    headers = ["row", "in-proc img/s", "API img/s", "ratio API/in-proc", "ratio per round: median (min-max)",
-               "in-proc p50 ms", "in-proc p99 ms", "API p50 ms", "API p99 ms", "cpu ms/img in-proc",
-               "cpu ms/img detect+gw", "cpu ms/img stats", "cpu ms/img client", "errors"]
+    headers = [
+        "row",
+        "in-proc img/s",
+        "API img/s",
+        "ratio API/in-proc",
+        "ratio per round: median (min-max)",
+        "in-proc p50 ms",
+        "in-proc p99 ms",
+        "API p50 ms",
+        "API p99 ms",
+        "cpu ms/img in-proc",
+        "cpu ms/img detect+gw",
+        "cpu ms/img stats",
+        "cpu ms/img client",
+        "errors",
+    ]
     table = []
     for row, local, api, round_ratios in ((r.row, r.local, r.api, r.round_ratios) for r in results):
         local_images, api_images = local.requests * row.local_batch, api.requests * row.per_request
         local_ips, api_ips = local_images / local.elapsed, api_images / api.elapsed
         ratio = api_ips / local_ips if local_ips else math.nan
         rounds = f"{statistics.median(round_ratios):.2f} ({min(round_ratios):.2f}-{max(round_ratios):.2f})"
-        table.append([
-            f"{row.name}: {row.local_batch}/call vs {row.clients} x {row.per_request}/req", f"{local_ips:.1f}",
-            f"{api_ips:.1f}", f"{ratio:.2f}", rounds,
-            f"{local.p50_ms:.1f}", f"{local.p99_ms:.1f}", f"{api.p50_ms:.1f}", f"{api.p99_ms:.1f}",
-            _cpu_ms_per_image(local, local_images, "in-process"),
-            _cpu_ms_per_image(api, api_images, "detect", "gateway"), _cpu_ms_per_image(api, api_images, "stats"),
-            _cpu_ms_per_image(api, api_images, "client"), api.errors])
+        table.append(
+            [
+                f"{row.name}: {row.local_batch}/call vs {row.clients} x {row.per_request}/req",
+                f"{local_ips:.1f}",
+                f"{api_ips:.1f}",
+                f"{ratio:.2f}",
+                rounds,
+                f"{local.p50_ms:.1f}",
+                f"{local.p99_ms:.1f}",
+                f"{api.p50_ms:.1f}",
+                f"{api.p99_ms:.1f}",
+                _cpu_ms_per_image(local, local_images, "in-process"),
+                _cpu_ms_per_image(api, api_images, "detect", "gateway"),
+                _cpu_ms_per_image(api, api_images, "stats"),
+                _cpu_ms_per_image(api, api_images, "client"),
+                api.errors,
+            ]
+        )
     print(format_table(headers, table), flush=True)
     for result in results:
         if result.api.errors:
@@ -219,17 +260,25 @@ async def main() -> None:
     print(machine_info(), flush=True)
     uploads, origin = load_images(IMAGES)
     decoded = [decode_image(data) for _, data in uploads]
-    print(f"images: {origin}; each measurement {WARMUP:g}s warm-up, then {DURATION:g}s in {ROUNDS} slices "
-          f"alternating in-process and API", flush=True)
+    print(
+        f"images: {origin}; each measurement {WARMUP:g}s warm-up, then {DURATION:g}s in {ROUNDS} slices "
+        f"alternating in-process and API",
+        flush=True,
+    )
     settings = DetectSettings()
     segmenter = DefectSegmenter(settings.model_path, num_threads=settings.inference_threads)
-    print(f"in-process: onnxruntime providers {segmenter.providers}, {settings.inference_threads} inference "
-          "thread(s), as the service", flush=True)
+    print(
+        f"in-process: onnxruntime providers {segmenter.providers}, {settings.inference_threads} inference "
+        "thread(s), as the service",
+        flush=True,
+    )
     rows = [row for number, row in enumerate(ROWS, 1) if not SELECTED or number in SELECTED]
     async with running_platform(["auth", "detect", "stats"], name="detect") as bench:
-        print(f"detect service: onnxruntime providers {service_providers(bench)} (from its log); micro-batcher "
-              f"max_batch {settings.max_batch}, no wait for company; {settings.image_threads} image thread(s)",
-              flush=True)
+        print(
+            f"detect service: onnxruntime providers {service_providers(bench)} (from its log); micro-batcher "
+            f"max_batch {settings.max_batch}, no wait for company; {settings.image_threads} image thread(s)",
+            flush=True,
+        )
         key = await admin_api_key(bench.gateway_url, bench.admin_user, bench.admin_password, "bench-detect")
         results: list[Result] = []
         async with load_client(CLIENTS, timeout=60) as client:
@@ -237,10 +286,14 @@ async def main() -> None:
             sample = uploads[:8]
             answers = await post_detect(client, f"{bench.gateway_url}/api/detect", sample, {"X-API-Key": key})
             local = segmenter.predict_batch(decoded[:8])
-            agree = sum(a["labels"] == r.labels and a["defect_count"] == r.defect_count
-                        for a, r in zip(answers, local, strict=True))
-            print(f"check: API and in-process agree on labels and defect_count for {agree}/{len(sample)} images",
-                  flush=True)
+            agree = sum(
+                a["labels"] == r.labels and a["defect_count"] == r.defect_count
+                for a, r in zip(answers, local, strict=True)
+            )
+            print(
+                f"check: API and in-process agree on labels and defect_count for {agree}/{len(sample)} images",
+                flush=True,
+            )
             if agree != len(sample):
                 raise AssertionError("the API and the in-process model disagree")
             for row in rows:
@@ -250,20 +303,30 @@ async def main() -> None:
                     await measure_api(client, bench, key, forms, row, WARMUP, "warm-up")
                 local_parts, api_parts = [], []
                 for _ in range(ROUNDS):
-                    local_parts.append(await asyncio.to_thread(
-                        measure_local, segmenter, decoded, row.local_batch, DURATION / ROUNDS, row.name))
+                    local_parts.append(
+                        await asyncio.to_thread(
+                            measure_local, segmenter, decoded, row.local_batch, DURATION / ROUNDS, row.name
+                        )
+                    )
                     api_parts.append(await measure_api(client, bench, key, forms, row, DURATION / ROUNDS, row.name))
                 local_m, api_m = merge(local_parts), merge(api_parts)
-                round_ratios = [images_per_second(a, row.per_request) / images_per_second(local, row.local_batch)
-                                for local, a in zip(local_parts, api_parts, strict=True)]
+                round_ratios = [
+                    images_per_second(a, row.per_request) / images_per_second(local, row.local_batch)
+                    for local, a in zip(local_parts, api_parts, strict=True)
+                ]
                 results.append(Result(row, local_m, api_m, round_ratios))
-                print(f"  {row.name}: in-process {images_per_second(local_m, row.local_batch):.1f} img/s, "
-                      f"API {images_per_second(api_m, row.per_request):.1f} img/s "
-                      f"({api_m.requests} requests, {api_m.errors} errors)", flush=True)
+                print(
+                    f"  {row.name}: in-process {images_per_second(local_m, row.local_batch):.1f} img/s, "
+                    f"API {images_per_second(api_m, row.per_request):.1f} img/s "
+                    f"({api_m.requests} requests, {api_m.errors} errors)",
+                    flush=True,
+                )
     print()
-    print("detect: bare model in this process (DefectSegmenter.predict_batch + render, images decoded once "
-          "beforehand) vs POST /api/detect through the gateway.\nratio = API images/s / in-process images/s; "
-          "latency per in-process call / per API request; cpu ms/img: in-process = this process, detect+gw = "
-          "the detect service and gateway processes,\nstats = the stats service storing the records (PostgreSQL's own "
-          "CPU not counted), client = this process (the load generator) during the API slices")
+    print(
+        "detect: bare model in this process (DefectSegmenter.predict_batch + render, images decoded once "
+        "beforehand) vs POST /api/detect through the gateway.\nratio = API images/s / in-process images/s; "
+        "latency per in-process call / per API request; cpu ms/img: in-process = this process, detect+gw = "
+        "the detect service and gateway processes,\nstats = the stats service storing the records (PostgreSQL's own "
+        "CPU not counted), client = this process (the load generator) during the API slices"
+    )
     print_table(results)

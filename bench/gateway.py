@@ -66,8 +66,9 @@ async def register_and_login(gateway_url: str) -> Expert:
     name, password = f"bench_{secrets.token_hex(4)}", secrets.token_urlsafe(12)
     # A client of its own, so that the session cookie never rides along on the measured requests.
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
-        response = await client.post("/user/register",
-                                     json={"username": name, "password": password, "user_area": "bench"})
+        response = await client.post(
+            "/user/register", json={"username": name, "password": password, "user_area": "bench"}
+        )
         if response.status_code != 200 or response.json().get("response") != "注册成功":
             raise RuntimeError(f"register failed: {response.status_code} {response.text}")
         response = await client.post("/user/login", json={"user_name": name, "password": password})
@@ -137,12 +138,20 @@ class Row:
             return lambda r: r.cpu_ms_per_request(name)
 
         errors = sum(r.errors for results in self.rounds.values() for r in results)
-        return [self.endpoint, self.concurrency, f"{self.median('direct', rps):.0f}",
-                f"{self.median('gateway', rps):.0f}", f"{self.paired(lambda d, g: g.rps / d.rps):.2f}",
-                f"{self.median('direct', p50):.2f}", f"{self.median('gateway', p50):.2f}",
-                f"{self.paired(lambda d, g: g.p50_ms - d.p50_ms):+.2f}",
-                f"{self.median('direct', cpu('auth')):.3f}", f"{self.median('gateway', cpu('auth')):.3f}",
-                f"{self.median('gateway', cpu('gateway')):.3f}", errors]
+        return [
+            self.endpoint,
+            self.concurrency,
+            f"{self.median('direct', rps):.0f}",
+            f"{self.median('gateway', rps):.0f}",
+            f"{self.paired(lambda d, g: g.rps / d.rps):.2f}",
+            f"{self.median('direct', p50):.2f}",
+            f"{self.median('gateway', p50):.2f}",
+            f"{self.paired(lambda d, g: g.p50_ms - d.p50_ms):+.2f}",
+            f"{self.median('direct', cpu('auth')):.3f}",
+            f"{self.median('gateway', cpu('auth')):.3f}",
+            f"{self.median('gateway', cpu('gateway')):.3f}",
+            errors,
+        ]
 
 
 async def _compare(wrk: str, bench: BenchPlatform, expert: Expert, endpoint: Endpoint, concurrency: int) -> Row:
@@ -158,8 +167,11 @@ async def _compare(wrk: str, bench: BenchPlatform, expert: Expert, endpoint: End
     for _ in range(ROUNDS):
         for mode in MODES:
             url, headers = targets[mode]
-            rounds[mode].append(await run_wrk(wrk, url, concurrency=concurrency, duration=DURATION / ROUNDS,
-                                              headers=headers, cpu_of=cpu_of))
+            rounds[mode].append(
+                await run_wrk(
+                    wrk, url, concurrency=concurrency, duration=DURATION / ROUNDS, headers=headers, cpu_of=cpu_of
+                )
+            )
     async with httpx.AsyncClient(timeout=30) as client:
         for url, headers in targets.values():
             endpoint.check(await client.get(url, headers=headers), expert)
@@ -173,9 +185,12 @@ async def main() -> None:
     wrk = ensure_wrk()
     if wrk is None:
         raise RuntimeError("wrk is needed (Debian package wrk) and could not be installed")
-    print(f"load: wrk ({wrk}), keep-alive; each measurement: {WARMUP:g}s warm-up per side, then {DURATION:g}s "
-          f"per side in {ROUNDS} slices alternating direct and gateway; concurrency "
-          f"{', '.join(map(str, CONCURRENCY))}", flush=True)
+    print(
+        f"load: wrk ({wrk}), keep-alive; each measurement: {WARMUP:g}s warm-up per side, then {DURATION:g}s "
+        f"per side in {ROUNDS} slices alternating direct and gateway; concurrency "
+        f"{', '.join(map(str, CONCURRENCY))}",
+        flush=True,
+    )
     async with running_platform(["auth"], name="gateway") as bench:
         expert = await register_and_login(bench.gateway_url)
         endpoints = [
@@ -183,13 +198,34 @@ async def main() -> None:
             Endpoint("GET /user/get-current", "/user/get-current", True, _check_get_current),
             Endpoint("GET /user/userinfo/{id}", f"/user/userinfo/{expert.user_id}", True, _check_userinfo),
         ]
-        rows = [await _compare(wrk, bench, expert, endpoint, concurrency)
-                for endpoint in endpoints for concurrency in CONCURRENCY]
+        rows = [
+            await _compare(wrk, bench, expert, endpoint, concurrency)
+            for endpoint in endpoints
+            for concurrency in CONCURRENCY
+        ]
     print()
-    print("gateway vs direct (auth service only), medians over the rounds. ratio = gateway rps / direct rps;\n"
-          "overhead = gateway p50 - direct p50; cpu ms/req = CPU time per request of the auth service (called\n"
-          "directly, and through the gateway) and of the gateway; errors = non-2xx answers and socket errors")
-    print(format_table(["endpoint", "conc", "direct rps", "gateway rps", "ratio gateway/direct", "direct p50 ms",
-                        "gateway p50 ms", "overhead p50 ms", "auth cpu ms/req (direct)",
-                        "auth cpu ms/req (via gateway)", "gateway cpu ms/req", "errors"],
-                       [row.cells() for row in rows]), flush=True)
+    print(
+        "gateway vs direct (auth service only), medians over the rounds. ratio = gateway rps / direct rps;\n"
+        "overhead = gateway p50 - direct p50; cpu ms/req = CPU time per request of the auth service (called\n"
+        "directly, and through the gateway) and of the gateway; errors = non-2xx answers and socket errors"
+    )
+    print(
+        format_table(
+            [
+                "endpoint",
+                "conc",
+                "direct rps",
+                "gateway rps",
+                "ratio gateway/direct",
+                "direct p50 ms",
+                "gateway p50 ms",
+                "overhead p50 ms",
+                "auth cpu ms/req (direct)",
+                "auth cpu ms/req (via gateway)",
+                "gateway cpu ms/req",
+                "errors",
+            ],
+            [row.cells() for row in rows],
+        ),
+        flush=True,
+    )

@@ -83,8 +83,10 @@ async def _timed(call: Callable[[], Awaitable[httpx.Response]], what: str) -> tu
     started = time.perf_counter()
     response = await call()
     elapsed = time.perf_counter() - started
-    if response.status_code != 200 or (response.headers.get("content-type", "").startswith("application/json")
-                                       and response.json().get("code") not in (0, None)):
+    if response.status_code != 200 or (
+        response.headers.get("content-type", "").startswith("application/json")
+        and response.json().get("code") not in (0, None)
+    ):
         raise RuntimeError(f"{what} failed: {response.status_code} {response.text[:300]}")
     return elapsed, response
 
@@ -97,11 +99,24 @@ async def _profiled(bench: BenchPlatform, phase: str, enabled: bool) -> AsyncIte
         return
     Path(PROFILE_DIR).mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
-    samplers = [await asyncio.create_subprocess_exec(
-        str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--nonblocking",
-        "--output", str(Path(PROFILE_DIR) / f"{phase}-{name}.txt"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        for name, pid in bench.pids(*PROFILED).items()]
+    samplers = [
+        await asyncio.create_subprocess_exec(
+            str(spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--output",
+            str(Path(PROFILE_DIR) / f"{phase}-{name}.txt"),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for name, pid in bench.pids(*PROFILED).items()
+    ]
     await asyncio.sleep(1.0)  # py-spy attaches
     try:
         yield
@@ -113,14 +128,32 @@ async def _profiled(bench: BenchPlatform, phase: str, enabled: bool) -> AsyncIte
 
 async def _annotators(connection: asyncpg.Connection, count: int, tag: str) -> list[tuple[int, str]]:
     """Annotators straight into auth's users (an unusable password: they log in by minted session)."""
-    rows = [(f"bench_{tag}_{i}", "!", "tag", "bench", secrets.token_hex(8).upper(), 0, 0, 0, 100, True, False, False)
-            for i in range(count)]
+    rows = [
+        (f"bench_{tag}_{i}", "!", "tag", "bench", secrets.token_hex(8).upper(), 0, 0, 0, 100, True, False, False)
+        for i in range(count)
+    ]
     await connection.copy_records_to_table(
-        "users", schema_name="auth", records=rows,
-        columns=["user_name", "password_hash", "user_type", "area", "invite_code", "score", "tag_score",
-                 "grow_value", "credit_score", "is_checked", "is_banned", "face_bound"])
-    found = await connection.fetch("SELECT id, user_name FROM auth.users WHERE user_name LIKE $1 ORDER BY id",
-                                   f"bench_{tag}_%")
+        "users",
+        schema_name="auth",
+        records=rows,
+        columns=[
+            "user_name",
+            "password_hash",
+            "user_type",
+            "area",
+            "invite_code",
+            "score",
+            "tag_score",
+            "grow_value",
+            "credit_score",
+            "is_checked",
+            "is_banned",
+            "face_bound",
+        ],
+    )
+    found = await connection.fetch(
+        "SELECT id, user_name FROM auth.users WHERE user_name LIKE $1 ORDER BY id", f"bench_{tag}_%"
+    )
     return [(r["id"], r["user_name"]) for r in found]
 
 
@@ -134,16 +167,34 @@ async def _sessions(bench: BenchPlatform, users: list[tuple[int, str]], role: st
 
 
 def _body(questions: int, annotators: int, strategy: str) -> dict:
-    return {"task_type": "text", "task_style": "benchmark", "reward_per_q": 1, "time_limit_per_q": 60,
-            "total_time_limit": 86400, "distribute_user_num": annotators, "task_name": f"bench {secrets.token_hex(3)}",
-            "accept_method": "manual", "strategy": strategy, "tag_type": ["a", "b"], "input_type": [],
-            "cut_num": "1", "stdans_tag": "",
-            "files": [{"filename": f"{i}.txt", "tag": str(1_000_000 + i)} for i in range(1, questions + 1)]}
+    return {
+        "task_type": "text",
+        "task_style": "benchmark",
+        "reward_per_q": 1,
+        "time_limit_per_q": 60,
+        "total_time_limit": 86400,
+        "distribute_user_num": annotators,
+        "task_name": f"bench {secrets.token_hex(3)}",
+        "accept_method": "manual",
+        "strategy": strategy,
+        "tag_type": ["a", "b"],
+        "input_type": [],
+        "cut_num": "1",
+        "stdans_tag": "",
+        "files": [{"filename": f"{i}.txt", "tag": str(1_000_000 + i)} for i in range(1, questions + 1)],
+    }
 
 
-async def _run(bench: BenchPlatform, connection: asyncpg.Connection, publisher: httpx.AsyncClient,
-               admin: httpx.AsyncClient, tokens: dict[int, str], questions: int, annotators: int,
-               label: str) -> Phases:
+async def _run(
+    bench: BenchPlatform,
+    connection: asyncpg.Connection,
+    publisher: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    tokens: dict[int, str],
+    questions: int,
+    annotators: int,
+    label: str,
+) -> Phases:
     phases = Phases(label, questions, annotators)
     profiled = label == "subject"
     body = json.dumps(_body(questions, annotators, "smart")).encode()
@@ -151,8 +202,9 @@ async def _run(bench: BenchPlatform, connection: asyncpg.Connection, publisher: 
     async with _profiled(bench, "create", profiled):
         phases.create, r = await _timed(lambda: publisher.post("/task/", content=body, headers=headers), "create")
     task_id = r.json()["data"]["task_id"]
-    phases.check, _ = await _timed(lambda: admin.post(f"/task/check_task/{task_id}", json={"result": "accept"}),
-                                   "check")
+    phases.check, _ = await _timed(
+        lambda: admin.post(f"/task/check_task/{task_id}", json={"result": "accept"}), "check"
+    )
     async with _profiled(bench, "distribute", profiled):
         phases.distribute, r = await _timed(lambda: publisher.post(f"/task/distribute/{task_id}"), "distribute")
     placed = r.json()["data"]["distributed"]
@@ -172,12 +224,19 @@ async def _run(bench: BenchPlatform, connection: asyncpg.Connection, publisher: 
 
     async def accept(client: httpx.AsyncClient) -> httpx.Response:
         token = queue.pop()
-        return await client.post(f"{bench.gateway_url}/task/accept/{pool_id}",
-                                 headers={"Authorization": f"Bearer {token}"})
+        return await client.post(
+            f"{bench.gateway_url}/task/accept/{pool_id}", headers={"Authorization": f"Bearer {token}"}
+        )
 
     async with load_client(ACCEPT_CONCURRENCY, timeout=TIMEOUT) as client, _profiled(bench, "accept", profiled):
-        measured = await generate_load(client, accept, concurrency=ACCEPT_CONCURRENCY, count=len(queue),
-                                       label="accept", cpu_of=bench.pids("gateway", "tasks", "auth"))
+        measured = await generate_load(
+            client,
+            accept,
+            concurrency=ACCEPT_CONCURRENCY,
+            count=len(queue),
+            label="accept",
+            cpu_of=bench.pids("gateway", "tasks", "auth"),
+        )
     if measured.errors:
         raise RuntimeError(f"accepts failed: {measured.first_error}")
     taken = await connection.fetchval("SELECT taken FROM tasks.tasks WHERE id = $1", pool_id)
@@ -190,8 +249,9 @@ async def _run(bench: BenchPlatform, connection: asyncpg.Connection, publisher: 
 
 async def _copy_floor(connection: asyncpg.Connection, questions: int) -> float:
     """COPY of the same question rows into a temporary table: what the database alone needs."""
-    await connection.execute("CREATE TEMP TABLE bench_questions (task_id int, q_id int, filename text, "
-                             "tag text, data_type text)")
+    await connection.execute(
+        "CREATE TEMP TABLE bench_questions (task_id int, q_id int, filename text, tag text, data_type text)"
+    )
     rows = [(0, i, f"{i}.txt", str(1_000_000 + i), "text") for i in range(1, questions + 1)]
     started = time.perf_counter()
     await connection.copy_records_to_table("bench_questions", records=rows)
@@ -203,17 +263,23 @@ async def _copy_floor(connection: asyncpg.Connection, questions: int) -> float:
 async def main() -> None:
     print(machine_info(), flush=True)
     small_q, small_a = max(1, QUESTIONS // 10), max(1, ANNOTATORS // 10)
-    print(f"subject: {QUESTIONS:,} questions to {ANNOTATORS:,} annotators; baseline: {small_q:,} to {small_a:,} "
-          f"in the same run; strategy smart, then toall accepts at concurrency {ACCEPT_CONCURRENCY}", flush=True)
-    async with running_platform(["auth", "tasks"], name="tasks",
-                                extra_env={"LABELHIVE_UPSTREAM_TIMEOUT": str(int(TIMEOUT))}) as bench:
+    print(
+        f"subject: {QUESTIONS:,} questions to {ANNOTATORS:,} annotators; baseline: {small_q:,} to {small_a:,} "
+        f"in the same run; strategy smart, then toall accepts at concurrency {ACCEPT_CONCURRENCY}",
+        flush=True,
+    )
+    async with running_platform(
+        ["auth", "tasks"], name="tasks", extra_env={"LABELHIVE_UPSTREAM_TIMEOUT": str(int(TIMEOUT))}
+    ) as bench:
         connection = await asyncpg.connect(bench.database_url.replace("+asyncpg", ""))
         try:
             # Each run's own annotators accept its toall task (an annotator has at most 3 tasks on hand).
             small_tokens = await _sessions(bench, await _annotators(connection, small_a, secrets.token_hex(3)), "tag")
             tokens = await _sessions(bench, await _annotators(connection, ANNOTATORS, secrets.token_hex(3)), "tag")
-            async with httpx.AsyncClient(base_url=bench.gateway_url, timeout=TIMEOUT) as publisher, \
-                    httpx.AsyncClient(base_url=bench.gateway_url, timeout=TIMEOUT) as admin:
+            async with (
+                httpx.AsyncClient(base_url=bench.gateway_url, timeout=TIMEOUT) as publisher,
+                httpx.AsyncClient(base_url=bench.gateway_url, timeout=TIMEOUT) as admin,
+            ):
                 name = f"bench_pub_{secrets.token_hex(3)}"
                 r = await publisher.post("/user/register-manager", json={"username": name, "password": "bench-pass-1"})
                 assert r.json() == {"response": "注册成功"}, r.text
@@ -233,17 +299,30 @@ async def main() -> None:
         return f"{a / b:.1f}x" if b > 0 else "n/a"
 
     rows = []
-    for name, attr in (("create (POST /task/)", "create"), ("admin check", "check"),
-                       ("distribute (smart)", "distribute"), ("view (GET /task/{id})", "view"),
-                       ("create+check+distribute", "total"), ("toall: every annotator accepts", "accept_all")):
+    for name, attr in (
+        ("create (POST /task/)", "create"),
+        ("admin check", "check"),
+        ("distribute (smart)", "distribute"),
+        ("view (GET /task/{id})", "view"),
+        ("create+check+distribute", "total"),
+        ("toall: every annotator accepts", "accept_all"),
+    ):
         b, s = getattr(baseline, attr), getattr(subject, attr)
         rows.append([name, f"{b:.3f}", f"{s:.3f}", ratio(s, b)])
     rows.append(["COPY of the questions alone", f"{floor_small:.3f}", f"{floor:.3f}", ratio(floor, floor_small)])
     print()
-    print(format_table(["phase (seconds)", f"{small_q:,} q / {small_a:,} ann.",
-                        f"{QUESTIONS:,} q / {ANNOTATORS:,} ann.", "ratio"], rows))
-    print(f"\ncreate vs COPY alone ({QUESTIONS:,} questions): {ratio(subject.create, floor)} "
-          f"(the rest is the HTTP body, validation and the gateway)")
-    print(f"accept p50 at concurrency {ACCEPT_CONCURRENCY}: baseline {baseline.accept_p50_ms:.1f} ms, "
-          f"subject {subject.accept_p50_ms:.1f} ms; {ANNOTATORS / subject.accept_all:.0f} accepts/s; CPU ms per "
-          f"accept: " + ", ".join(f"{k} {v:.1f}" for k, v in subject.accept_cpu_ms.items()))
+    print(
+        format_table(
+            ["phase (seconds)", f"{small_q:,} q / {small_a:,} ann.", f"{QUESTIONS:,} q / {ANNOTATORS:,} ann.", "ratio"],
+            rows,
+        )
+    )
+    print(
+        f"\ncreate vs COPY alone ({QUESTIONS:,} questions): {ratio(subject.create, floor)} "
+        f"(the rest is the HTTP body, validation and the gateway)"
+    )
+    print(
+        f"accept p50 at concurrency {ACCEPT_CONCURRENCY}: baseline {baseline.accept_p50_ms:.1f} ms, "
+        f"subject {subject.accept_p50_ms:.1f} ms; {ANNOTATORS / subject.accept_all:.0f} accepts/s; CPU ms per "
+        f"accept: " + ", ".join(f"{k} {v:.1f}" for k, v in subject.accept_cpu_ms.items())
+    )

@@ -76,8 +76,10 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
-             proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+def _trusted(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+    proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> bool:
     return address is not None and any(address in network for network in proxies)
 
 
@@ -99,9 +101,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         revocations = asyncio.create_task(app.state.sessions.follow_revocations(), name="follow-revocations")
         app.state.signer = IdentitySigner(settings.internal_secret)
         app.state.limiter = RateLimiter(redis, keys)
-        app.state.upstreams = Upstreams({name: settings.service_urls(name) for name in settings.services},
-                                        timeout=settings.upstream_timeout,
-                                        connect_timeout=settings.upstream_connect_timeout)
+        app.state.upstreams = Upstreams(
+            {name: settings.service_urls(name) for name in settings.services},
+            timeout=settings.upstream_timeout,
+            connect_timeout=settings.upstream_connect_timeout,
+        )
         # Every replica of a service serves the same description: the first one's is asked.
         app.state.openapi = docs.MergedOpenAPI({n: settings.service_urls(n)[0] for n in settings.services})
         try:
@@ -112,8 +116,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await app.state.upstreams.aclose()
             await redis.aclose()
 
-    app = FastAPI(title="Labelhive gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None, telemetry=NO_TELEMETRY)
+    app = FastAPI(
+        title="Labelhive gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        telemetry=NO_TELEMETRY,
+    )
     app.add_middleware(RequestContextMiddleware, service="gateway")
     app.include_router(metrics_router)
     app.mount(docs.ASSETS, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")
@@ -127,8 +137,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
         # Sessions and rate limits live in Redis: out of reach, the platform is down, not broken.
         log.warning("redis unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return await labelhive_error(request, ServiceUnavailable("session store unavailable",
-                                                                 details=type(exc).__name__))
+        return await labelhive_error(
+            request, ServiceUnavailable("session store unavailable", details=type(exc).__name__)
+        )
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
@@ -140,14 +151,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Starlette's own refusals (a method no route takes, such as TRACE), in the route's envelope.
         error = {404: NotFound, 405: MethodNotAllowed}.get(exc.status_code)
-        return await labelhive_error(request, error() if error else InvalidRequest(str(exc.detail),
-                                                                                   status_code=exc.status_code))
+        return await labelhive_error(
+            request, error() if error else InvalidRequest(str(exc.detail), status_code=exc.status_code)
+        )
 
     @app.get("/get_csrf_token", tags=["gateway"], summary="CSRF token for browser writes (003)")
     async def get_csrf_token() -> JSONResponse:
         token = new_csrf_token(settings.internal_secret)
-        response = JSONResponse({"code": 0, "msg": "Succeed", "message": "Succeed",
-                                 "data": {"csrf_token": token}})
+        response = JSONResponse({"code": 0, "msg": "Succeed", "message": "Succeed", "data": {"csrf_token": token}})
         response.set_cookie(CSRF_COOKIE, token, samesite="lax", path="/")
         return response
 
@@ -167,14 +178,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             results = await asyncio.gather(*(check(address) for address in replicas.urls))
             # A service is as healthy as its best replica: the others are out of the rotation until ready.
             best = min(results, key=lambda r: ["ok", "not ready", "down"].index(str(r["status"])))
-            return name, {**best, "replicas": [{"url": address, "in_rotation": replicas.in_rotation(address), **result}
-                                               for address, result in zip(replicas.urls, results, strict=True)]}
+            return name, {
+                **best,
+                "replicas": [
+                    {"url": address, "in_rotation": replicas.in_rotation(address), **result}
+                    for address, result in zip(replicas.urls, results, strict=True)
+                ],
+            }
 
         results = dict(await asyncio.gather(*(service(name) for name in upstreams.replicas)))
         healthy = all(r["status"] == "ok" for r in results.values())
-        return JSONResponse({"code": 0 if healthy else 1002, "message": "ok" if healthy else "degraded",
-                             "data": {"gateway": "ok", "services": results}},
-                            status_code=200 if healthy else 503)
+        return JSONResponse(
+            {
+                "code": 0 if healthy else 1002,
+                "message": "ok" if healthy else "degraded",
+                "data": {"gateway": "ok", "services": results},
+            },
+            status_code=200 if healthy else 503,
+        )
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> JSONResponse:
@@ -212,16 +233,28 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             # Only a limit that counts per named account needs the body (small JSON); others stream on.
             if limited.body_fields:
                 body = await read_body(request, limit)
-            account = account_of(limited, body or b"", dict(request.query_params),
-                                 identity.user_id if identity else None)
+            account = account_of(
+                limited, body or b"", dict(request.query_params), identity.user_id if identity else None
+            )
             if not await request.app.state.limiter.allow(limited.limit, client_ip, account):
                 raise RateLimited()
         identity_header = request.app.state.signer.header(identity) if identity else None
-        return await forward(request.app.state.upstreams, request, service,
-                             request_id=current_request_id.get(), identity_header=identity_header,
-                             client_ip=client_ip, body_limit=limit, body=body)
+        return await forward(
+            request.app.state.upstreams,
+            request,
+            service,
+            request_id=current_request_id.get(),
+            identity_header=identity_header,
+            client_ip=client_ip,
+            body_limit=limit,
+            body=body,
+        )
 
     # A plain Starlette route: it takes no parameters FastAPI would have to resolve per request.
-    app.router.add_route("/{path:path}", proxy, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-                         include_in_schema=False)
+    app.router.add_route(
+        "/{path:path}",
+        proxy,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        include_in_schema=False,
+    )
     return app

@@ -35,9 +35,12 @@ def _prefixed(spec: dict[str, Any], service: str) -> dict[str, Any]:
 def merge(specs: dict[str, dict[str, Any]], own: dict[str, Any], missing: list[str]) -> dict[str, Any]:
     merged: dict[str, Any] = {
         "openapi": own.get("openapi", "3.1.0"),
-        "info": {"title": "Labelhive API", "version": own.get("info", {}).get("version", "0.1.0"),
-                 "description": "Every service's endpoints, served through the gateway. Missing "
-                                "services: " + (", ".join(sorted(missing)) or "none")},
+        "info": {
+            "title": "Labelhive API",
+            "version": own.get("info", {}).get("version", "0.1.0"),
+            "description": "Every service's endpoints, served through the gateway. Missing "
+            "services: " + (", ".join(sorted(missing)) or "none"),
+        },
         "paths": dict(own.get("paths", {})),
         "components": {"schemas": dict(own.get("components", {}).get("schemas", {}))},
     }

@@ -37,13 +37,25 @@ KEEPALIVE_SECONDS = 4.0
 MAX_CONNECTIONS = 500
 
 # Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's.
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-                        "te", "trailer", "transfer-encoding", "upgrade", "host"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+    }
+)
 _HOP_BY_HOP_RAW = frozenset(name.encode() for name in HOP_BY_HOP)
 # Client headers never passed on: hop-by-hop ones, the ones only the gateway may set, and the
 # client's own claims about its address and request id (the gateway sets both).
-_NOT_FORWARDED = frozenset(name.encode() for name in (*HOP_BY_HOP, *INTERNAL_HEADERS, REQUEST_ID_HEADER.lower(),
-                                                      "x-forwarded-for"))
+_NOT_FORWARDED = frozenset(
+    name.encode() for name in (*HOP_BY_HOP, *INTERNAL_HEADERS, REQUEST_ID_HEADER.lower(), "x-forwarded-for")
+)
 # A header field the upstream's HTTP library accepts (RFC 9110 5.1 and 5.5); one it would refuse
 # would fail the whole request, so it is dropped instead.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -61,8 +73,9 @@ class Upstreams:
     def __init__(self, urls: Mapping[str, Sequence[str]], *, timeout: float, connect_timeout: float) -> None:
         self.replicas = {name: Replicas(name, addresses, self._ready) for name, addresses in urls.items()}
         self._bases = {address: URL(address) for addresses in urls.values() for address in addresses}
-        connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0,
-                                         keepalive_timeout=KEEPALIVE_SECONDS, use_dns_cache=True)
+        connector = aiohttp.TCPConnector(
+            limit=MAX_CONNECTIONS, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS, use_dns_cache=True
+        )
         self.session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=timeout),
@@ -80,8 +93,14 @@ class Upstreams:
 
     def url(self, address: str, raw_path: str, query: str = "") -> URL:
         base = self._bases[address]
-        return URL.build(scheme=base.scheme, host=base.raw_host or "", port=base.port, path=raw_path,
-                         query_string=query, encoded=True)
+        return URL.build(
+            scheme=base.scheme,
+            host=base.raw_host or "",
+            port=base.port,
+            path=raw_path,
+            query_string=query,
+            encoded=True,
+        )
 
     async def readiness(self, address: str) -> tuple[int, dict[str, object]]:
         """A replica's `/readyz` status and the checks it reports."""
@@ -101,8 +120,9 @@ class Upstreams:
         await self.session.close()
 
 
-def _request_headers(request: Request, request_id: str, identity_header: str | None,
-                     client_ip: str) -> CIMultiDict[str]:
+def _request_headers(
+    request: Request, request_id: str, identity_header: str | None, client_ip: str
+) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     for name, raw_value in request.scope["headers"]:
         # Optional whitespace around a value is not part of it (RFC 9110 5.5).
@@ -184,15 +204,26 @@ def _may_retry(request: Request, content: bytes | None | _BodyStream, exc: aioht
     return repeatable and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
 
 
-async def _send(upstreams: Upstreams, request: Request, service: str, path_and_query: tuple[str, str],
-                headers: CIMultiDict[str], content: bytes | None | _BodyStream) -> aiohttp.ClientResponse:
+async def _send(
+    upstreams: Upstreams,
+    request: Request,
+    service: str,
+    path_and_query: tuple[str, str],
+    headers: CIMultiDict[str],
+    content: bytes | None | _BodyStream,
+) -> aiohttp.ClientResponse:
     replicas = upstreams.replicas[service]
     address = replicas.pick()
     retried = False
     while True:
         try:
-            return await upstreams.session.request(request.method, upstreams.url(address, *path_and_query),
-                                                   headers=headers, data=content, allow_redirects=False)
+            return await upstreams.session.request(
+                request.method,
+                upstreams.url(address, *path_and_query),
+                headers=headers,
+                data=content,
+                allow_redirects=False,
+            )
         except aiohttp.ClientError as exc:  # before TimeoutError: a connect time-out is both
             if isinstance(content, _BodyStream) and content.refused is not None:
                 raise content.refused from None
@@ -249,7 +280,8 @@ async def forward(
             upstream.release()
         response = Response(raw, status_code=upstream.status)
     else:
-        response = StreamingResponse(upstream.content.iter_any(), status_code=upstream.status,
-                                     background=BackgroundTask(upstream.release))
+        response = StreamingResponse(
+            upstream.content.iter_any(), status_code=upstream.status, background=BackgroundTask(upstream.release)
+        )
     response.raw_headers = answer_headers
     return response

@@ -155,8 +155,15 @@ def database_unavailable(error: DBAPIError) -> bool:
         return True
     cause: BaseException | None = error.orig
     while cause is not None:
-        if isinstance(cause, (OSError, asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError,
-                              asyncpg.CannotConnectNowError)):
+        if isinstance(
+            cause,
+            (
+                OSError,
+                asyncpg.PostgresConnectionError,
+                asyncpg.ConnectionDoesNotExistError,
+                asyncpg.CannotConnectNowError,
+            ),
+        ):
             return True
         if isinstance(cause, asyncpg.InterfaceError) and not isinstance(cause, ValueError):
             return True  # e.g. "connection is closed"

@@ -94,16 +94,18 @@ def _declared_length(headers: Headers, dialect: Dialect) -> int | None:
     if declared is None:
         return None
     if not declared.isdigit():
-        raise InvalidRequest(say(dialect, "invalid request: invalid Content-Length header",
-                                 "参数错误: Content-Length 无效"))
+        raise InvalidRequest(
+            say(dialect, "invalid request: invalid Content-Length header", "参数错误: Content-Length 无效")
+        )
     return int(declared)
 
 
 def _url_problem(scope: Scope, dialect: Dialect) -> LabelhiveError | None:
     query = scope.get("query_string", b"")
     if "\x00" in scope["path"] or (b"%00" in query and form_holds_nul(query)):
-        return InvalidRequest(say(dialect, "invalid request: the URL holds a NUL character",
-                                  "参数错误: URL 不能包含NUL字符"))
+        return InvalidRequest(
+            say(dialect, "invalid request: the URL holds a NUL character", "参数错误: URL 不能包含NUL字符")
+        )
     return None
 
 
@@ -121,8 +123,13 @@ async def _read_whole(receive: Receive, limit: int, dialect: Dialect) -> bytes:
 
 
 def too_large(limit: int, dialect: Dialect) -> PayloadTooLarge:
-    return PayloadTooLarge(say(dialect, f"request body larger than the limit of {limit} bytes for this route",
-                               f"数据过大: 请求体超过 {limit} 字节的限制"))
+    return PayloadTooLarge(
+        say(
+            dialect,
+            f"request body larger than the limit of {limit} bytes for this route",
+            f"数据过大: 请求体超过 {limit} 字节的限制",
+        )
+    )
 
 
 def _body_problem(body: bytes, content_type: str, dialect: Dialect) -> LabelhiveError | None:
@@ -130,12 +137,22 @@ def _body_problem(body: bytes, content_type: str, dialect: Dialect) -> Labelhive
         holds_nul = form_holds_nul(body)
     else:  # JSON, whatever the client called it: the routes that parse by hand ignore the header
         if json_too_deep(body):
-            return InvalidRequest(say(dialect, f"invalid request: JSON nested more than {MAX_JSON_DEPTH} levels deep",
-                                      f"参数错误: JSON嵌套超过{MAX_JSON_DEPTH}层"))
+            return InvalidRequest(
+                say(
+                    dialect,
+                    f"invalid request: JSON nested more than {MAX_JSON_DEPTH} levels deep",
+                    f"参数错误: JSON嵌套超过{MAX_JSON_DEPTH}层",
+                )
+            )
         holds_nul = json_holds_nul(body)
     if holds_nul:
-        return InvalidRequest(say(dialect, "invalid request: text must not contain NUL characters (\\u0000)",
-                                  "参数错误: 文本不能包含NUL字符(\\u0000)"))
+        return InvalidRequest(
+            say(
+                dialect,
+                "invalid request: text must not contain NUL characters (\\u0000)",
+                "参数错误: 文本不能包含NUL字符(\\u0000)",
+            )
+        )
     return None
 
 
@@ -193,8 +210,11 @@ class EdgeGuardMiddleware:
             else:
                 body = await _read_whole(receive, limit, dialect)
                 check = _body_problem
-                problem = (await asyncio.to_thread(check, body, content_type, dialect) if len(body) > _SCAN_IN_THREAD
-                           else check(body, content_type, dialect))
+                problem = (
+                    await asyncio.to_thread(check, body, content_type, dialect)
+                    if len(body) > _SCAN_IN_THREAD
+                    else check(body, content_type, dialect)
+                )
                 if problem:
                     raise problem
                 receive = _replaying(body, receive)
@@ -221,11 +241,13 @@ async def read_json_object(request: Request, max_bytes: int | None = None) -> di
     try:
         value = await asyncio.to_thread(json.loads, body) if len(body) > _SCAN_IN_THREAD else json.loads(body)
     except (ValueError, RecursionError):
-        raise InvalidRequest(say(dialect, "invalid request: body is not valid JSON",
-                                 "参数错误: 请求体不是合法的JSON")) from None
+        raise InvalidRequest(
+            say(dialect, "invalid request: body is not valid JSON", "参数错误: 请求体不是合法的JSON")
+        ) from None
     if not isinstance(value, dict):
-        raise InvalidRequest(say(dialect, "invalid request: body must be a JSON object",
-                                 "参数错误: 请求体必须是JSON对象"))
+        raise InvalidRequest(
+            say(dialect, "invalid request: body must be a JSON object", "参数错误: 请求体必须是JSON对象")
+        )
     return value
 
 

@@ -39,8 +39,14 @@ class Replicas:
     out after a connection failure, and a background probe (running only while one is out) puts it back
     when `probe(url)` says it is ready."""
 
-    def __init__(self, service: str, urls: Sequence[str], probe: Callable[[str], Awaitable[bool]],
-                 *, probe_interval: float = PROBE_INTERVAL_SECONDS) -> None:
+    def __init__(
+        self,
+        service: str,
+        urls: Sequence[str],
+        probe: Callable[[str], Awaitable[bool]],
+        *,
+        probe_interval: float = PROBE_INTERVAL_SECONDS,
+    ) -> None:
         if not urls:
             raise ValueError(f"no address for the {service} service")
         self.service = service
@@ -73,8 +79,9 @@ class Replicas:
         log.warning("%s replica %s out of the rotation", self.service, url)
         if self._prober is None or self._prober.done():
             # A context of its own: the probe belongs to no request, so its log lines carry no request id.
-            self._prober = asyncio.create_task(self._bring_back(), name=f"probe-{self.service}",
-                                               context=contextvars.Context())
+            self._prober = asyncio.create_task(
+                self._bring_back(), name=f"probe-{self.service}", context=contextvars.Context()
+            )
 
     async def _bring_back(self) -> None:
         while self.out:
@@ -138,13 +145,10 @@ class ServiceClient:
                 if nothing_sent:
                     self.replicas.failed(url)
                 if retried or not (nothing_sent or (repeatable and not isinstance(exc, httpx.TimeoutException))):
-                    raise ServiceUnavailable(
-                        f"{self.peer} service unavailable", details=type(exc).__name__
-                    ) from exc
+                    raise ServiceUnavailable(f"{self.peer} service unavailable", details=type(exc).__name__) from exc
                 retried = True
                 url = self.replicas.pick(avoid=url)
-                log.info("retrying %s %s on another %s replica after %s", method, path, self.peer,
-                         type(exc).__name__)
+                log.info("retrying %s %s on another %s replica after %s", method, path, self.peer, type(exc).__name__)
 
     async def aclose(self) -> None:
         await self.replicas.aclose()

@@ -35,8 +35,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # connection longer than the gateway does (gateway/proxy.py), so the gateway is the side that closes it.
 # uvicorn's own X-Forwarded-For handling is off: the gateway alone says who the client is
 # (LABELHIVE_TRUSTED_PROXIES), and the services take its word.
-UVICORN_OPTIONS = ("--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
-                   "--timeout-keep-alive", "30", "--timeout-graceful-shutdown", "5")
+UVICORN_OPTIONS = (
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--no-access-log",
+    "--no-proxy-headers",
+    "--timeout-keep-alive",
+    "30",
+    "--timeout-graceful-shutdown",
+    "5",
+)
 
 
 def free_port() -> int:
@@ -109,10 +119,16 @@ class Platform:
         return f"http://127.0.0.1:{self.service_ports[name]}"
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, **self.extra_env, "DATABASE_URL": self.database_url,
-               "REDIS_URL": self.redis_url, "LABELHIVE_INTERNAL_SECRET": self.secret,
-               "LABELHIVE_PORT": str(self.gateway_port), "PYTHONUNBUFFERED": "1",
-               "LABELHIVE_SERVICES": ",".join(self.services)}
+        env = {
+            **os.environ,
+            **self.extra_env,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "LABELHIVE_INTERNAL_SECRET": self.secret,
+            "LABELHIVE_PORT": str(self.gateway_port),
+            "PYTHONUNBUFFERED": "1",
+            "LABELHIVE_SERVICES": ",".join(self.services),
+        }
         for name, port in self.service_ports.items():
             ports = [port, *self.replica_ports.get(name, [])]
             env[f"LABELHIVE_{name.upper()}_URL"] = ",".join(f"http://127.0.0.1:{p}" for p in ports)
@@ -124,10 +140,21 @@ class Platform:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
             self._logs.append(out)
-        command = [sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1",
-                   "--port", str(port), *UVICORN_OPTIONS]
-        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=self.env(), stdout=out,
-                                                stderr=subprocess.STDOUT if out else None)
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            target,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *UVICORN_OPTIONS,
+        ]
+        self.processes[name] = subprocess.Popen(
+            command, cwd=ROOT, env=self.env(), stdout=out, stderr=subprocess.STDOUT if out else None
+        )
 
     def start_service(self, name: str) -> None:
         self._spawn(name, f"services.{name}.app:create_app", self.service_ports[name])
@@ -177,7 +204,9 @@ class Platform:
         further = [(process, port) for n in self.services for process, port in self.replicas(n)[1:]]
         for process, _ in further:
             self.start_replica(process)
-        await asyncio.gather(*(self.wait_ready(f"http://127.0.0.1:{port}/readyz", process) for process, port in further))
+        await asyncio.gather(
+            *(self.wait_ready(f"http://127.0.0.1:{port}/readyz", process) for process, port in further)
+        )
         self._spawn("gateway", "gateway.app:create_app", self.gateway_port)
         await self.wait_ready(f"{self.gateway_url}/healthz", "gateway")
 
@@ -194,7 +223,9 @@ def service_ports_from_env() -> dict[str, int]:
     ports = {}
     for name in SERVICES:
         urls = split_urls(os.environ.get(f"LABELHIVE_{name.upper()}_URL", ""))
-        ports[name] = int(urls[0].rsplit(":", 1)[1]) if urls and urls[0].count(":") == 2 else DEFAULT_SERVICE_PORTS[name]
+        ports[name] = (
+            int(urls[0].rsplit(":", 1)[1]) if urls and urls[0].count(":") == 2 else DEFAULT_SERVICE_PORTS[name]
+        )
     return ports
 
 
@@ -214,9 +245,14 @@ async def run() -> None:
     if replicas < 1:
         raise SystemExit(f"LABELHIVE_REPLICAS must be 1 or more, not {replicas}")
     first_ports = service_ports_from_env()
-    platform = Platform(database_url, redis_url, internal_secret(data_dir),
-                        int(os.environ.get("LABELHIVE_PORT", "8000")), first_ports,
-                        replica_ports=replica_ports(first_ports, replicas))
+    platform = Platform(
+        database_url,
+        redis_url,
+        internal_secret(data_dir),
+        int(os.environ.get("LABELHIVE_PORT", "8000")),
+        first_ports,
+        replica_ports=replica_ports(first_ports, replicas),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -224,9 +260,11 @@ async def run() -> None:
     try:
         await platform.start()
         print(f"Labelhive is up: {platform.gateway_url}  (API docs: {platform.gateway_url}/docs)")
-        print(f"  services: {', '.join(platform.services)} ({replicas} replica(s) each); database: "
-              f"{'embedded' if not settings.database_url else 'DATABASE_URL'}; redis: "
-              f"{'embedded' if not settings.redis_url else 'REDIS_URL'}; data dir: {data_dir}")
+        print(
+            f"  services: {', '.join(platform.services)} ({replicas} replica(s) each); database: "
+            f"{'embedded' if not settings.database_url else 'DATABASE_URL'}; redis: "
+            f"{'embedded' if not settings.redis_url else 'REDIS_URL'}; data dir: {data_dir}"
+        )
         print("Ctrl-C stops everything.", flush=True)
         await stop.wait()
     finally:

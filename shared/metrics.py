@@ -5,9 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-REQUESTS = Counter(
-    "labelhive_http_requests_total", "HTTP requests handled", ["service", "method", "route", "status"]
-)
+REQUESTS = Counter("labelhive_http_requests_total", "HTTP requests handled", ["service", "method", "route", "status"])
 LATENCY = Histogram(
     "labelhive_http_request_seconds",
     "HTTP request latency",
@@ -25,8 +23,10 @@ def observe(service: str, method: str, route: str, status: int, seconds: float) 
     key = (service, method, route, status)
     series = _series.get(key)
     if series is None:
-        series = _series[key] = (REQUESTS.labels(service, method, route, str(status)),
-                                 LATENCY.labels(service, method, route))
+        series = _series[key] = (
+            REQUESTS.labels(service, method, route, str(status)),
+            LATENCY.labels(service, method, route),
+        )
     series[0].inc()
     series[1].observe(seconds)
 

@@ -38,20 +38,41 @@ from shared.identity import optional_identity, required_identity
 COMPONENT_REF = "#/components/schemas/{model}"
 _TEXT = {"type": "string"}
 ERROR_SCHEMAS: dict[Dialect, tuple[str, dict[str, Any]]] = {
-    Dialect.DATASET_000: ("Error000", {
-        "type": "object", "required": ["err_no", "err_desc", "time_used"],
-        "properties": {"err_no": _TEXT, "err_desc": _TEXT, "request_id": _TEXT, "requestID": _TEXT,
-                       "time_used": {"type": "integer"}}}),
-    Dialect.EXPERT_001: ("Error001", {
-        "type": "object", "required": ["response"], "properties": {"response": _TEXT}}),
-    Dialect.FACE_002: ("Error002", {
-        "type": "object", "required": ["err_code", "err_msg"],
-        "properties": {"err_code": {"type": "integer"}, "err_msg": _TEXT}}),
-    Dialect.CROWD_003: ("Error003", {
-        "type": "object", "required": ["code", "message", "data"],
-        "properties": {"code": {"type": "integer"}, "message": _TEXT, "data": {}}}),
-    Dialect.DETECT_004: ("Error004", {
-        "type": "object", "required": ["error", "details"], "properties": {"error": _TEXT, "details": {}}}),
+    Dialect.DATASET_000: (
+        "Error000",
+        {
+            "type": "object",
+            "required": ["err_no", "err_desc", "time_used"],
+            "properties": {
+                "err_no": _TEXT,
+                "err_desc": _TEXT,
+                "request_id": _TEXT,
+                "requestID": _TEXT,
+                "time_used": {"type": "integer"},
+            },
+        },
+    ),
+    Dialect.EXPERT_001: ("Error001", {"type": "object", "required": ["response"], "properties": {"response": _TEXT}}),
+    Dialect.FACE_002: (
+        "Error002",
+        {
+            "type": "object",
+            "required": ["err_code", "err_msg"],
+            "properties": {"err_code": {"type": "integer"}, "err_msg": _TEXT},
+        },
+    ),
+    Dialect.CROWD_003: (
+        "Error003",
+        {
+            "type": "object",
+            "required": ["code", "message", "data"],
+            "properties": {"code": {"type": "integer"}, "message": _TEXT, "data": {}},
+        },
+    ),
+    Dialect.DETECT_004: (
+        "Error004",
+        {"type": "object", "required": ["error", "details"], "properties": {"error": _TEXT, "details": {}}},
+    ),
 }
 _DESCRIPTIONS = {
     "400": "Invalid input (and, in document 003, no permission)",
@@ -67,10 +88,14 @@ _IDENTITY_DEPENDENCIES = (required_identity, optional_identity)
 def json_body(*models: type[BaseModel]) -> dict[str, Any]:
     """`openapi_extra` declaring the JSON body a route reads by hand: `model`, or any one of `models` where
     the body's fields tell which one the client speaks (`POST /user/register`: 001's or 003's)."""
-    references, definitions = models_json_schema([(model, "validation") for model in models],
-                                                 ref_template=COMPONENT_REF)
-    schema: dict[str, Any] = dict(references[(models[0], "validation")]) if len(models) == 1 else {
-        "anyOf": [references[(model, "validation")] for model in models]}
+    references, definitions = models_json_schema(
+        [(model, "validation") for model in models], ref_template=COMPONENT_REF
+    )
+    schema: dict[str, Any] = (
+        dict(references[(models[0], "validation")])
+        if len(models) == 1
+        else {"anyOf": [references[(model, "validation")] for model in models]}
+    )
     schema["$defs"] = definitions.get("$defs", {})  # moved into components by _place_definitions
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
@@ -85,8 +110,11 @@ def form_body(fields: dict[str, tuple[str, str]], required: tuple[str, ...] = ()
         elif kind == "file":
             properties[name] = {"type": "string", "format": "binary", "description": description}
         else:
-            properties[name] = {"type": "array", "items": {"type": "string", "format": "binary"},
-                                "description": description}
+            properties[name] = {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "description": description,
+            }
     schema = {"type": "object", "properties": properties, "required": list(required)}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
@@ -114,8 +142,12 @@ def errors_in(status: int, *dialects: Dialect) -> dict[int | str, dict[str, Any]
     """`responses=` for a route whose `status` answers come in more than one document's envelope
     (`POST /user/register` answers a 001 body in 001's): declare_errors keeps what a route declares."""
     references = [{"$ref": COMPONENT_REF.format(model=ERROR_SCHEMAS[dialect][0])} for dialect in dialects]
-    return {status: {"description": _DESCRIPTIONS[str(status)],
-                     "content": {"application/json": {"schema": {"anyOf": references}}}}}
+    return {
+        status: {
+            "description": _DESCRIPTIONS[str(status)],
+            "content": {"application/json": {"schema": {"anyOf": references}}},
+        }
+    }
 
 
 def _reads_identity(dependant: Any) -> bool:
@@ -153,8 +185,10 @@ def declare_errors(schema: dict[str, Any], identity_operations: set[tuple[str, s
             responses.pop("422", None)
             reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMAS[dialect][0]}"}
             for status in statuses:
-                responses.setdefault(status, {"description": _DESCRIPTIONS[status],
-                                              "content": {"application/json": {"schema": reference}}})
+                responses.setdefault(
+                    status,
+                    {"description": _DESCRIPTIONS[status], "content": {"application/json": {"schema": reference}}},
+                )
             if (operation_id := operation.get("operationId")) is not None:
                 operation_ids[operation_id] = operation_ids.get(operation_id, 0) + 1
                 if operation_ids[operation_id] > 1:

@@ -13,8 +13,14 @@ POOL_WAIT_SECONDS = 5
 
 
 def create_redis(url: str) -> Redis:
-    pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS,
-                                           decode_responses=True, health_check_interval=30, socket_timeout=5)
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_timeout=5,
+    )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 

@@ -117,8 +117,10 @@ def _dialect(request: Request):  # type: ignore[no-untyped-def]
 
 def _names_nothing(request: Request) -> bool:
     """Whether a path parameter is an integer no Integer column holds: an id that names nothing."""
-    return any(value.lstrip("-").isdigit() and not -INT32_MAX - 1 <= int(value) <= INT32_MAX
-               for value in map(str, request.path_params.values()))
+    return any(
+        value.lstrip("-").isdigit() and not -INT32_MAX - 1 <= int(value) <= INT32_MAX
+        for value in map(str, request.path_params.values())
+    )
 
 
 _PATH_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
@@ -163,8 +165,9 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         errors = exc.errors()
         error: LabelhiveError
-        if errors and all(e.get("type") in _PATH_RANGE_ERRORS and tuple(e.get("loc", ()))[:1] == ("path",)
-                          for e in errors):
+        if errors and all(
+            e.get("type") in _PATH_RANGE_ERRORS and tuple(e.get("loc", ()))[:1] == ("path",) for e in errors
+        ):
             error = NotFound()  # an id outside its type's range (shared/params.py) names nothing
         else:
             error = invalid_input(errors, _dialect(request))
@@ -224,8 +227,11 @@ def health_router(service: str) -> APIRouter:
         for name, check in getattr(state, "readiness_checks", {}).items():
             checks[name] = await check()
         ready = all(v == "ok" for k, v in checks.items() if k in ("redis", "database"))
-        body = {"code": 0 if ready else 1002, "message": "ready" if ready else "not ready",
-                "data": {"service": service, "checks": checks}}
+        body = {
+            "code": 0 if ready else 1002,
+            "message": "ready" if ready else "not ready",
+            "data": {"service": service, "checks": checks},
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return router
@@ -286,7 +292,7 @@ def build_service_app(
             app.state.engine = create_engine(settings.database_url, name)
             app.state.sessionmaker = create_sessionmaker(app.state.engine)
         try:
-            async with (lifespan(app) if lifespan else nullcontext()):
+            async with lifespan(app) if lifespan else nullcontext():
                 try:
                     yield
                 finally:
@@ -299,8 +305,14 @@ def build_service_app(
                 await app.state.engine.dispose()
             await app.state.redis.aclose()
 
-    app = FastAPI(title=title, description=description, lifespan=common_lifespan,
-                  docs_url=None, redoc_url=None, telemetry=NO_TELEMETRY)
+    app = FastAPI(
+        title=title,
+        description=description,
+        lifespan=common_lifespan,
+        docs_url=None,
+        redoc_url=None,
+        telemetry=NO_TELEMETRY,
+    )
     # The last added runs first: the request id is set before the edge can refuse anything.
     app.add_middleware(EdgeGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service=name)

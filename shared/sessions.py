@@ -130,8 +130,9 @@ class CredentialCache:
     async def resolve_api_key(self, key: str) -> Identity | None:
         return await self._resolve(digest(key), self.store.api_key_by_hash)
 
-    async def _resolve(self, credential_id: str,
-                       lookup: Callable[[str], Awaitable[Identity | None]]) -> Identity | None:
+    async def _resolve(
+        self, credential_id: str, lookup: Callable[[str], Awaitable[Identity | None]]
+    ) -> Identity | None:
         now = time.monotonic()
         entry = self._entries.get(credential_id)
         if entry is not None and entry[0] > now:

@@ -21,9 +21,7 @@ class PlatformSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LABELHIVE_", extra="ignore", populate_by_name=True)
 
-    database_url: str = Field(
-        "", validation_alias=AliasChoices("DATABASE_URL", "LABELHIVE_DATABASE_URL")
-    )
+    database_url: str = Field("", validation_alias=AliasChoices("DATABASE_URL", "LABELHIVE_DATABASE_URL"))
     redis_url: str = Field("", validation_alias=AliasChoices("REDIS_URL", "LABELHIVE_REDIS_URL"))
     data_dir: Path = Path("./var")
     # Prefixes every Redis key, so that test runs sharing one Redis server never see each other.

@@ -86,10 +86,11 @@ def mailbox() -> Iterator[Mailbox]:
 async def backing() -> AsyncIterator[Backing]:
     embedded = EmbeddedServers(ROOT / "var" / "test-servers")
     admin_url = os.environ.get("LABELHIVE_TEST_DATABASE_URL") or (
-        "postgresql://postgres@127.0.0.1:5432/postgres" if _reachable("127.0.0.1", 5432)
-        else embedded.postgres_url())
+        "postgresql://postgres@127.0.0.1:5432/postgres" if _reachable("127.0.0.1", 5432) else embedded.postgres_url()
+    )
     redis_url = os.environ.get("LABELHIVE_TEST_REDIS_URL") or (
-        "redis://127.0.0.1:6379/0" if _reachable("127.0.0.1", 6379) else embedded.redis_url())
+        "redis://127.0.0.1:6379/0" if _reachable("127.0.0.1", 6379) else embedded.redis_url()
+    )
     try:
         async with throwaway_backing(admin_url, redis_url, "labelhive_test") as test_backing:
             yield test_backing
@@ -119,8 +120,15 @@ def random_ip() -> str:
     return str(ipaddress.IPv4Address(random.randint(0x0B000000, 0xDEFFFFFF)))
 
 
-SECRET_MARKERS = ("$argon2", '"password"', '"password_hash"', '"face_base64"', '"email_valid"',
-                  '"verifycode"', '"key_hash"')
+SECRET_MARKERS = (
+    "$argon2",
+    '"password"',
+    '"password_hash"',
+    '"face_base64"',
+    '"email_valid"',
+    '"verifycode"',
+    '"key_hash"',
+)
 
 
 async def _no_secrets(response: httpx.Response) -> None:
@@ -137,8 +145,9 @@ async def _no_secrets(response: httpx.Response) -> None:
 def gateway_client(platform: Platform, **kwargs: object) -> httpx.AsyncClient:
     """A client of the gateway coming from an address of its own (see LABELHIVE_TRUSTED_PROXIES)."""
     headers = {"X-Forwarded-For": random_ip(), **kwargs.pop("headers", {})}  # type: ignore[dict-item]
-    return httpx.AsyncClient(base_url=platform.gateway_url, headers=headers, timeout=30,
-                             event_hooks={"response": [_no_secrets]}, **kwargs)  # type: ignore[arg-type]
+    return httpx.AsyncClient(
+        base_url=platform.gateway_url, headers=headers, timeout=30, event_hooks={"response": [_no_secrets]}, **kwargs
+    )  # type: ignore[arg-type]
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -18,8 +18,9 @@ from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, Mailbox, gateway_client, 
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 10, interval: float = 0.1,
-                     what: str = "the condition") -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 10, interval: float = 0.1, what: str = "the condition"
+) -> T:
     """Calls `check` until it returns something other than None or False, and returns that; fails the test
     when `timeout` seconds pass first. For what happens after an answer: outbox deliveries, time-outs, replicas."""
     deadline = time.monotonic() + timeout
@@ -55,9 +56,17 @@ async def signup(
     email = f"{unique('mail')}@example.com"
     code = await send_code(client, mailbox, email)
     name, password = unique("user_"), "pass-word-1"
-    response = await client.post("/user/register", json={
-        "user_name": name, "password": password, "user_type": role, "invite_code": invite_code,
-        "email": email, "verifycode": code})
+    response = await client.post(
+        "/user/register",
+        json={
+            "user_name": name,
+            "password": password,
+            "user_type": role,
+            "invite_code": invite_code,
+            "email": email,
+            "verifycode": code,
+        },
+    )
     assert response.status_code == 200, response.text
     data = response.json()["data"]
     await login(client, name, password)

@@ -19,8 +19,11 @@ import boto3
 
 from shared.launcher import free_port
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "labelhive-test", "AWS_SECRET_ACCESS_KEY": "labelhive-test-secret",
-               "AWS_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "labelhive-test",
+    "AWS_SECRET_ACCESS_KEY": "labelhive-test-secret",
+    "AWS_REGION": "us-east-1",
+}
 
 _SERVER = """
 import sys
@@ -38,9 +41,13 @@ class S3Server:
     endpoint: str
 
     def client(self) -> Any:
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=CREDENTIALS["AWS_REGION"],
-                            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=CREDENTIALS["AWS_REGION"],
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def env(self, url: str) -> dict[str, str]:
         """What a service needs to keep its files at `url` (`s3://bucket/prefix`) on this server."""
@@ -48,8 +55,12 @@ class S3Server:
 
     def store_config(self) -> dict[str, str]:
         """The same, as `S3ObjectStore.from_url` keyword arguments (tests leave os.environ alone)."""
-        return {"endpoint": self.endpoint, "access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                "secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"], "region": CREDENTIALS["AWS_REGION"]}
+        return {
+            "endpoint": self.endpoint,
+            "access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            "region": CREDENTIALS["AWS_REGION"],
+        }
 
     def new_bucket(self) -> str:
         name = f"labelhive-test-{secrets.token_hex(4)}"
@@ -59,8 +70,11 @@ class S3Server:
     def contents(self, bucket: str) -> list[str]:
         """Every key in the bucket, and every multipart upload not completed nor aborted."""
         client = self.client()
-        keys = [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-                for item in page.get("Contents", [])]
+        keys = [
+            item["Key"]
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for item in page.get("Contents", [])
+        ]
         uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
         return keys + [f"(unfinished upload) {upload['Key']}" for upload in uploads]
 
@@ -68,8 +82,12 @@ class S3Server:
 @contextmanager
 def s3_server() -> Iterator[S3Server]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert process.stdout is not None and process.stdout.readline().strip() == b"ready", "moto did not start"
         yield S3Server(f"http://127.0.0.1:{port}")

@@ -289,9 +289,20 @@ def test_docker_compose_config_accepts_the_files(tmp_path: Path) -> None:
     env_file.write_text("LABELHIVE_INTERNAL_SECRET=test-only\nPOSTGRES_PASSWORD=test-only\n")
     for files in (["-f", str(COMPOSE)], ["-f", str(COMPOSE), "-f", str(CPU_OVERLAY)]):
         result = subprocess.run(
-            ["docker", "compose", "--project-directory", str(ROOT), "--env-file", str(env_file), *files,
-             "config", "--quiet"],
-            capture_output=True, text=True, check=False,
+            [
+                "docker",
+                "compose",
+                "--project-directory",
+                str(ROOT),
+                "--env-file",
+                str(env_file),
+                *files,
+                "config",
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
 
@@ -305,9 +316,20 @@ def test_legacy_docker_compose_validates_the_schema(tmp_path: Path) -> None:
     env_file = tmp_path / "test.env"
     env_file.write_text("LABELHIVE_INTERNAL_SECRET=test-only\nPOSTGRES_PASSWORD=test-only\n")
     result = subprocess.run(
-        ["docker-compose", "--project-directory", str(ROOT), "--env-file", str(env_file), "-f", str(copy),
-         "config", "--quiet"],
-        capture_output=True, text=True, check=False,
+        [
+            "docker-compose",
+            "--project-directory",
+            str(ROOT),
+            "--env-file",
+            str(env_file),
+            "-f",
+            str(copy),
+            "config",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 
@@ -398,8 +420,12 @@ def test_dockerfile_requirements_come_from_pyproject_with_a_gpu_and_cpu_variant(
     assert args.get("ONNXRUNTIME") == "gpu", "the CUDA-capable build is the default"
 
     def requirements(variant: str) -> list[str]:
-        result = subprocess.run([sys.executable, str(helper), "--extras", "ai", "--onnxruntime", variant,
-                                 str(ROOT / "pyproject.toml")], capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [sys.executable, str(helper), "--extras", "ai", "--onnxruntime", variant, str(ROOT / "pyproject.toml")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return result.stdout.split()
 
     gpu, cpu = requirements("gpu"), requirements("cpu")
@@ -450,8 +476,9 @@ def test_healthcheck_script_exit_codes(http_server: str) -> None:
     script = ROOT / "docker" / "healthcheck.py"
 
     def run(url: str) -> int:
-        return subprocess.run([sys.executable, str(script), url, "2"], capture_output=True, check=False,
-                              timeout=30).returncode
+        return subprocess.run(
+            [sys.executable, str(script), url, "2"], capture_output=True, check=False, timeout=30
+        ).returncode
 
     assert run(f"{http_server}/readyz") == 0
     assert run(f"{http_server}/healthz") == 1  # 503 from the gateway: degraded

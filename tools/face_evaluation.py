@@ -150,8 +150,14 @@ def evaluate_held_out_people(engine: FaceEngine, folder: Path) -> list[Pair]:
     kept: list[str] = []
     for name in sorted(people):
         vector = vectors[name]
-        copies = [k for k in kept if people[k] == people[name] and vector is not None and vectors[k] is not None
-                  and float(vector @ vectors[k]) >= _SAME_PHOTO_COSINE]  # type: ignore[operator]
+        copies = [
+            k
+            for k in kept
+            if people[k] == people[name]
+            and vector is not None
+            and vectors[k] is not None
+            and float(vector @ vectors[k]) >= _SAME_PHOTO_COSINE
+        ]  # type: ignore[operator]
         if not copies:
             kept.append(name)
     pairs = []
@@ -194,18 +200,24 @@ def _rate_lines(title: str, pairs: Sequence[Pair], calibration: Calibration) -> 
     accepted = {id(p) for p in pairs if p.cosine is not None and calibration.is_same_person(p.cosine)}
     false_accepts = [p for p in different if id(p) in accepted]
     false_rejects = [p for p in same if id(p) not in accepted]
-    lines = [f"held-out calibration, {title}: {len(pairs)} pairs ({len(same)} same-person, {len(different)} "
-             f"different), threshold cosine {calibration.threshold_cosine:.3f}"]
+    lines = [
+        f"held-out calibration, {title}: {len(pairs)} pairs ({len(same)} same-person, {len(different)} "
+        f"different), threshold cosine {calibration.threshold_cosine:.3f}"
+    ]
     if different:
         worst = max((p.cosine for p in different if p.cosine is not None), default=float("nan"))
-        lines.append(f"  FAR {len(false_accepts)}/{len(different)} = {len(false_accepts) / len(different):.4f} "
-                     f"(95% upper bound {_upper_bound(len(false_accepts), len(different)):.4f}); "
-                     f"highest different-person cosine {worst:.3f}")
+        lines.append(
+            f"  FAR {len(false_accepts)}/{len(different)} = {len(false_accepts) / len(different):.4f} "
+            f"(95% upper bound {_upper_bound(len(false_accepts), len(different)):.4f}); "
+            f"highest different-person cosine {worst:.3f}"
+        )
     if same:
         lowest = min((p.cosine for p in same if p.cosine is not None), default=float("nan"))
-        lines.append(f"  FRR {len(false_rejects)}/{len(same)} = {len(false_rejects) / len(same):.4f} "
-                     f"(95% upper bound {_upper_bound(len(false_rejects), len(same)):.4f}); "
-                     f"lowest same-person cosine {lowest:.3f}")
+        lines.append(
+            f"  FRR {len(false_rejects)}/{len(same)} = {len(false_rejects) / len(same):.4f} "
+            f"(95% upper bound {_upper_bound(len(false_rejects), len(same)):.4f}); "
+            f"lowest same-person cosine {lowest:.3f}"
+        )
     lines += [f"  error: {p.left} {p.right} same={p.same} cosine={p.cosine}" for p in false_accepts + false_rejects]
     return lines
 
@@ -239,13 +251,20 @@ def single_face_photos(engine: FaceEngine, faces_dir: Path, orientation: Orienta
             continue
         aligned = engine.align(upright.image, upright.face)
         face = upright.face
-        photos.append(Upright(f"{path.parent.name}/{path.name}", upright.image, engine.embed_aligned([aligned])[0],
-                              measure(face.landmark_array(), face.width, face.score, aligned)))
+        photos.append(
+            Upright(
+                f"{path.parent.name}/{path.name}",
+                upright.image,
+                engine.embed_aligned([aligned])[0],
+                measure(face.landmark_array(), face.width, face.score, aligned),
+            )
+        )
     return photos
 
 
-def _enrol(engine: FaceEngine, image: np.ndarray, orientation: OrientationSettings,
-           thresholds: QualityThresholds) -> tuple[np.ndarray | None, str, FaceQuality | None]:
+def _enrol(
+    engine: FaceEngine, image: np.ndarray, orientation: OrientationSettings, thresholds: QualityThresholds
+) -> tuple[np.ndarray | None, str, FaceQuality | None]:
     """What enrolment does with a photo: (vector or None, why not, the face's quality)."""
     try:
         upright = engine.upright_face(image, orientation)
@@ -260,8 +279,13 @@ def _enrol(engine: FaceEngine, image: np.ndarray, orientation: OrientationSettin
     return engine.embed_aligned([aligned])[0], "", quality
 
 
-def _orientation_lines(engine: FaceEngine, photos: Sequence[Upright], orientation: OrientationSettings,
-                       thresholds: QualityThresholds, calibration: Calibration) -> list[str]:
+def _orientation_lines(
+    engine: FaceEngine,
+    photos: Sequence[Upright],
+    orientation: OrientationSettings,
+    thresholds: QualityThresholds,
+    calibration: Calibration,
+) -> list[str]:
     lines = [f"orientation: {len(photos)} upright photos of one person, each turned by 90, 180 and 270 degrees"]
     for turned, code in _TURNS.items():
         now = {"recognised": 0, "refused": 0, "enrolled, matching nobody": 0}
@@ -272,28 +296,46 @@ def _orientation_lines(engine: FaceEngine, photos: Sequence[Upright], orientatio
             if vector is None:
                 now["refused"] += 1
             else:
-                now["recognised" if calibration.is_same_person(float(vector @ photo.vector))
-                    else "enrolled, matching nobody"] += 1
+                now[
+                    "recognised"
+                    if calibration.is_same_person(float(vector @ photo.vector))
+                    else "enrolled, matching nobody"
+                ] += 1
             faces = engine.detect(image)  # the engine before the orientation search: largest face as sent
             if not faces:
                 before["refused"] += 1
             else:
                 old = engine.embed_faces([(image, max(faces, key=lambda face: face.area))])[0]
-                before["recognised" if calibration.is_same_person(float(old @ photo.vector))
-                       else "enrolled, matching nobody"] += 1
-        lines.append(f"  {turned:3d} degrees: " + ", ".join(f"{k} {v}" for k, v in now.items())
-                     + "  (without the orientation search: " + ", ".join(f"{k} {v}" for k, v in before.items()) + ")")
+                before[
+                    "recognised"
+                    if calibration.is_same_person(float(old @ photo.vector))
+                    else "enrolled, matching nobody"
+                ] += 1
+        lines.append(
+            f"  {turned:3d} degrees: "
+            + ", ".join(f"{k} {v}" for k, v in now.items())
+            + "  (without the orientation search: "
+            + ", ".join(f"{k} {v}" for k, v in before.items())
+            + ")"
+        )
     return lines
 
 
 def _spread(values: Sequence[float]) -> str:
     array = np.asarray(values, dtype=np.float64)
-    return " ".join(f"{label} {np.percentile(array, q):.2f}" for label, q in
-                    (("min", 0), ("p5", 5), ("median", 50), ("p95", 95), ("max", 100)))
+    return " ".join(
+        f"{label} {np.percentile(array, q):.2f}"
+        for label, q in (("min", 0), ("p5", 5), ("median", 50), ("p95", 95), ("max", 100))
+    )
 
 
-def _quality_lines(engine: FaceEngine, photos: Sequence[Upright], orientation: OrientationSettings,
-                   thresholds: QualityThresholds, calibration: Calibration) -> list[str]:
+def _quality_lines(
+    engine: FaceEngine,
+    photos: Sequence[Upright],
+    orientation: OrientationSettings,
+    thresholds: QualityThresholds,
+    calibration: Calibration,
+) -> list[str]:
     qualities = [photo.quality for photo in photos]
     passed = [photo for photo in photos if refusal(photo.quality, thresholds) is None]
     lines = [
@@ -305,22 +347,32 @@ def _quality_lines(engine: FaceEngine, photos: Sequence[Upright], orientation: O
         f"  |roll| degrees:  {_spread([abs(q.roll) for q in qualities])}",
     ]
     lines += [f"  refused: {p.name} {refusal(p.quality, thresholds)}" for p in photos if p not in passed]
-    lines.append("size: each photo scaled down to this inter-eye distance; detected, median score and sharpness, "
-                 "and how many still match their full-size photo")
+    lines.append(
+        "size: each photo scaled down to this inter-eye distance; detected, median score and sharpness, "
+        "and how many still match their full-size photo"
+    )
     for eyes in (8, 12, 16, 20, 24, 32):
         shrunk = [(p, eyes / p.quality.eye_distance) for p in photos if p.quality.eye_distance > eyes]
         images = [(p, cv2.resize(p.image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)) for p, f in shrunk]
         lines.append("  " + _decay_line(f"eyes {eyes:2d} px", engine, images, orientation, thresholds, calibration))
     lines.append("blur: Gaussian blur of the photo, sigma in pixels of the aligned 112x112 crop")
     for sigma in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0):
-        images = [(p, cv2.GaussianBlur(p.image, (0, 0), sigma * p.quality.eye_distance / _ALIGNED_EYE_DISTANCE))
-                  for p in photos]
+        images = [
+            (p, cv2.GaussianBlur(p.image, (0, 0), sigma * p.quality.eye_distance / _ALIGNED_EYE_DISTANCE))
+            for p in photos
+        ]
         lines.append("  " + _decay_line(f"sigma {sigma:3.1f}", engine, images, orientation, thresholds, calibration))
     return lines
 
 
-def _decay_line(label: str, engine: FaceEngine, images: Sequence[tuple[Upright, np.ndarray]],
-                orientation: OrientationSettings, thresholds: QualityThresholds, calibration: Calibration) -> str:
+def _decay_line(
+    label: str,
+    engine: FaceEngine,
+    images: Sequence[tuple[Upright, np.ndarray]],
+    orientation: OrientationSettings,
+    thresholds: QualityThresholds,
+    calibration: Calibration,
+) -> str:
     open_gate = QualityThresholds(0.0, 0.0, 0.0, 90.0, 180.0)
     found, matched, gated, gated_matched, scores, sharpness, cosines = 0, 0, 0, 0, [], [], []
     for photo, image in images:
@@ -336,11 +388,13 @@ def _decay_line(label: str, engine: FaceEngine, images: Sequence[tuple[Upright, 
         if refusal(quality, thresholds) is None:
             gated += 1
             gated_matched += same
-    median = (lambda values: float(np.median(values)) if values else float("nan"))  # noqa: E731
-    return (f"{label}: {len(images)} photos, detected {found}, match {matched} (cosine to the original: median "
-            f"{median(cosines):.2f}, p5 {np.percentile(cosines, 5) if cosines else float('nan'):.2f}); median score "
-            f"{median(scores):.2f}, sharpness {median(sharpness):.0f}; pass the gate {gated} "
-            f"(of which match {gated_matched})")
+    median = lambda values: float(np.median(values)) if values else float("nan")  # noqa: E731
+    return (
+        f"{label}: {len(images)} photos, detected {found}, match {matched} (cosine to the original: median "
+        f"{median(cosines):.2f}, p5 {np.percentile(cosines, 5) if cosines else float('nan'):.2f}); median score "
+        f"{median(scores):.2f}, sharpness {median(sharpness):.0f}; pass the gate {gated} "
+        f"(of which match {gated_matched})"
+    )
 
 
 def _detection_lines(results: Sequence[DetectionResult]) -> list[str]:

@@ -42,8 +42,7 @@ async def drop_database(admin_url: str, name: str) -> None:
         try:  # PostgreSQL 13+
             await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         except asyncpg.PostgresSyntaxError:
-            await connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+            await connection.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
             await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
     finally:
         await connection.close()
@@ -118,12 +117,18 @@ async def throwaway_platform(
     # Every service gets a port, also those not started, so that a service under test calling one of
     # them is refused rather than reaching another deployment on the default ports.
     *ports, gateway_port = distinct_free_ports(len(SERVICES) * replicas + 1)
-    first, further = ports[:len(SERVICES)], ports[len(SERVICES):]
-    platform = Platform(backing.database_url, backing.redis_url, secrets.token_urlsafe(32), gateway_port,
-                        dict(zip(SERVICES, first, strict=True)), services=list(services),
-                        replica_ports={name: further[i::len(SERVICES)] for i, name in enumerate(SERVICES)},
-                        extra_env={"LABELHIVE_REDIS_NAMESPACE": backing.namespace, **(extra_env or {})},
-                        log_dir=log_dir)
+    first, further = ports[: len(SERVICES)], ports[len(SERVICES) :]
+    platform = Platform(
+        backing.database_url,
+        backing.redis_url,
+        secrets.token_urlsafe(32),
+        gateway_port,
+        dict(zip(SERVICES, first, strict=True)),
+        services=list(services),
+        replica_ports={name: further[i :: len(SERVICES)] for i, name in enumerate(SERVICES)},
+        extra_env={"LABELHIVE_REDIS_NAMESPACE": backing.namespace, **(extra_env or {})},
+        log_dir=log_dir,
+    )
     try:
         await platform.start()
         yield platform

@@ -67,7 +67,12 @@ async def create_user(repo: AuthRepository, account: NewAccount) -> User:
         invited_by=account.invited_by,
         # Requesters wait for an admin's check (003); everyone else is usable at once.
         is_checked=account.checked or account.role != "demand",
-        score=0, tag_score=0, grow_value=0, credit_score=100, is_banned=False, face_bound=False,
+        score=0,
+        tag_score=0,
+        grow_value=0,
+        credit_score=100,
+        is_banned=False,
+        face_bound=False,
     )
     try:
         await repo.add(user)
@@ -115,12 +120,18 @@ async def register_003(
         raise EmailAlreadyBound()
     await codes.consume(email, verifycode)
     user = await create_user(
-        repo, NewAccount(user_name, password, role, email=email,
-                         invited_by=inviter.id if inviter else None))
+        repo, NewAccount(user_name, password, role, email=email, invited_by=inviter.id if inviter else None)
+    )
     if inviter is not None and invite_reward > 0:
         await repo.lock_users([inviter.id])
-        await ledger.transfer(repo, key=f"invite-reward:{user.id}", kind="invite_reward",
-                              source=ledger.REWARDS, target=inviter, amount=invite_reward)
+        await ledger.transfer(
+            repo,
+            key=f"invite-reward:{user.id}",
+            kind="invite_reward",
+            source=ledger.REWARDS,
+            target=inviter,
+            amount=invite_reward,
+        )
     return user
 
 

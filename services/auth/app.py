@@ -28,8 +28,9 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.sessions = SessionStore(app.state.redis, app.state.keys)
-        app.state.email_codes = EmailCodes(app.state.redis, app.state.keys,
-                                           settings.email_code_ttl_seconds, settings.email_code_max_attempts)
+        app.state.email_codes = EmailCodes(
+            app.state.redis, app.state.keys, settings.email_code_ttl_seconds, settings.email_code_max_attempts
+        )
         app.state.mailer = Mailer(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
         app.state.face = FaceClient(peer(app, "face"))
         async with app.state.sessionmaker.begin() as session:
@@ -42,8 +43,14 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
     return build_service_app(
         name="auth",
         settings=settings,
-        routers=[users_003.router, users_001.router, users_000.router, ads.router,
-                 api_keys_api.router, internal.router],
+        routers=[
+            users_003.router,
+            users_001.router,
+            users_000.router,
+            ads.router,
+            api_keys_api.router,
+            internal.router,
+        ],
         lifespan=lifespan,
         title="Labelhive auth",
         description="Accounts, sessions, points ledger, ads and API keys.",

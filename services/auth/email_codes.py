@@ -59,8 +59,9 @@ class EmailCodes:
     async def consume(self, email: str, code: str, *, missing: type[Exception] = WrongCode) -> None:
         """Accepts the code once; raises 45 when expired or over its guesses, 46 when wrong and
         `missing` when no code was ever sent to this address."""
-        outcome = await self._consume(keys=[self._key(email)],
-                                      args=[_digest(code.strip()), time.time(), self.max_attempts])
+        outcome = await self._consume(
+            keys=[self._key(email)], args=[_digest(code.strip()), time.time(), self.max_attempts]
+        )
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
         if outcome == "missing":
             raise missing()
@@ -68,5 +69,3 @@ class EmailCodes:
             raise CodeExpired()
         if outcome == "wrong":
             raise WrongCode()
-
-

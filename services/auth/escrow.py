@@ -42,16 +42,26 @@ async def hold(repo: AuthRepository, escrow_id: str, owner_id: int, amount: int,
         raise LabelhiveError(f"escrow {escrow_id} belongs to another user", status_code=409)
     if (done := await repo.entry(key)) is not None:
         if done.kind not in ("escrow_hold", "escrow_refund") or ledger.account_name(escrow) not in (
-                done.source, done.target):
+            done.source,
+            done.target,
+        ):
             raise IdempotencyConflict()
         return escrow
     lacking = amount - escrow.balance
     if lacking > 0:
-        await ledger.transfer(repo, key=key, kind="escrow_hold", source=owner, target=escrow,
-                              amount=lacking, insufficient=ScoreNotEnough)
+        await ledger.transfer(
+            repo, key=key, kind="escrow_hold", source=owner, target=escrow, amount=lacking, insufficient=ScoreNotEnough
+        )
     elif lacking < 0:
-        await ledger.transfer(repo, key=key, kind="escrow_refund", source=escrow, target=owner,
-                              amount=-lacking, insufficient=EscrowExhausted)
+        await ledger.transfer(
+            repo,
+            key=key,
+            kind="escrow_refund",
+            source=escrow,
+            target=owner,
+            amount=-lacking,
+            insufficient=EscrowExhausted,
+        )
     return escrow
 
 
@@ -60,8 +70,15 @@ async def pay_out(repo: AuthRepository, escrow_id: str, user_id: int, amount: in
     if annotator is None:
         raise NotFound(f"user {user_id} does not exist")
     escrow = await _escrow(repo, escrow_id)
-    if await ledger.transfer(repo, key=key, kind="escrow_payout", source=escrow, target=annotator,
-                             amount=amount, insufficient=EscrowExhausted):
+    if await ledger.transfer(
+        repo,
+        key=key,
+        kind="escrow_payout",
+        source=escrow,
+        target=annotator,
+        amount=amount,
+        insufficient=EscrowExhausted,
+    ):
         annotator.tag_score += amount
     return escrow
 
@@ -78,6 +95,7 @@ async def refund(repo: AuthRepository, escrow_id: str, amount: int | None, key: 
         if await repo.entry(key) is not None or escrow.balance == 0:
             return escrow
         amount = escrow.balance
-    await ledger.transfer(repo, key=key, kind="escrow_refund", source=escrow, target=owner,
-                          amount=amount, insufficient=EscrowExhausted)
+    await ledger.transfer(
+        repo, key=key, kind="escrow_refund", source=escrow, target=owner, amount=amount, insufficient=EscrowExhausted
+    )
     return escrow

@@ -19,6 +19,7 @@ VIP_SALES = "external:vip"
 AD_SALES = "external:ads"
 REWARDS = "external:rewards"
 
+
 def account_name(account: Account) -> str:
     if isinstance(account, User):
         return f"user:{account.id}"
@@ -26,11 +27,13 @@ def account_name(account: Account) -> str:
         return f"escrow:{account.id}"
     return account
 
+
 def _add(account: Account, amount: int) -> None:
     if isinstance(account, User):
         account.score += amount
     elif isinstance(account, Escrow):
         account.balance += amount
+
 
 def _balance(account: Account) -> int | None:
     if isinstance(account, User):
@@ -38,6 +41,7 @@ def _balance(account: Account) -> int | None:
     if isinstance(account, Escrow):
         return account.balance
     return None  # outside accounts are not limited
+
 
 async def transfer(
     repo: AuthRepository,
@@ -59,19 +63,25 @@ async def transfer(
         raise insufficient()
     _add(source, -amount)
     _add(target, amount)
-    await repo.add(LedgerEntry(idempotency_key=key, kind=kind, source=account_name(source),
-                               target=account_name(target), amount=amount))
+    await repo.add(
+        LedgerEntry(
+            idempotency_key=key, kind=kind, source=account_name(source), target=account_name(target), amount=amount
+        )
+    )
     return True
 
-async def replayed(
-    repo: AuthRepository, *, key: str, kind: str, source: Account, target: Account, amount: int
-) -> bool:
+
+async def replayed(repo: AuthRepository, *, key: str, kind: str, source: Account, target: Account, amount: int) -> bool:
     """True when `key` already moved exactly this; a different movement under the key is a 409."""
     existing = await repo.entry(key)
     if existing is None:
         return False
     same = (existing.kind, existing.source, existing.target, existing.amount) == (
-        kind, account_name(source), account_name(target), amount)
+        kind,
+        account_name(source),
+        account_name(target),
+        amount,
+    )
     if not same:
         raise IdempotencyConflict()
     return True

@@ -208,8 +208,13 @@ def agent_list_entry(user: User, now: datetime) -> dict[str, Any]:
 
 
 def ad_entry(ad: Ad) -> dict[str, Any]:
-    return {"src": ad.url, "expire_at": int(ad.expire_at.timestamp()),
-            "publish_at": int(ad.publish_at.timestamp()), "ad_id": ad.id, "type": ad.ad_type}
+    return {
+        "src": ad.url,
+        "expire_at": int(ad.expire_at.timestamp()),
+        "publish_at": int(ad.publish_at.timestamp()),
+        "ad_id": ad.id,
+        "type": ad.ad_type,
+    }
 
 
 def api_key_entry(key: ApiKey) -> dict[str, Any]:

@@ -53,8 +53,7 @@ async def recharge(repo: AuthRepository, user_id: int, yuan: int, key: str, now:
 
 async def withdraw(repo: AuthRepository, user_id: int, yuan: int, key: str) -> None:
     user = await _locked_user(repo, user_id)
-    movement = dict(key=key, kind="withdraw", source=user, target=ledger.BANK,
-                    amount=yuan * POINTS_PER_YUAN)
+    movement = dict(key=key, kind="withdraw", source=user, target=ledger.BANK, amount=yuan * POINTS_PER_YUAN)
     if await ledger.replayed(repo, **movement):
         return
     card = await _locked_card(repo, user)
@@ -97,24 +96,23 @@ async def publish_ad(
 ) -> Ad | None:
     """003: an ad costs one point per second it runs."""
     user = await _locked_user(repo, user_id)
-    moved = await ledger.transfer(repo, key=key, kind="ad", source=user, target=ledger.AD_SALES,
-                                  amount=seconds, insufficient=AdScoreNotEnough)
+    moved = await ledger.transfer(
+        repo, key=key, kind="ad", source=user, target=ledger.AD_SALES, amount=seconds, insufficient=AdScoreNotEnough
+    )
     if not moved:
         return None
-    ad = Ad(owner_id=user.id, ad_type=ad_type, url=url, publish_at=now,
-            expire_at=now + timedelta(seconds=seconds))
+    ad = Ad(owner_id=user.id, ad_type=ad_type, url=url, publish_at=now, expire_at=now + timedelta(seconds=seconds))
     await repo.add(ad)
     return ad
 
 
-async def renew_ad(
-    repo: AuthRepository, user_id: int, ad_id: int, seconds: int, key: str, now: datetime
-) -> None:
+async def renew_ad(repo: AuthRepository, user_id: int, ad_id: int, seconds: int, key: str, now: datetime) -> None:
     user = await _locked_user(repo, user_id)
     ad = await repo.ad(ad_id, lock=True)
     if ad is None or ad.owner_id != user.id:
         raise AdNotFound()
-    moved = await ledger.transfer(repo, key=key, kind="ad", source=user, target=ledger.AD_SALES,
-                                  amount=seconds, insufficient=AdScoreNotEnough)
+    moved = await ledger.transfer(
+        repo, key=key, kind="ad", source=user, target=ledger.AD_SALES, amount=seconds, insufficient=AdScoreNotEnough
+    )
     if moved:
         ad.expire_at = max(ad.expire_at, now) + timedelta(seconds=seconds)

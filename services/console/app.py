@@ -15,7 +15,12 @@ from shared.settings import PlatformSettings
 def create_app(settings: PlatformSettings | None = None) -> FastAPI:
     settings = settings or PlatformSettings()
     app = build_service_app(
-        name="console", settings=settings, routers=[pages.router], uses_database=False,
-        title="Labelhive console", description="The web console: pages and static files, no API of its own.")
+        name="console",
+        settings=settings,
+        routers=[pages.router],
+        uses_database=False,
+        title="Labelhive console",
+        description="The web console: pages and static files, no API of its own.",
+    )
     app.mount(pages.STATIC_PREFIX, CachedStaticFiles(directory=STATIC_DIR), name="console-static")
     return app

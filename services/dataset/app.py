@@ -71,11 +71,19 @@ def create_app(settings: DatasetSettings | None = None) -> FastAPI:
         app.state.store = store
         app.state.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
         app.state.tasks = peer(app, "tasks")
-        app.state.throttle = UploadThrottle(app.state.redis, app.state.keys, peer(app, "auth"),
-                                            settings.upload_throttle)
-        drainer = EnrolmentDrainer(app.state.sessionmaker, store, peer(app, "face"), app.state.redis, app.state.keys,
-                                   interval=settings.enrolment_interval_seconds, batch=settings.enrolment_batch,
-                                   max_backoff=settings.enrolment_max_backoff_seconds)
+        app.state.throttle = UploadThrottle(
+            app.state.redis, app.state.keys, peer(app, "auth"), settings.upload_throttle
+        )
+        drainer = EnrolmentDrainer(
+            app.state.sessionmaker,
+            store,
+            peer(app, "face"),
+            app.state.redis,
+            app.state.keys,
+            interval=settings.enrolment_interval_seconds,
+            batch=settings.enrolment_batch,
+            max_backoff=settings.enrolment_max_backoff_seconds,
+        )
         app.state.enrolment = drainer
         run_in_background(app, drainer.run(), "enrolment-drainer")
         if settings.orphan_sweep_age_seconds > 0:
@@ -85,8 +93,14 @@ def create_app(settings: DatasetSettings | None = None) -> FastAPI:
     return build_service_app(
         name="dataset",
         settings=settings,
-        routers=[data_module_000.router, dataset_001.router, exports.router, upload_data_003.router,
-                 media_003.router, internal.router],
+        routers=[
+            data_module_000.router,
+            dataset_001.router,
+            exports.router,
+            upload_data_003.router,
+            media_003.router,
+            internal.router,
+        ],
         lifespan=lifespan,
         title="Labelhive dataset",
         description="Image datasets (000), Q&A datasets (001), task data, image and media bed (003), exports.",

@@ -59,7 +59,11 @@ from .voc import VocAnnotation, VocError, pair_by_stem, parse_voc
 DATA_TYPES = {"1": "classification", "2": "face", "3": "detection", "4": "segmentation"}
 _DATA_TYPE_NAMES = {
     **{name: name for name in DATA_TYPES.values()},
-    "分类": "classification", "人脸识别": "face", "人脸": "face", "检测": "detection", "分割": "segmentation",
+    "分类": "classification",
+    "人脸识别": "face",
+    "人脸": "face",
+    "检测": "detection",
+    "分割": "segmentation",
 }
 MAX_NAME_CHARS = 128
 MAX_DATA_TYPE_CHARS = 32
@@ -116,12 +120,14 @@ async def labels_from_form(form: FormData, settings: DatasetSettings) -> list[La
         raise rejected(exc) from None
 
 
-async def create_dataset(repo: DatasetRepository, owner_id: int, name: str, data_type: str, description: str,
-                         labels: Sequence[LabelType]) -> Dataset:
+async def create_dataset(
+    repo: DatasetRepository, owner_id: int, name: str, data_type: str, description: str, labels: Sequence[LabelType]
+) -> Dataset:
     if await repo.image_dataset_by_name(owner_id, name) is not None:
         raise DatasetExists(f"数据集已存在: {name}")
-    dataset = Dataset(owner_id=owner_id, kind="image", document="000", name=name, data_type=data_type,
-                      description=description)
+    dataset = Dataset(
+        owner_id=owner_id, kind="image", document="000", name=name, data_type=data_type, description=description
+    )
     try:
         await repo.add(dataset)
     except IntegrityError:  # created by a concurrent request in the meantime
@@ -154,8 +160,9 @@ class UploadPlan:
     new_labels: list[LabelType] = field(default_factory=list)
 
 
-async def check_images(uploads: Sequence[UploadFile], settings: DatasetSettings,
-                       slots: asyncio.Semaphore) -> list[CheckedImage]:
+async def check_images(
+    uploads: Sequence[UploadFile], settings: DatasetSettings, slots: asyncio.Semaphore
+) -> list[CheckedImage]:
     checked: list[CheckedImage] = []
     seen: set[str] = set()
     for upload in uploads:
@@ -302,8 +309,9 @@ async def plan_boxed_upload(form: FormData, settings: DatasetSettings, slots: as
         xml_name = pairs[image.file_name]
         data = await read_small(xmls[xml_name], settings.max_xml_bytes, xml_name)
         try:
-            image.annotation = parse_voc(data, xml_name, image_size=(image.info.width, image.info.height),
-                                         max_bytes=settings.max_xml_bytes)
+            image.annotation = parse_voc(
+                data, xml_name, image_size=(image.info.width, image.info.height), max_bytes=settings.max_xml_bytes
+            )
         except VocError as exc:
             raise rejected(exc) from None
         image.annotation_name = xml_name
@@ -327,8 +335,9 @@ async def find_dataset(repo: DatasetRepository, owner_id: int, name: str, *, loc
     return dataset
 
 
-async def _rows(repo: DatasetRepository, dataset: Dataset, plan: UploadPlan
-                ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+async def _rows(
+    repo: DatasetRepository, dataset: Dataset, plan: UploadPlan
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The image rows of a checked upload, against the dataset's labels and files as they are now; also
     the label name of each labelled image."""
     labels = list(await repo.labels(dataset.id))
@@ -351,22 +360,43 @@ async def _rows(repo: DatasetRepository, dataset: Dataset, plan: UploadPlan
             boxes = []
             for number, obj in enumerate(image.annotation.objects, 1):
                 if obj.name not in names:
-                    raise InvalidRequest(f"{image.annotation_name}: object {number}: {obj.name!r} is not a label "
-                                         f"of dataset {dataset.name!r} (add it with status add_label)")
-                boxes.append({"label": obj.name, "xmin": obj.xmin, "ymin": obj.ymin, "xmax": obj.xmax,
-                              "ymax": obj.ymax, "difficult": obj.difficult, "truncated": obj.truncated,
-                              "pose": obj.pose})
-        rows.append({"dataset_id": dataset.id, "file_name": image.file_name, "format": image.info.format,
-                     "width": image.info.width, "height": image.info.height, "size": image.size,
-                     "label_id": label_id, "boxes": boxes})
+                    raise InvalidRequest(
+                        f"{image.annotation_name}: object {number}: {obj.name!r} is not a label "
+                        f"of dataset {dataset.name!r} (add it with status add_label)"
+                    )
+                boxes.append(
+                    {
+                        "label": obj.name,
+                        "xmin": obj.xmin,
+                        "ymin": obj.ymin,
+                        "xmax": obj.xmax,
+                        "ymax": obj.ymax,
+                        "difficult": obj.difficult,
+                        "truncated": obj.truncated,
+                        "pose": obj.pose,
+                    }
+                )
+        rows.append(
+            {
+                "dataset_id": dataset.id,
+                "file_name": image.file_name,
+                "format": image.info.format,
+                "width": image.info.width,
+                "height": image.info.height,
+                "size": image.size,
+                "label_id": label_id,
+                "boxes": boxes,
+            }
+        )
     existing = await repo.existing_file_names(dataset.id, [row["file_name"] for row in rows])
     if existing:
         raise InvalidRequest(f"{min(existing)}: dataset {dataset.name!r} already has a file of that name")
     return rows, label_names
 
 
-async def apply_upload(repo: DatasetRepository, context: UploadContext, dataset_id: int, plan: UploadPlan,
-                       settings: DatasetSettings) -> int:
+async def apply_upload(
+    repo: DatasetRepository, context: UploadContext, dataset_id: int, plan: UploadPlan, settings: DatasetSettings
+) -> int:
     """Writes a checked upload; returns how many images were added."""
     if plan.status.kind is StatusKind.ADD_LABEL:
         dataset = await repo.dataset(dataset_id, lock=True)
@@ -387,8 +417,7 @@ async def apply_upload(repo: DatasetRepository, context: UploadContext, dataset_
     # Labels and names are checked before any byte is stored...
     await _rows(repo, dataset, plan)
     # ...the bytes go to the store outside the dataset's lock (the disk is the slow part)...
-    keys = [(await context.staging.put_file(image.upload.file, settings.max_image_bytes)).key
-            for image in plan.images]
+    keys = [(await context.staging.put_file(image.upload.file, settings.max_image_bytes)).key for image in plan.images]
     # ...and under the lock the checks run again (a concurrent upload may have taken a name meanwhile)
     # before the rows that reference the bytes are written. A failure from here on discards the bytes.
     await repo.dataset(dataset_id, lock=True)
@@ -401,8 +430,17 @@ async def apply_upload(repo: DatasetRepository, context: UploadContext, dataset_
     ids = await repo.insert_images(rows)
 
     if dataset.data_type == "face":
-        await repo.insert_enrolments([
-            {"dataset_id": dataset.id, "image_id": ids[row["file_name"]], "collection": face_collection(dataset.id),
-             "target_id": label_names[row["file_name"]], "object_key": row["object_key"]}
-            for row in rows if row["file_name"] in label_names])
+        await repo.insert_enrolments(
+            [
+                {
+                    "dataset_id": dataset.id,
+                    "image_id": ids[row["file_name"]],
+                    "collection": face_collection(dataset.id),
+                    "target_id": label_names[row["file_name"]],
+                    "object_key": row["object_key"],
+                }
+                for row in rows
+                if row["file_name"] in label_names
+            ]
+        )
     return len(rows)

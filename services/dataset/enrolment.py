@@ -45,9 +45,18 @@ LOCK_TTL_SECONDS = 30
 
 
 class EnrolmentDrainer:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], store: ObjectStore, face: ServiceClient,
-                 redis: Redis, keys: Keys, *, interval: float = 2.0, batch: int = 20,
-                 max_backoff: float = 300.0) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        store: ObjectStore,
+        face: ServiceClient,
+        redis: Redis,
+        keys: Keys,
+        *,
+        interval: float = 2.0,
+        batch: int = 20,
+        max_backoff: float = 300.0,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.store = store
         self.face = face
@@ -112,7 +121,7 @@ class EnrolmentDrainer:
                 if not await self._send(row, owner_id):
                     self.face_reachable = False
                     # The face service is not there: the rest of the batch would fail the same way.
-                    for later, _ in rows[position + 1:]:
+                    for later, _ in rows[position + 1 :]:
                         self._retry(later, "not attempted: face service unavailable", count=False)
                     break
         return len(rows)
@@ -124,8 +133,14 @@ class EnrolmentDrainer:
         except ObjectNotFound:
             row.status, row.last_error = "rejected", "image bytes are missing from the object store"
             return True
-        body = {"collection": row.collection, "owner_id": owner_id, "target_id": row.target_id,
-                "image_key": row.object_key, "image": base64.b64encode(image).decode(), "enrolment_id": row.id}
+        body = {
+            "collection": row.collection,
+            "owner_id": owner_id,
+            "target_id": row.target_id,
+            "image_key": row.object_key,
+            "image": base64.b64encode(image).decode(),
+            "enrolment_id": row.id,
+        }
         try:
             response = await self.face.request("POST", ENROLL_PATH, json=body)
         except ServiceUnavailable as exc:

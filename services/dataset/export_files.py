@@ -69,18 +69,21 @@ class ExportFile:
     @property
     def content_disposition(self) -> str:
         quoted = quote(self.filename)
-        return f"attachment; filename*=utf-8''{quoted}" if quoted != self.filename else \
-            f'attachment; filename="{self.filename}"'
+        return (
+            f"attachment; filename*=utf-8''{quoted}"
+            if quoted != self.filename
+            else f'attachment; filename="{self.filename}"'
+        )
 
 
 def check_format(dataset: Dataset, fmt: str) -> str:
     fmt = fmt.strip().lower()
     allowed = FORMATS_BY_KIND[dataset.kind]
     if fmt not in allowed:
-        raise InvalidRequest(f"invalid request: format must be one of {', '.join(allowed)} for a "
-                             f"{dataset.kind} dataset, not {fmt!r}")
+        raise InvalidRequest(
+            f"invalid request: format must be one of {', '.join(allowed)} for a {dataset.kind} dataset, not {fmt!r}"
+        )
     return fmt
-
 
 
 class _Pages:
@@ -96,10 +99,22 @@ class _Pages:
         out = []
         for image, label in page:
             boxes = tuple(Box(b["label"], b["xmin"], b["ymin"], b["xmax"], b["ymax"]) for b in image.boxes or ())
-            line = {"image_id": image.id, "file_name": image.file_name, "width": image.width, "height": image.height,
-                    "label": label, "boxes": image.boxes}
-            out.append((image.id, ExportImage(image.file_name, image.width, image.height, boxes, label),
-                        image.object_key, line))
+            line = {
+                "image_id": image.id,
+                "file_name": image.file_name,
+                "width": image.width,
+                "height": image.height,
+                "label": label,
+                "boxes": image.boxes,
+            }
+            out.append(
+                (
+                    image.id,
+                    ExportImage(image.file_name, image.width, image.height, boxes, label),
+                    image.object_key,
+                    line,
+                )
+            )
         return out
 
     async def _qa(self, after: int) -> list[tuple[int, dict[str, Any]]]:
@@ -127,8 +142,15 @@ class _Pages:
         return (line for _, line in self._iterate(self._qa if kind == "qa" else self._texts))
 
 
-async def build(dataset: Dataset, fmt: str, with_images: bool, categories: list[LabelType],
-                sessionmaker: async_sessionmaker[AsyncSession], store: ObjectStore, scratch: Path) -> ExportFile:
+async def build(
+    dataset: Dataset,
+    fmt: str,
+    with_images: bool,
+    categories: list[LabelType],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    store: ObjectStore,
+    scratch: Path,
+) -> ExportFile:
     spec = EXPORT_FORMATS[fmt]
     pages = _Pages(sessionmaker, dataset.id)
     fd, name = tempfile.mkstemp(dir=scratch, prefix="export-", suffix=spec.extension)
@@ -152,8 +174,12 @@ async def build(dataset: Dataset, fmt: str, with_images: bool, categories: list[
 
             image_source = source if with_images else None
             if fmt == "coco":
-                write_coco(images(), categories, out, info={"description": f"Labelhive dataset {dataset.name}",
-                                                             "dataset_id": dataset.id})
+                write_coco(
+                    images(),
+                    categories,
+                    out,
+                    info={"description": f"Labelhive dataset {dataset.name}", "dataset_id": dataset.id},
+                )
             elif fmt == "voc":
                 write_voc_zip(images(), out, image_source)
             elif fmt == "yolo":

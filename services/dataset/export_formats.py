@@ -124,8 +124,7 @@ def write_coco(
         for image in images:
             _checked(image)
             image_count += 1
-            record = {"id": image_count, "file_name": image.file_name, "width": image.width,
-                      "height": image.height}
+            record = {"id": image_count, "file_name": image.file_name, "width": image.width, "height": image.height}
             out.write((", " if image_count > 1 else "").encode() + _dumps(record).encode())
             for box in image.boxes:
                 annotation_count += 1
@@ -173,8 +172,9 @@ def write_voc_zip(
             _checked(image)
             name = archive.add_image(image, "JPEGImages")
             objects = tuple(VocObject(b.label, b.xmin, b.ymin, b.xmax, b.ymax) for b in image.boxes)
-            annotation = VocAnnotation(filename=name, width=image.width, height=image.height, depth=depth,
-                                       objects=objects)
+            annotation = VocAnnotation(
+                filename=name, width=image.width, height=image.height, depth=depth, objects=objects
+            )
             archive.write_text(f"Annotations/{stem_of(name)}.xml", write_voc(annotation))
             image_count += 1
             annotation_count += len(objects)
@@ -276,8 +276,7 @@ def iter_csv(images: Iterable[ExportImage]) -> Iterator[str]:
         if not image.boxes:
             yield row((*base, image.label or "", "", "", "", ""))
         for box in image.boxes:
-            yield row((*base, box.label, _number(box.xmin), _number(box.ymin), _number(box.xmax),
-                       _number(box.ymax)))
+            yield row((*base, box.label, _number(box.xmin), _number(box.ymin), _number(box.xmax), _number(box.ymax)))
 
 
 def _number(value: float) -> int | float:

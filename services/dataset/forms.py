@@ -62,8 +62,13 @@ class UploadContext:
         stream = limited_stream(self.request, max_bytes)
         try:
             if content_type.startswith("multipart/form-data"):
-                parser = MultiPartParser(self.request.headers, stream, max_files=max_files, max_fields=max_fields,
-                                         max_part_size=MAX_TEXT_FIELD_BYTES)
+                parser = MultiPartParser(
+                    self.request.headers,
+                    stream,
+                    max_files=max_files,
+                    max_fields=max_fields,
+                    max_part_size=MAX_TEXT_FIELD_BYTES,
+                )
                 self._form = await parser.parse()
             elif content_type.startswith("application/x-www-form-urlencoded"):
                 self._form = await FormParser(self.request.headers, stream).parse()
@@ -196,15 +201,18 @@ class SingleFileStream:
         self._capturing = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        parser = MultipartParser(self._boundary, {
-            "on_part_begin": self._on_part_begin,
-            "on_part_data": self._on_part_data,
-            "on_part_end": self._on_part_end,
-            "on_header_field": self._on_header_field,
-            "on_header_value": self._on_header_value,
-            "on_header_end": self._on_header_end,
-            "on_headers_finished": self._on_headers_finished,
-        })
+        parser = MultipartParser(
+            self._boundary,
+            {
+                "on_part_begin": self._on_part_begin,
+                "on_part_data": self._on_part_data,
+                "on_part_end": self._on_part_end,
+                "on_header_field": self._on_header_field,
+                "on_header_value": self._on_header_value,
+                "on_header_end": self._on_header_end,
+                "on_headers_finished": self._on_headers_finished,
+            },
+        )
         try:
             async for chunk in limited_stream(self._request, self._max_body):
                 parser.write(chunk)

@@ -82,9 +82,7 @@ def sanitize_filename(name: str, max_bytes: int = MAX_NAME_BYTES, default: str =
     name = unicodedata.normalize("NFC", name or "")
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(
-        "_" if ch in _WINDOWS_RESERVED_CHARS else ch
-        for ch in name
-        if not unicodedata.category(ch).startswith("C")
+        "_" if ch in _WINDOWS_RESERVED_CHARS else ch for ch in name if not unicodedata.category(ch).startswith("C")
     )
     name = name.strip().lstrip(".").rstrip(". ")
     if not name:
@@ -145,8 +143,14 @@ DEFAULT_MAX_PIXELS = 50_000_000  # below Pillow's own MAX_IMAGE_PIXELS (~89 Mpx)
 DEFAULT_IMAGE_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP"})
 
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
-_MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp",
-               "WEBP": "image/webp", "TIFF": "image/tiff"}
+_MIME_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+}
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
 
 
@@ -192,9 +196,7 @@ def check_image(
                 if width <= 0 or height <= 0:
                     raise ImageRejected(name, f"invalid image dimensions {width}x{height}")
                 if width * height > max_pixels:
-                    raise DecompressionBomb(
-                        name, f"{width}x{height} pixels exceeds the limit of {max_pixels} pixels"
-                    )
+                    raise DecompressionBomb(name, f"{width}x{height} pixels exceeds the limit of {max_pixels} pixels")
                 # open() only reads the header; load() decodes every pixel, which is what exposes
                 # truncated and corrupt files.
                 image.load()
@@ -319,8 +321,7 @@ def iter_zip_members(
     never expanded. Each reader must be consumed before asking for the next member.
     """
     with _open_zip(source, archive_name, max_entries) as archive:
-        members = _vet_members(archive, archive_name, max_entries, max_total_uncompressed, max_member_size,
-                               skip_junk)
+        members = _vet_members(archive, archive_name, max_entries, max_total_uncompressed, max_member_size, skip_junk)
         budget = _Budget(max_total_uncompressed)
         for info, name in members:
             try:
@@ -356,8 +357,9 @@ def _check_directory_size(fp: BinaryIO, archive_name: str, max_entries: int) -> 
         raise CorruptArchive(archive_name, "not a zip archive (no end of central directory record)")
     directory_size = end_record[5]  # zipfile._ECD_SIZE
     if directory_size > max_entries * _DIRECTORY_BYTES_PER_ENTRY:
-        raise TooLarge(archive_name, f"central directory of {directory_size} bytes is too large for at most "
-                                     f"{max_entries} entries")
+        raise TooLarge(
+            archive_name, f"central directory of {directory_size} bytes is too large for at most {max_entries} entries"
+        )
 
 
 def _vet_members(
@@ -480,6 +482,5 @@ def zip_names(
     Lets a caller apply a rule to the whole listing (``check_sequence``) before storing any member.
     """
     with _open_zip(source, archive_name, max_entries) as archive:
-        members = _vet_members(archive, archive_name, max_entries, max_total_uncompressed, max_member_size,
-                               skip_junk)
+        members = _vet_members(archive, archive_name, max_entries, max_total_uncompressed, max_member_size, skip_junk)
     return [name for _, name in members]

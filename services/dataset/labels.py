@@ -120,8 +120,10 @@ def _build_labels(entries: Iterable[tuple[str, str]], source: str) -> list[Label
 def _parse_prototxt(text: str, filename: str) -> list[LabelType]:
     entries: list[tuple[str, str]] = []
     for n, item in enumerate(_PROTOTXT_ITEM.finditer(text), 1):
-        fields = {m["key"]: m["quoted"] if m["quoted"] is not None else m["bare"]
-                  for m in _PROTOTXT_FIELD.finditer(item["body"])}
+        fields = {
+            m["key"]: m["quoted"] if m["quoted"] is not None else m["bare"]
+            for m in _PROTOTXT_FIELD.finditer(item["body"])
+        }
         name = fields.get("display_name") or fields.get("name") or ""
         label_id = fields.get("label", "")
         entries.append((f"{label_id}:{name}" if label_id else name, f"item {n}"))
@@ -199,8 +201,8 @@ def parse_mapping_table(data: bytes | str, filename: str = "table_site") -> list
         if previous is not None:
             if previous.value != row.value:
                 raise LabelError(
-                    filename, f"line {number}: {row.file_name!r} already mapped to {previous.value!r} on line "
-                    f"{previous.line}"
+                    filename,
+                    f"line {number}: {row.file_name!r} already mapped to {previous.value!r} on line {previous.line}",
                 )
             continue
         seen[row.file_name] = row
@@ -250,9 +252,7 @@ def parse_upload_status(value: str | None) -> UploadStatus:
     try:
         return UploadStatus(StatusKind.LABEL, parse_label(value, "status"))
     except LabelError:
-        raise LabelError(
-            "status", f"expected add_label, appoint_table, default or 'id:label', got {value!r}"
-        ) from None
+        raise LabelError("status", f"expected add_label, appoint_table, default or 'id:label', got {value!r}") from None
 
 
 def iter_label_lines(labels: Iterable[LabelType]) -> Iterator[str]:

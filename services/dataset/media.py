@@ -66,8 +66,11 @@ def sniff_media(head: bytes) -> MediaFormat | None:
             return MediaFormat(".m4a", "audio/mp4")
         return MediaFormat(".mp4", "video/mp4")
     if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML
-        return MediaFormat(".webm", "video/webm") if b"webm" in head[:_SNIFF_BYTES] else \
-            MediaFormat(".mkv", "video/x-matroska")
+        return (
+            MediaFormat(".webm", "video/webm")
+            if b"webm" in head[:_SNIFF_BYTES]
+            else MediaFormat(".mkv", "video/x-matroska")
+        )
     if head.startswith(b"OggS"):
         return MediaFormat(".ogg", "application/ogg")
     if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
@@ -79,8 +82,14 @@ def sniff_media(head: bytes) -> MediaFormat | None:
     if head.startswith(b"ID3"):
         return MediaFormat(".mp3", "audio/mpeg")
     # An MPEG audio frame: 11 sync bits, a known version and a layer other than "reserved".
-    if len(head) >= 4 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x18 != 0x08 \
-            and head[1] & 0x06 != 0 and head[2] & 0xF0 != 0xF0:
+    if (
+        len(head) >= 4
+        and head[0] == 0xFF
+        and head[1] & 0xE0 == 0xE0
+        and head[1] & 0x18 != 0x08
+        and head[1] & 0x06 != 0
+        and head[2] & 0xF0 != 0xF0
+    ):
         return MediaFormat(".mp3", "audio/mpeg")
     return None
 
@@ -97,8 +106,9 @@ class _Sniffed:
         self.format = sniff_media(head)
         if self.format is None:
             name = sanitize_filename(self._source.filename or "video")
-            raise InvalidRequest(f"{name}: not a supported media file (mp4, mov, m4a, webm, mkv, ogg, mp3, wav, "
-                                 f"flac, avi)")
+            raise InvalidRequest(
+                f"{name}: not a supported media file (mp4, mov, m4a, webm, mkv, ogg, mp3, wav, flac, avi)"
+            )
 
     async def chunks(self) -> AsyncIterator[bytes]:
         head = b""
@@ -119,8 +129,13 @@ class _Sniffed:
 # ---------------------------------------------------------------------------------------- uploads
 
 
-async def store_picture(context: UploadContext, repo: DatasetRepository, owner: Identity,
-                        settings: DatasetSettings, slots: asyncio.Semaphore) -> str:
+async def store_picture(
+    context: UploadContext,
+    repo: DatasetRepository,
+    owner: Identity,
+    settings: DatasetSettings,
+    slots: asyncio.Semaphore,
+) -> str:
     form = await context.form(max_bytes=settings.max_image_bytes + 64 * 1024, max_files=1, max_fields=10)
     upload = one_file(form, "img")
     assert upload is not None
@@ -131,13 +146,25 @@ async def store_picture(context: UploadContext, repo: DatasetRepository, owner: 
     stored = await context.staging.put_file(upload.file, settings.max_image_bytes)
     name = new_name(info.extension)
     await context.staging.attach(repo, {stored.key: 1})
-    await repo.insert_media([{"name": name, "kind": "picbed", "owner_id": owner.user_id, "object_key": stored.key,
-                              "content_type": info.media_type, "size": stored.size, "original_name": original}])
+    await repo.insert_media(
+        [
+            {
+                "name": name,
+                "kind": "picbed",
+                "owner_id": owner.user_id,
+                "object_key": stored.key,
+                "content_type": info.media_type,
+                "size": stored.size,
+                "original_name": original,
+            }
+        ]
+    )
     return f"/picbed/{name}"
 
 
-async def store_video(request: Request, context: UploadContext, repo: DatasetRepository, owner: Identity,
-                      settings: DatasetSettings) -> str:
+async def store_video(
+    request: Request, context: UploadContext, repo: DatasetRepository, owner: Identity, settings: DatasetSettings
+) -> str:
     source = SingleFileStream(request, "video", settings.max_media_bytes + 1024 * 1024)
     sniffed = _Sniffed(source.chunks(), source)
     try:
@@ -149,14 +176,31 @@ async def store_video(request: Request, context: UploadContext, repo: DatasetRep
         raise InvalidRequest("video: the file is empty")
     name = new_name(sniffed.format.extension)
     await context.staging.attach(repo, {stored.key: 1})
-    await repo.insert_media([{"name": name, "kind": "video", "owner_id": owner.user_id, "object_key": stored.key,
-                              "content_type": sniffed.format.content_type, "size": stored.size,
-                              "original_name": sanitize_filename(source.filename or "video")}])
+    await repo.insert_media(
+        [
+            {
+                "name": name,
+                "kind": "video",
+                "owner_id": owner.user_id,
+                "object_key": stored.key,
+                "content_type": sniffed.format.content_type,
+                "size": stored.size,
+                "original_name": sanitize_filename(source.filename or "video"),
+            }
+        ]
+    )
     return f"/video/{name}"
 
 
-async def delete(request: Request, repo: DatasetRepository, store: ObjectStore, kind: str, name: str,
-                 identity: Identity, not_found: type[LabelhiveError]) -> None:
+async def delete(
+    request: Request,
+    repo: DatasetRepository,
+    store: ObjectStore,
+    kind: str,
+    name: str,
+    identity: Identity,
+    not_found: type[LabelhiveError],
+) -> None:
     media = await repo.media(name, kind, lock=True) if valid_name(name) else None
     if media is None:
         raise not_found()
@@ -179,12 +223,21 @@ async def find(repo: DatasetRepository, kind: str, name: str, not_found: type[La
     return media
 
 
-async def object_response(request: Request, store: ObjectStore, media: Media, not_found: type[LabelhiveError],
-                          cache_control: str = "private, max-age=3600") -> Response:
+async def object_response(
+    request: Request,
+    store: ObjectStore,
+    media: Media,
+    not_found: type[LabelhiveError],
+    cache_control: str = "private, max-age=3600",
+) -> Response:
     """The bytes of `media`, whole or one HTTP range of them (206), streamed from the store."""
     size, etag = media.size, f'"{media.object_key}"'
-    headers = {"Accept-Ranges": "bytes", "ETag": etag, "Cache-Control": cache_control,
-               "X-Content-Type-Options": "nosniff"}
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Cache-Control": cache_control,
+        "X-Content-Type-Options": "nosniff",
+    }
     range_header = request.headers.get("range")
     if_range = request.headers.get("if-range")
     if range_header and if_range is not None and if_range.strip() != etag:

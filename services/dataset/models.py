@@ -54,8 +54,7 @@ class Dataset(Base):
         CheckConstraint(f"kind IN {KINDS!r}", name="known_kind"),
         # 000 addresses an image dataset by its name (the `<collection_name>` of the upload URLs).
         CheckConstraint(f"document IN {DOCUMENTS!r}", name="known_document"),
-        Index("uq_datasets_owner_name_000", "owner_id", "name", unique=True,
-              postgresql_where=text("document = '000'")),
+        Index("uq_datasets_owner_name_000", "owner_id", "name", unique=True, postgresql_where=text("document = '000'")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -111,8 +111,7 @@ async def collect(sessionmaker: async_sessionmaker[AsyncSession], store: ObjectS
     return removed
 
 
-async def sweep_orphans(sessionmaker: async_sessionmaker[AsyncSession], store: ObjectStore,
-                        older_than: float) -> int:
+async def sweep_orphans(sessionmaker: async_sessionmaker[AsyncSession], store: ObjectStore, older_than: float) -> int:
     """Removes stored bytes that no row references and that are older than `older_than` seconds (an upload
     in progress stores bytes before it references them, so young ones are left alone). Returns how many."""
     removed = 0

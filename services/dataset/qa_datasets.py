@@ -37,14 +37,30 @@ async def upload(repo: DatasetRepository, owner: Identity, body: QaUpload, max_j
         records = parse_dataset_json(body.dataset_json, max_bytes=max_json_bytes)
     except QaError as exc:
         raise InvalidRequest(f"参数错误: {exc}") from None
-    dataset = Dataset(owner_id=owner.user_id, kind="qa", document="001", name=body.dataset_name.strip(),
-                      task_type=(body.dataset_task_type or "").strip(), source=(body.dataset_source or "").strip())
+    dataset = Dataset(
+        owner_id=owner.user_id,
+        kind="qa",
+        document="001",
+        name=body.dataset_name.strip(),
+        task_type=(body.dataset_task_type or "").strip(),
+        source=(body.dataset_source or "").strip(),
+    )
     await repo.add(dataset)
-    await repo.insert_qa_records([
-        {"dataset_id": dataset.id, "position": position, "area": record.data_area,
-         "background": record.data_background, "question": record.data_question,
-         "answer": record.to_dict()["data_answer"], "keyword": record.data_keyword, "other": record.other}
-        for position, record in enumerate(records)])
+    await repo.insert_qa_records(
+        [
+            {
+                "dataset_id": dataset.id,
+                "position": position,
+                "area": record.data_area,
+                "background": record.data_background,
+                "question": record.data_question,
+                "answer": record.to_dict()["data_answer"],
+                "keyword": record.data_keyword,
+                "other": record.other,
+            }
+            for position, record in enumerate(records)
+        ]
+    )
     return dataset
 
 
@@ -62,12 +78,13 @@ def parse_dataset_id(value: str | None) -> int:
 
 async def visible_dataset(repo: DatasetRepository, identity: Identity, dataset_id: int) -> Dataset:
     dataset = await repo.dataset(dataset_id)
-    if dataset is None or dataset.document != "001" or (
-            identity.role != "admin" and dataset.owner_id != identity.user_id):
+    if (
+        dataset is None
+        or dataset.document != "001"
+        or (identity.role != "admin" and dataset.owner_id != identity.user_id)
+    ):
         raise NotFound("数据集不存在")
     return dataset
-
-
 
 
 async def assignments(tasks: ServiceClient, dataset_id: int) -> dict[str, list[str]]:
@@ -96,10 +113,16 @@ async def area_report(repo: DatasetRepository, tasks: ServiceClient, dataset: Da
     sizes = await repo.qa_area_sizes(dataset.id)
     assigned = await assignments(tasks, dataset.id)
     total = sum(size for _, size in sizes)
-    return [{"area": area, "data_size": size, "dataset_size": total, "is_assigned": bool(assigned.get(area)),
-             "expert_name": ",".join(assigned[area]) if assigned.get(area) else "-"} for area, size in sizes]
-
-
+    return [
+        {
+            "area": area,
+            "data_size": size,
+            "dataset_size": total,
+            "is_assigned": bool(assigned.get(area)),
+            "expert_name": ",".join(assigned[area]) if assigned.get(area) else "-",
+        }
+        for area, size in sizes
+    ]
 
 
 async def download_body(sessionmaker: async_sessionmaker[AsyncSession], dataset_id: int) -> AsyncIterator[bytes]:

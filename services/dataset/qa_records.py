@@ -31,8 +31,9 @@ REQUIRED_FIELDS = ("data_question", "data_area")
 class QaError(IngestError):
     """``dataset_json`` is malformed; ``index`` and ``field`` locate the problem when it is in a record."""
 
-    def __init__(self, reason: str, index: int | None = None, field: str | None = None,
-                 source: str = "dataset_json") -> None:
+    def __init__(
+        self, reason: str, index: int | None = None, field: str | None = None, source: str = "dataset_json"
+    ) -> None:
         where = "" if index is None else f"record {index}" + (f", field {field!r}" if field else "") + ": "
         super().__init__(source, where + reason)
         self.index = index
@@ -138,8 +139,7 @@ def _answers(value: Any, index: int, max_chars: int) -> tuple[QaAnswer, ...]:
 
 def _answer(value: Any, index: int, where: str, max_chars: int) -> QaAnswer:
     if not isinstance(value, Mapping):
-        raise QaError(f"must be an object with answer, ranking_number, reserve; got {_json_type(value)}",
-                      index, where)
+        raise QaError(f"must be an object with answer, ranking_number, reserve; got {_json_type(value)}", index, where)
     return QaAnswer(
         answer=_text(value.get("answer"), index, f"{where}.answer", max_chars),
         ranking_number=_integer(value.get("ranking_number", 0), index, f"{where}.ranking_number"),

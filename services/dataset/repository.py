@@ -57,7 +57,8 @@ class DatasetRepository:
         if assigned_at is not None:
             values["assigned_at"] = assigned_at
         result = await self.session.execute(
-            update(Dataset).where(Dataset.id == dataset_id, Dataset.document == "001").values(**values))
+            update(Dataset).where(Dataset.id == dataset_id, Dataset.document == "001").values(**values)
+        )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     # labels --------------------------------------------------------------------------------------
@@ -88,8 +89,13 @@ class DatasetRepository:
 
     async def image_page(self, dataset_id: int, after_id: int, limit: int) -> Sequence[tuple[Image, str | None]]:
         """Images in id order after `after_id`, each with its classification label's name."""
-        query = (select(Image, Label.name).outerjoin(Label, Label.id == Image.label_id)
-                 .where(Image.dataset_id == dataset_id, Image.id > after_id).order_by(Image.id).limit(limit))
+        query = (
+            select(Image, Label.name)
+            .outerjoin(Label, Label.id == Image.label_id)
+            .where(Image.dataset_id == dataset_id, Image.id > after_id)
+            .order_by(Image.id)
+            .limit(limit)
+        )
         return [(image, label) for image, label in (await self.session.execute(query)).all()]
 
     # stored objects ------------------------------------------------------------------------------
@@ -99,9 +105,12 @@ class DatasetRepository:
         ordered = sorted(set(keys))
         if ordered:
             await self.session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:prefix || k, 0)) "
-                     "FROM (SELECT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"),
-                {"prefix": _OBJECT_LOCK, "keys": ordered})
+                text(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(:prefix || k, 0)) "
+                    "FROM (SELECT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"
+                ),
+                {"prefix": _OBJECT_LOCK, "keys": ordered},
+            )
 
     async def add_object_refs(self, refs: Mapping[str, tuple[int, int]]) -> None:
         """`refs`: key -> (size, references to add). Creates the rows that do not exist yet."""
@@ -111,16 +120,25 @@ class DatasetRepository:
         statement = text(
             "INSERT INTO dataset.objects (key, size, refcount) "
             "SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:sizes AS bigint[]), CAST(:counts AS int[])) "
-            "ON CONFLICT (key) DO UPDATE SET refcount = objects.refcount + excluded.refcount")
-        await self.session.execute(statement, {"keys": [r["key"] for r in rows],
-                                               "sizes": [r["size"] for r in rows],
-                                               "counts": [r["refcount"] for r in rows]})
+            "ON CONFLICT (key) DO UPDATE SET refcount = objects.refcount + excluded.refcount"
+        )
+        await self.session.execute(
+            statement,
+            {
+                "keys": [r["key"] for r in rows],
+                "sizes": [r["size"] for r in rows],
+                "counts": [r["refcount"] for r in rows],
+            },
+        )
 
     async def release_object(self, key: str) -> int:
         """Drops one reference; returns how many are left."""
         result = await self.session.execute(
-            update(StoredObject).where(StoredObject.key == key).values(refcount=StoredObject.refcount - 1)
-            .returning(StoredObject.refcount))
+            update(StoredObject)
+            .where(StoredObject.key == key)
+            .values(refcount=StoredObject.refcount - 1)
+            .returning(StoredObject.refcount)
+        )
         left = result.scalar_one_or_none()
         return 0 if left is None else int(left)
 
@@ -159,8 +177,12 @@ class DatasetRepository:
             await self.session.execute(insert(QaRecord), list(rows))
 
     async def qa_area_sizes(self, dataset_id: int) -> list[tuple[str, int]]:
-        query = (select(QaRecord.area, func.count()).where(QaRecord.dataset_id == dataset_id)
-                 .group_by(QaRecord.area).order_by(func.min(QaRecord.position)))
+        query = (
+            select(QaRecord.area, func.count())
+            .where(QaRecord.dataset_id == dataset_id)
+            .group_by(QaRecord.area)
+            .order_by(func.min(QaRecord.position))
+        )
         return [(area, int(count)) for area, count in (await self.session.execute(query)).all()]
 
     async def qa_page(self, dataset_id: int, after_id: int, limit: int, area: str | None = None) -> Sequence[QaRecord]:
@@ -185,14 +207,21 @@ class DatasetRepository:
         return {name: text_id for text_id, name in result.all()}
 
     async def text_with_owner(self, text_id: int) -> tuple[TextItem, int] | None:
-        query = (select(TextItem, Dataset.owner_id).join(Dataset, Dataset.id == TextItem.dataset_id)
-                 .where(TextItem.id == text_id))
+        query = (
+            select(TextItem, Dataset.owner_id)
+            .join(Dataset, Dataset.id == TextItem.dataset_id)
+            .where(TextItem.id == text_id)
+        )
         row = (await self.session.execute(query)).one_or_none()
         return (row[0], row[1]) if row else None
 
     async def text_page(self, dataset_id: int, after_id: int, limit: int) -> Sequence[TextItem]:
-        query = (select(TextItem).where(TextItem.dataset_id == dataset_id, TextItem.id > after_id)
-                 .order_by(TextItem.id).limit(limit))
+        query = (
+            select(TextItem)
+            .where(TextItem.dataset_id == dataset_id, TextItem.id > after_id)
+            .order_by(TextItem.id)
+            .limit(limit)
+        )
         return (await self.session.execute(query)).scalars().all()
 
     # face enrolment outbox -----------------------------------------------------------------------
@@ -204,7 +233,12 @@ class DatasetRepository:
     async def due_enrolments(self, now: datetime, limit: int) -> list[tuple[Enrolment, int]]:
         """Queued enrolments whose time has come, locked, each with its dataset's owner (who owns the face
         collection); rows another drainer holds are skipped."""
-        query = (select(Enrolment, Dataset.owner_id).join(Dataset, Dataset.id == Enrolment.dataset_id)
-                 .where(Enrolment.status == "queued", Enrolment.next_attempt_at <= now)
-                 .order_by(Enrolment.id).limit(limit).with_for_update(of=Enrolment, skip_locked=True))
+        query = (
+            select(Enrolment, Dataset.owner_id)
+            .join(Dataset, Dataset.id == Enrolment.dataset_id)
+            .where(Enrolment.status == "queued", Enrolment.next_attempt_at <= now)
+            .order_by(Enrolment.id)
+            .limit(limit)
+            .with_for_update(of=Enrolment, skip_locked=True)
+        )
         return [(row, int(owner_id)) for row, owner_id in (await self.session.execute(query)).all()]

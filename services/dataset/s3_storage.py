@@ -58,8 +58,16 @@ TEMP_DIR = ".tmp"
 _OBJECT_PATH_RE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/([0-9a-f]{64})")
 # A storage service that does not answer fails the request in seconds (a 503), not after minutes of retries.
 _RETRY = {"max_retries": 3, "retry_timeout": timedelta(seconds=20)}
-_OPTIONAL_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
-                       "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
+_OPTIONAL_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+)
 _CLIENT = {
     # The operator chose the scheme in AWS_ENDPOINT_URL (MinIO inside a cluster often speaks plain HTTP);
     # https endpoints stay https.
@@ -129,8 +137,9 @@ class S3ObjectStore(WholeObjectPuts):
         try:
             with _translated(temp):
                 # Leaving the block on an error or a cancellation aborts the multipart upload.
-                async with obstore.open_writer_async(self._store, temp, buffer_size=self._part_size,
-                                                     max_concurrency=2) as writer:
+                async with obstore.open_writer_async(
+                    self._store, temp, buffer_size=self._part_size, max_concurrency=2
+                ) as writer:
                     part, first = first, bytearray()
                     while part:
                         await upload.digest(part)
@@ -205,8 +214,9 @@ class S3ObjectStore(WholeObjectPuts):
             return _nothing()
         try:
             # One request for the bytes; the object's size is asked for only when the range is refused.
-            result = await obstore.get_async(self._store, path,
-                                             options={"range": {"offset": start} if end is None else (start, end)})
+            result = await obstore.get_async(
+                self._store, path, options={"range": {"offset": start} if end is None else (start, end)}
+            )
         except (FileNotFoundError, NotFoundError):
             raise ObjectNotFound(key) from None
         except BaseError as exc:
@@ -226,9 +236,11 @@ class S3ObjectStore(WholeObjectPuts):
     async def keys_older_than(self, cutoff: float) -> AsyncIterator[list[str]]:
         with _translated("(listing)"):
             async for batch in obstore.list(self._store, chunk_size=1000):
-                keys = [match.group(1) for meta in batch
-                        if meta["last_modified"].timestamp() < cutoff
-                        and (match := _OBJECT_PATH_RE.fullmatch(meta["path"]))]
+                keys = [
+                    match.group(1)
+                    for meta in batch
+                    if meta["last_modified"].timestamp() < cutoff and (match := _OBJECT_PATH_RE.fullmatch(meta["path"]))
+                ]
                 if keys:
                     yield keys
 

@@ -318,8 +318,11 @@ class LocalObjectStore(WholeObjectPuts):
         return _iter_file(fileobj, start, stop, chunk_size)
 
     async def keys_older_than(self, cutoff: float) -> AsyncIterator[list[str]]:
-        tops = sorted(entry.path for entry in os.scandir(self.root)
-                      if entry.is_dir(follow_symlinks=False) and len(entry.name) == 2)
+        tops = sorted(
+            entry.path
+            for entry in os.scandir(self.root)
+            if entry.is_dir(follow_symlinks=False) and len(entry.name) == 2
+        )
         for top in tops:  # a 256th of the store at a time: memory stays small however many objects there are
             if keys := await asyncio.to_thread(_old_keys, top, cutoff):
                 yield keys

@@ -109,8 +109,9 @@ class ThrottleTicket:
     archive_bytes: int = 0
 
 
-async def _throttled(request: Request, identity: Annotated[Identity, Depends(required_identity)]
-                     ) -> AsyncIterator[ThrottleTicket]:
+async def _throttled(
+    request: Request, identity: Annotated[Identity, Depends(required_identity)]
+) -> AsyncIterator[ThrottleTicket]:
     throttle: UploadThrottle = request.app.state.throttle
     ticket = ThrottleTicket()
     if not throttle.enabled:
@@ -166,16 +167,26 @@ def _spool_member(reader: IO[bytes], name: str, limit: int, directory: str) -> I
         raise
 
 
-async def upload_data(context: UploadContext, repo: DatasetRepository, owner: Identity, kind: str,
-                      ticket: ThrottleTicket, settings: DatasetSettings, slots: asyncio.Semaphore) -> UploadOutcome:
+async def upload_data(
+    context: UploadContext,
+    repo: DatasetRepository,
+    owner: Identity,
+    kind: str,
+    ticket: ThrottleTicket,
+    settings: DatasetSettings,
+    slots: asyncio.Semaphore,
+) -> UploadOutcome:
     form = await context.form(max_bytes=settings.max_archive_bytes + 64 * 1024, max_files=1, max_fields=10)
     upload = one_file(form, "file")
     assert upload is not None
     archive_name = sanitize_filename(upload.filename or "file.zip")
     ticket.archive_bytes = upload.size or 0
-    caps = {"max_entries": settings.max_archive_entries,
-            "max_total_uncompressed": settings.max_archive_expanded_bytes,
-            "max_member_size": settings.max_archive_member_bytes, "archive_name": archive_name}
+    caps = {
+        "max_entries": settings.max_archive_entries,
+        "max_total_uncompressed": settings.max_archive_expanded_bytes,
+        "max_member_size": settings.max_archive_member_bytes,
+        "archive_name": archive_name,
+    }
     try:
         names = await anyio.to_thread.run_sync(lambda: zip_names(upload.file, **caps))
     except IngestError as exc:
@@ -186,8 +197,9 @@ async def upload_data(context: UploadContext, repo: DatasetRepository, owner: Id
     if check.upload_num == 0:
         raise InvalidRequest(f"{archive_name}: the archive holds no files")
 
-    dataset = Dataset(owner_id=owner.user_id, kind=kind, document="003", name=archive_name, data_type=kind,
-                      source="upload_data")
+    dataset = Dataset(
+        owner_id=owner.user_id, kind=kind, document="003", name=archive_name, data_type=kind, source="upload_data"
+    )
     legal = set(check.legal)
     texts: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []
@@ -203,19 +215,31 @@ async def upload_data(context: UploadContext, repo: DatasetRepository, owner: Id
                     raise TooLarge(member.name, f"larger than the limit of {settings.max_text_bytes} bytes")
                 texts.append({"file_name": member.name, "content": decode_text(data, member.name, ("utf-8",))})
                 continue
-            spool = await anyio.to_thread.run_sync(_spool_member, member.reader, member.name,
-                                                   settings.max_image_bytes, scratch)
+            spool = await anyio.to_thread.run_sync(
+                _spool_member, member.reader, member.name, settings.max_image_bytes, scratch
+            )
             try:
                 async with slots:
                     info = await anyio.to_thread.run_sync(
-                        lambda spool=spool, name=member.name: check_image(spool, settings.max_image_pixels,
-                                                                          filename=name))
+                        lambda spool=spool, name=member.name: check_image(
+                            spool, settings.max_image_pixels, filename=name
+                        )
+                    )
                 stored = await context.staging.put_file(spool, settings.max_image_bytes, kept=False)
             finally:
                 spool.close()
-            images.append({"file_name": member.name, "format": info.format, "width": info.width,
-                           "height": info.height, "size": stored.size, "object_key": stored.key,
-                           "content_type": info.media_type, "public": new_name(info.extension)})
+            images.append(
+                {
+                    "file_name": member.name,
+                    "format": info.format,
+                    "width": info.width,
+                    "height": info.height,
+                    "size": stored.size,
+                    "object_key": stored.key,
+                    "content_type": info.media_type,
+                    "public": new_name(info.extension),
+                }
+            )
     except IngestError as exc:
         raise rejected(exc) from None
     finally:
@@ -231,13 +255,29 @@ async def upload_data(context: UploadContext, repo: DatasetRepository, owner: Id
         for image in images:  # the image's row and its URL: two references
             references[image["object_key"]] = references.get(image["object_key"], 0) + 2
         await context.staging.attach(repo, references)
-        await repo.insert_images([
-            {"dataset_id": dataset.id, **{k: image[k] for k in ("file_name", "format", "width", "height", "size",
-                                                                 "object_key")}} for image in images])
-        await repo.insert_media([
-            {"name": image["public"], "kind": "picbed", "owner_id": owner.user_id, "object_key": image["object_key"],
-             "content_type": image["content_type"], "size": image["size"],
-             "original_name": sanitize_filename(image["file_name"])} for image in images])
+        await repo.insert_images(
+            [
+                {
+                    "dataset_id": dataset.id,
+                    **{k: image[k] for k in ("file_name", "format", "width", "height", "size", "object_key")},
+                }
+                for image in images
+            ]
+        )
+        await repo.insert_media(
+            [
+                {
+                    "name": image["public"],
+                    "kind": "picbed",
+                    "owner_id": owner.user_id,
+                    "object_key": image["object_key"],
+                    "content_type": image["content_type"],
+                    "size": image["size"],
+                    "original_name": sanitize_filename(image["file_name"]),
+                }
+                for image in images
+            ]
+        )
         tags = {image["file_name"]: f"/picbed/{image['public']}" for image in images}
     outcome.files = [{"filename": name, "tag": tags[name]} for name in check.legal]
     return outcome

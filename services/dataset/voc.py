@@ -101,8 +101,7 @@ def _read_annotation(
     if len(elements) > max_objects:
         raise VocError(filename, f"{len(elements)} objects, more than the limit of {max_objects}")
     objects = tuple(
-        _read_object(element, f"object {index + 1}", filename, width, height)
-        for index, element in enumerate(elements)
+        _read_object(element, f"object {index + 1}", filename, width, height) for index, element in enumerate(elements)
     )
     return VocAnnotation(
         filename=_text(root, "filename", filename),
@@ -135,8 +134,7 @@ def _read_object(element: ET.Element, where: str, filename: str, width: int, hei
     if not (0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height):
         raise VocError(
             filename,
-            f"{where} ({name}): box ({xmin}, {ymin}, {xmax}, {ymax}) is empty or outside the "
-            f"{width}x{height} image",
+            f"{where} ({name}): box ({xmin}, {ymin}, {xmax}, {ymax}) is empty or outside the {width}x{height} image",
         )
     return VocObject(
         name=name,

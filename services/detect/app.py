@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 
 def _load_segmenter(settings: DetectSettings) -> tuple[DefectSegmenter | None, str]:
     if not settings.model_path.exists():
-        return None, (f"{settings.model_path} is missing: restore it from the repository or train one "
-                      "with `make train-detect DATA=...`")
+        return None, (
+            f"{settings.model_path} is missing: restore it from the repository or train one "
+            "with `make train-detect DATA=...`"
+        )
     segmenter = DefectSegmenter(settings.model_path, num_threads=settings.inference_threads)
     log.info("defect model %s on %s", settings.model_path.name, segmenter.providers)
     return segmenter, ""
@@ -41,8 +43,9 @@ def create_app(settings: DetectSettings | None = None) -> FastAPI:
             batcher = MicroBatcher(segmenter.run, settings.max_batch)
             batcher.start()
         image_executor = ThreadPoolExecutor(max_workers=settings.image_threads, thread_name_prefix="images")
-        app.state.detector = Detector(segmenter, missing, batcher, image_executor, app.state.redis,
-                                      stream_key(app.state.keys))
+        app.state.detector = Detector(
+            segmenter, missing, batcher, image_executor, app.state.redis, stream_key(app.state.keys)
+        )
 
         async def model_check() -> str:
             return "ok" if segmenter is not None else "missing"
@@ -56,6 +59,11 @@ def create_app(settings: DetectSettings | None = None) -> FastAPI:
             image_executor.shutdown(wait=True)
 
     return build_service_app(
-        name="detect", settings=settings, routers=[detect.router], lifespan=lifespan,
-        uses_database=False, title="Labelhive detect",
-        description="Steel-surface defect segmentation (document 004).")
+        name="detect",
+        settings=settings,
+        routers=[detect.router],
+        lifespan=lifespan,
+        uses_database=False,
+        title="Labelhive detect",
+        description="Steel-surface defect segmentation (document 004).",
+    )

@@ -65,18 +65,30 @@ class Detection:
 
     def as_record(self) -> DetectionRecord:
         return DetectionRecord(
-            record_id=uuid.uuid4().hex, name=self.name, created_at=datetime.now(UTC).isoformat(),
-            labels=self.result.labels, num=self.result.defect_count, dice=self.result.dice,
-            processing_time=self.processing_time, result_image=self.result_image)
+            record_id=uuid.uuid4().hex,
+            name=self.name,
+            created_at=datetime.now(UTC).isoformat(),
+            labels=self.result.labels,
+            num=self.result.defect_count,
+            dice=self.result.dice,
+            processing_time=self.processing_time,
+            result_image=self.result_image,
+        )
 
 
 class Detector:
     """`batcher` runs the segmenter's `run` (prepared inputs in, probabilities out); `image_executor`
     runs everything else that touches pixels."""
 
-    def __init__(self, segmenter: DefectSegmenter | None, missing_reason: str,
-                 batcher: MicroBatcher[np.ndarray, np.ndarray] | None, image_executor: Executor,
-                 redis: Redis, stream: str) -> None:
+    def __init__(
+        self,
+        segmenter: DefectSegmenter | None,
+        missing_reason: str,
+        batcher: MicroBatcher[np.ndarray, np.ndarray] | None,
+        image_executor: Executor,
+        redis: Redis,
+        stream: str,
+    ) -> None:
         self.segmenter = segmenter
         self.missing_reason = missing_reason
         self.batcher = batcher
@@ -107,7 +119,8 @@ class Detector:
         assert self.batcher is not None and decoded.model_input is not None
         probs = await self.batcher.submit(decoded.model_input)
         return await asyncio.get_running_loop().run_in_executor(
-            self.image_executor, self._finish, decoded, probs, started)
+            self.image_executor, self._finish, decoded, probs, started
+        )
 
     async def detect(self, uploads: list[Upload]) -> list[Detection]:
         started = time.perf_counter()
@@ -122,13 +135,15 @@ class Detector:
     async def _publish(self, detections: list[Detection]) -> None:
         try:
             if len(detections) == 1:  # the usual request: one command, without a pipeline's bookkeeping
-                await self.redis.xadd(self.stream, detections[0].as_record().to_fields(),
-                                      maxlen=STREAM_MAX_LENGTH, approximate=True)
+                await self.redis.xadd(
+                    self.stream, detections[0].as_record().to_fields(), maxlen=STREAM_MAX_LENGTH, approximate=True
+                )
                 return
             async with self.redis.pipeline(transaction=False) as pipe:
                 for detection in detections:
-                    pipe.xadd(self.stream, detection.as_record().to_fields(),
-                              maxlen=STREAM_MAX_LENGTH, approximate=True)
+                    pipe.xadd(
+                        self.stream, detection.as_record().to_fields(), maxlen=STREAM_MAX_LENGTH, approximate=True
+                    )
                 await pipe.execute()
         except RedisError as exc:
             raise ServiceUnavailable("could not record the detection", details=type(exc).__name__) from exc

@@ -101,9 +101,7 @@ def decode_image(data: bytes) -> Image.Image:
 def _check_pixel_limit(size: tuple[int, int]) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and size[0] * size[1] > limit:
-        raise ImageTooLargeError(
-            f"image of {size[0]}x{size[1]} pixels exceeds the limit of {limit} pixels"
-        )
+        raise ImageTooLargeError(f"image of {size[0]}x{size[1]} pixels exceeds the limit of {limit} pixels")
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -169,9 +167,7 @@ def normalize(gray: np.ndarray) -> np.ndarray:
     return gray.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
-def preprocess(
-    images: Sequence[ImageInput], size: tuple[int, int]
-) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def preprocess(images: Sequence[ImageInput], size: tuple[int, int]) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Turn images into the model input ``(N, 1, H, W)`` float32 batch.
 
     Returns the batch and each image's original (height, width) so masks can be mapped back.
@@ -357,11 +353,7 @@ def cuda_usable() -> bool:
             continue
         count = ctypes.c_int(0)
         try:
-            return (
-                driver.cuInit(0) == 0
-                and driver.cuDeviceGetCount(ctypes.byref(count)) == 0
-                and count.value > 0
-            )
+            return driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
         except AttributeError:
             return False
     return False
@@ -395,9 +387,7 @@ class DefectSegmenter:
             options.intra_op_num_threads = num_threads
         requested = list(providers) if providers is not None else self._default_providers()
         try:
-            self._session = ort.InferenceSession(
-                str(self.model_path), sess_options=options, providers=requested
-            )
+            self._session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=requested)
         except Exception:
             if requested == ["CPUExecutionProvider"]:
                 raise
@@ -417,9 +407,7 @@ class DefectSegmenter:
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
         return ["CPUExecutionProvider"]
 
-    def predict_probs(
-        self, images: Sequence[ImageInput]
-    ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    def predict_probs(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Softmax probabilities ``(N, C, H, W)`` at model size, from one onnxruntime call."""
         batch, original_sizes = preprocess(images, self.input_size)
         (probs,) = self._session.run(None, {self._input_name: batch})

@@ -58,8 +58,11 @@ class ImageFormReader:
         media_type, params = parse_options_header(content_type)
         if media_type != b"multipart/form-data":
             # 004's client reads `request.files`: a body of any other kind holds no files.
-            raise InvalidImage("No images provided", details="the body is not multipart/form-data with a field "
-                                                             f"'{IMAGES_FIELD}' (Content-Type: {content_type or 'none'})")
+            raise InvalidImage(
+                "No images provided",
+                details="the body is not multipart/form-data with a field "
+                f"'{IMAGES_FIELD}' (Content-Type: {content_type or 'none'})",
+            )
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_request_bytes:
             raise self._too_large()
@@ -67,16 +70,19 @@ class ImageFormReader:
         if not boundary:
             raise invalid_form("the multipart/form-data Content-Type has no boundary")
         try:
-            parser = MultipartParser(boundary, {
-                "on_part_begin": self._on_part_begin,
-                "on_header_field": self._on_header_field,
-                "on_header_value": self._on_header_value,
-                "on_header_end": self._on_header_end,
-                "on_headers_finished": self._on_headers_finished,
-                "on_part_data": self._on_part_data,
-                "on_part_end": self._on_part_end,
-                "on_end": self._on_end,
-            })
+            parser = MultipartParser(
+                boundary,
+                {
+                    "on_part_begin": self._on_part_begin,
+                    "on_header_field": self._on_header_field,
+                    "on_header_value": self._on_header_value,
+                    "on_header_end": self._on_header_end,
+                    "on_headers_finished": self._on_headers_finished,
+                    "on_part_data": self._on_part_data,
+                    "on_part_end": self._on_part_end,
+                    "on_end": self._on_end,
+                },
+            )
         except ValueError as exc:  # a boundary longer than RFC 2046 allows
             raise invalid_form(str(exc)) from None
         received = 0
@@ -98,8 +104,9 @@ class ImageFormReader:
         return self._uploads
 
     def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge("Request body too large",
-                               details=f"larger than the limit of {self.max_request_bytes} bytes")
+        return PayloadTooLarge(
+            "Request body too large", details=f"larger than the limit of {self.max_request_bytes} bytes"
+        )
 
     def _on_part_begin(self) -> None:
         self._disposition = b""
@@ -136,8 +143,9 @@ class ImageFormReader:
             return
         image.size += end - start
         if image.size > self.max_image_bytes:
-            raise InvalidImage(f"Invalid image data for {image.name}",
-                               details=f"larger than the limit of {self.max_image_bytes} bytes")
+            raise InvalidImage(
+                f"Invalid image data for {image.name}", details=f"larger than the limit of {self.max_image_bytes} bytes"
+            )
         image.chunks.append(data[start:end])
 
     def _on_part_end(self) -> None:

@@ -19,12 +19,23 @@ def create_app(settings: StatsSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        consumer = RecordConsumer(app.state.redis, stream_key(app.state.keys), settings.consumer_group,
-                                  app.state.sessionmaker, settings.read_count, settings.claim_idle_ms)
+        consumer = RecordConsumer(
+            app.state.redis,
+            stream_key(app.state.keys),
+            settings.consumer_group,
+            app.state.sessionmaker,
+            settings.read_count,
+            settings.claim_idle_ms,
+        )
         await consumer.ensure_group()
         run_in_background(app, consumer.run(), "detections-consumer")
         yield
 
     return build_service_app(
-        name="stats", settings=settings, routers=[data.router], lifespan=lifespan,
-        title="Labelhive stats", description="Detection records and their summaries (document 004).")
+        name="stats",
+        settings=settings,
+        routers=[data.router],
+        lifespan=lifespan,
+        title="Labelhive stats",
+        description="Detection records and their summaries (document 004).",
+    )

@@ -39,8 +39,15 @@ def _row(record: DetectionRecord) -> dict[str, object]:
 
 
 class RecordConsumer:
-    def __init__(self, redis: Redis, stream: str, group: str, sessionmaker: async_sessionmaker[AsyncSession],
-                 count: int, claim_idle_ms: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        stream: str,
+        group: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        count: int,
+        claim_idle_ms: int,
+    ) -> None:
         self.redis = redis
         self.stream = stream
         self.group = group
@@ -70,13 +77,15 @@ class RecordConsumer:
             await self.redis.xack(self.stream, self.group, *ids)
 
     async def _read(self, start_id: str, block: int | None) -> list[tuple[str, dict[str, str]]]:
-        response = await self.redis.xreadgroup(self.group, self.name, {self.stream: start_id},
-                                               count=self.count, block=block)
+        response = await self.redis.xreadgroup(
+            self.group, self.name, {self.stream: start_id}, count=self.count, block=block
+        )
         return [(entry_id, fields) for _, entries in response or [] for entry_id, fields in entries if fields]
 
     async def _claim_stale(self) -> list[tuple[str, dict[str, str]]]:
-        _, entries, *_ = await self.redis.xautoclaim(self.stream, self.group, self.name,
-                                                    self.claim_idle_ms, start_id="0-0", count=self.count)
+        _, entries, *_ = await self.redis.xautoclaim(
+            self.stream, self.group, self.name, self.claim_idle_ms, start_id="0-0", count=self.count
+        )
         return [(entry_id, fields) for entry_id, fields in entries if fields]
 
     async def run(self) -> None:

@@ -39,8 +39,11 @@ class StatsRepository:
 
     async def per_day(self, start: datetime, end: datetime) -> dict[date, tuple[int, int]]:
         day = cast(func.timezone("UTC", Record.created_at), Date)
-        query = (select(day, func.count(), func.coalesce(func.sum(Record.num), 0))
-                 .where(Record.created_at >= start, Record.created_at < end).group_by(day))
+        query = (
+            select(day, func.count(), func.coalesce(func.sum(Record.num), 0))
+            .where(Record.created_at >= start, Record.created_at < end)
+            .group_by(day)
+        )
         return {d: (int(c), int(n)) for d, c, n in (await self.session.execute(query)).all()}
 
     def _filtered(self, query, flt: SearchFilter):  # type: ignore[no-untyped-def]

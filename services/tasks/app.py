@@ -29,12 +29,19 @@ def create_app(settings: TasksSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         clients = {name: peer(app, name) for name in ("auth", "dataset")}
         app.state.auth = AuthClient(clients["auth"])
-        app.state.dataset = DatasetClient(clients["dataset"], app.state.redis, app.state.keys,
-                                          settings.text_fetch_concurrency)
-        app.state.outbox = Outbox(app.state.sessionmaker, clients, settings.outbox_interval_seconds,
-                                  settings.outbox_max_backoff_seconds)
-        app.state.timeouts = TimeoutWorker(app.state.sessionmaker, app.state.redis, app.state.keys,
-                                           settings.timeout_scan_seconds, settings.worker_lock_seconds)
+        app.state.dataset = DatasetClient(
+            clients["dataset"], app.state.redis, app.state.keys, settings.text_fetch_concurrency
+        )
+        app.state.outbox = Outbox(
+            app.state.sessionmaker, clients, settings.outbox_interval_seconds, settings.outbox_max_backoff_seconds
+        )
+        app.state.timeouts = TimeoutWorker(
+            app.state.sessionmaker,
+            app.state.redis,
+            app.state.keys,
+            settings.timeout_scan_seconds,
+            settings.worker_lock_seconds,
+        )
         run_in_background(app, app.state.outbox.run(), "tasks-outbox")
         run_in_background(app, app.state.timeouts.run(), "tasks-timeouts")
         yield

@@ -73,8 +73,11 @@ def accept_limit(profile: Profile) -> int:
 
 
 def eligible(profile: Profile, settings: TasksSettings) -> bool:
-    return (profile.get("user_type") == "tag" and not profile.get("is_banned")
-            and int(profile.get("credit_score") or 0) >= settings.min_credit_score)
+    return (
+        profile.get("user_type") == "tag"
+        and not profile.get("is_banned")
+        and int(profile.get("credit_score") or 0) >= settings.min_credit_score
+    )
 
 
 def smart_score(profile: Profile, stats: AnnotatorStats | None) -> float:
@@ -90,8 +93,11 @@ def smart_score(profile: Profile, stats: AnnotatorStats | None) -> float:
 async def candidates(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, task: Task) -> list[Profile]:
     """Eligible annotators for `task`, in user id order."""
     had = await repo.users_who_had(task.id)
-    pool = [p for p in await auth.annotators()
-            if eligible(p, settings) and int(p["user_id"]) not in had and int(p["user_id"]) != task.publisher_id]
+    pool = [
+        p
+        for p in await auth.annotators()
+        if eligible(p, settings) and int(p["user_id"]) not in had and int(p["user_id"]) != task.publisher_id
+    ]
     on_hand = await repo.active_counts([int(p["user_id"]) for p in pool])
     return [p for p in pool if on_hand.get(int(p["user_id"]), 0) < accept_limit(p)]
 
@@ -113,17 +119,32 @@ async def choose(repo: TasksRepository, task: Task, pool: list[Profile], count: 
     return chosen
 
 
-async def fill(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, task: Task, vacancies: int,
-               moment: datetime) -> int:
+async def fill(
+    repo: TasksRepository, auth: AuthClient, settings: TasksSettings, task: Task, vacancies: int, moment: datetime
+) -> int:
     """Offers up to `vacancies` slots of an `order`/`smart` task; returns how many found an annotator."""
     if vacancies <= 0:
         return 0
     chosen = await choose(repo, task, await candidates(repo, auth, settings, task), vacancies)
     deadline = moment + timedelta(seconds=task.total_time_limit)
-    await repo.insert_assignments([
-        {"task_id": task.id, "user_id": user_id, "state": AssignmentState.NOT_HANDLE, "current": True,
-         "via": task.strategy, "distributed_at": moment, "deadline": deadline, "answered": 0, "std_total": 0,
-         "std_correct": 0, "paid_amount": 0} for user_id in chosen])
+    await repo.insert_assignments(
+        [
+            {
+                "task_id": task.id,
+                "user_id": user_id,
+                "state": AssignmentState.NOT_HANDLE,
+                "current": True,
+                "via": task.strategy,
+                "distributed_at": moment,
+                "deadline": deadline,
+                "answered": 0,
+                "std_total": 0,
+                "std_correct": 0,
+                "paid_amount": 0,
+            }
+            for user_id in chosen
+        ]
+    )
     task.taken += len(chosen)
     return len(chosen)
 
@@ -151,8 +172,7 @@ def hold_key(task: Task) -> str:
     return f"task:{task.id}:hold:{version}"
 
 
-async def _hold(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, task: Task,
-                moment: datetime) -> None:
+async def _hold(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, task: Task, moment: datetime) -> None:
     amount = task.reward_per_q * task.q_num * task.distribute_user_num
     await auth.hold(task.id, task.publisher_id, amount, hold_key(task))
     task.status = TaskStatus.DISTRIBUTED
@@ -161,8 +181,9 @@ async def _hold(repo: TasksRepository, auth: AuthClient, settings: TasksSettings
     await outbox.grow_value(repo, task.publisher_id, settings.grow_value_per_task, f"task:{task.id}:grow:publish")
 
 
-async def distribute(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity,
-                     task_id: int) -> dict[str, Any]:
+async def distribute(
+    repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity, task_id: int
+) -> dict[str, Any]:
     task = await _distributable(repo, auth, identity, task_id)
     moment = now()
     placed = 0
@@ -172,8 +193,9 @@ async def distribute(repo: TasksRepository, auth: AuthClient, settings: TasksSet
     return {"distributed": placed, "vacancies": task.distribute_user_num - task.taken}
 
 
-async def to_agent(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity,
-                   task_id: int, agent_id: int) -> Task:
+async def to_agent(
+    repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity, task_id: int, agent_id: int
+) -> Task:
     task = await _distributable(repo, auth, identity, task_id)
     agent = await auth.user(agent_id)
     if agent is None or agent.get("user_type") != "agent" or agent.get("is_banned"):
@@ -183,8 +205,9 @@ async def to_agent(repo: TasksRepository, auth: AuthClient, settings: TasksSetti
     return task
 
 
-async def distribute_to_user(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity,
-                             task_id: int, user_id: int) -> Assignment:
+async def distribute_to_user(
+    repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity, task_id: int, user_id: int
+) -> Assignment:
     task = await repo.task(task_id, lock=True)
     if task is None:
         raise not_created()
@@ -203,16 +226,26 @@ async def distribute_to_user(repo: TasksRepository, auth: AuthClient, settings: 
         raise DistributionCompleted()
     moment = now()
     task.taken += 1
-    assignment = Assignment(task_id=task.id, user_id=user_id, state=AssignmentState.NOT_HANDLE, current=True,
-                            via="agent", distributed_at=moment,
-                            deadline=moment + timedelta(seconds=task.total_time_limit),
-                            answered=0, std_total=0, std_correct=0, paid_amount=0)
+    assignment = Assignment(
+        task_id=task.id,
+        user_id=user_id,
+        state=AssignmentState.NOT_HANDLE,
+        current=True,
+        via="agent",
+        distributed_at=moment,
+        deadline=moment + timedelta(seconds=task.total_time_limit),
+        answered=0,
+        std_total=0,
+        std_correct=0,
+        paid_amount=0,
+    )
     await repo.add(assignment)
     return assignment
 
 
-async def accept(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity,
-                 task_id: int) -> tuple[Task, Assignment]:
+async def accept(
+    repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity, task_id: int
+) -> tuple[Task, Assignment]:
     """The annotator accepts a task offered to them, or takes a free slot of a toall task. A toall accept
     is three statements: the user's lock, one read, and one write that the task row's free slot decides."""
     if identity.role != "tag":
@@ -265,13 +298,26 @@ async def accept(repo: TasksRepository, auth: AuthClient, settings: TasksSetting
         raise DistributionCompleted()
     if assignment_id is None:
         raise RepeatAccept()  # another request of theirs recorded them first (the slot goes back on rollback)
-    return task, Assignment(id=assignment_id, task_id=task.id, user_id=identity.user_id, state=AssignmentState.ACCEPTED,
-                            current=True, via="toall", distributed_at=moment, accepted_at=moment, deadline=deadline,
-                            answered=0, std_total=0, std_correct=0, paid_amount=0)
+    return task, Assignment(
+        id=assignment_id,
+        task_id=task.id,
+        user_id=identity.user_id,
+        state=AssignmentState.ACCEPTED,
+        current=True,
+        via="toall",
+        distributed_at=moment,
+        accepted_at=moment,
+        deadline=deadline,
+        answered=0,
+        std_total=0,
+        std_correct=0,
+        paid_amount=0,
+    )
 
 
-async def refuse(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity,
-                 task_id: int) -> dict[str, Any]:
+async def refuse(
+    repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity, task_id: int
+) -> dict[str, Any]:
     """The annotator gives the task back: their slot goes to the next annotator (order, smart), back
     to the pool (toall) or to the agent. Refusing a pool task not taken hides it from them."""
     if identity.role != "tag":
@@ -283,9 +329,22 @@ async def refuse(repo: TasksRepository, auth: AuthClient, settings: TasksSetting
     mine = await repo.assignment(task.id, identity.user_id, lock=True)
     if mine is None:
         if task.status == TaskStatus.DISTRIBUTED and task.strategy == "toall" and task.agent_id is None:
-            await repo.add(Assignment(task_id=task.id, user_id=identity.user_id, state=AssignmentState.REFUSED,
-                                      current=False, via="toall", distributed_at=moment, refused_at=moment,
-                                      left_at=moment, answered=0, std_total=0, std_correct=0, paid_amount=0))
+            await repo.add(
+                Assignment(
+                    task_id=task.id,
+                    user_id=identity.user_id,
+                    state=AssignmentState.REFUSED,
+                    current=False,
+                    via="toall",
+                    distributed_at=moment,
+                    refused_at=moment,
+                    left_at=moment,
+                    answered=0,
+                    std_total=0,
+                    std_correct=0,
+                    paid_amount=0,
+                )
+            )
             return {"replaced_by": None}
         raise NoPermission("no permission: the task was not distributed to you")
     if not (mine.current and mine.state in RUNNING_STATES):
@@ -299,8 +358,9 @@ async def refuse(repo: TasksRepository, auth: AuthClient, settings: TasksSetting
     return {"replaced": replaced}
 
 
-async def redistribute(repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity,
-                       task_id: int) -> dict[str, Any]:
+async def redistribute(
+    repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity, task_id: int
+) -> dict[str, Any]:
     """Replaces the timed-out and the review-refused annotators (they join the past list) and fills
     the free slots: by strategy, back into the pool (toall), or left to the agent."""
     task = await repo.task(task_id, lock=True)
@@ -312,8 +372,11 @@ async def redistribute(repo: TasksRepository, auth: AuthClient, settings: TasksS
     if task.status != TaskStatus.DISTRIBUTED:
         raise TaskNotDistributed()
     moment = now()
-    leaving = [a for a in await repo.assignments(task.id)
-               if a.current and a.state in (AssignmentState.TIMEOUT, AssignmentState.REVIEW_REFUSED)]
+    leaving = [
+        a
+        for a in await repo.assignments(task.id)
+        if a.current and a.state in (AssignmentState.TIMEOUT, AssignmentState.REVIEW_REFUSED)
+    ]
     for assignment in leaving:
         assignment.current, assignment.left_at = False, moment
     task.taken -= len(leaving)

@@ -84,8 +84,9 @@ def preview(q: Question, texts: dict[str, str]) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "..."
 
 
-async def question_view(repo: TasksRepository, auth: AuthClient, dataset: DatasetClient, identity: Identity,
-                        task_id: int, q_id: int) -> dict[str, Any]:
+async def question_view(
+    repo: TasksRepository, auth: AuthClient, dataset: DatasetClient, identity: Identity, task_id: int, q_id: int
+) -> dict[str, Any]:
     seen = await access(repo, auth, identity, task_id)
     q = await repo.question(seen.task.id, q_id)
     if q is None:
@@ -103,17 +104,29 @@ async def question_view(repo: TasksRepository, auth: AuthClient, dataset: Datase
     profiles = await auth.users(a.user_id for a in submitted) if submitted else {}
     mine = answers[0] if seen.role == "annotator" and answers else None
     return {
-        "q_id": q.q_id, "filename": q.filename, "data": data, "data_type": q.data_type,
-        "result": [{"tag_user": profiles.get(a.user_id, {"user_id": a.user_id}), "tag_res": a.result,
-                    "input_result": a.input_result, "submitted_at": a.submitted_at.timestamp()}
-                   for a in submitted],
-        "tag_type": seen.task.tag_type, "input_type": seen.task.input_type, "cut_num": seen.task.cut_num,
+        "q_id": q.q_id,
+        "filename": q.filename,
+        "data": data,
+        "data_type": q.data_type,
+        "result": [
+            {
+                "tag_user": profiles.get(a.user_id, {"user_id": a.user_id}),
+                "tag_res": a.result,
+                "input_result": a.input_result,
+                "submitted_at": a.submitted_at.timestamp(),
+            }
+            for a in submitted
+        ],
+        "tag_type": seen.task.tag_type,
+        "input_type": seen.task.input_type,
+        "cut_num": seen.task.cut_num,
         "start_time": str(mine.started_at.timestamp()) if mine and mine.started_at else "",
     }
 
 
-async def _working(repo: TasksRepository, identity: Identity, task_id: int, q_id: int | None,
-                   *, lock: bool = False, answers: int = 1) -> tuple[Task, Assignment, Question | None]:
+async def _working(
+    repo: TasksRepository, identity: Identity, task_id: int, q_id: int | None, *, lock: bool = False, answers: int = 1
+) -> tuple[Task, Assignment, Question | None]:
     """The task, the caller's assignment on it (a current annotator's) and the question.
 
     With `lock`, the assignment row is locked (one annotator's submissions in turn). Rows are locked
@@ -146,8 +159,15 @@ async def start_question(repo: TasksRepository, identity: Identity, task_id: int
         raise AlreadyStart()
 
 
-async def _record(repo: TasksRepository, settings: TasksSettings, task: Task, assignment: Assignment,
-                  q: Question, result: Any, input_result: Any) -> bool:
+async def _record(
+    repo: TasksRepository,
+    settings: TasksSettings,
+    task: Task,
+    assignment: Assignment,
+    q: Question,
+    result: Any,
+    input_result: Any,
+) -> bool:
     """Stores one answer and counts it; False when the question was answered already."""
     key = answer_key(result, input_result)
     if not await repo.submit_answer(task.id, assignment.user_id, q.q_id, result, input_result, key, now()):
@@ -169,8 +189,15 @@ async def _after_answers(repo: TasksRepository, settings: TasksSettings, task: T
         await review.auto_review(repo, settings, task, assignment)
 
 
-async def submit(repo: TasksRepository, settings: TasksSettings, identity: Identity, task_id: int, q_id: int,
-                 result: Any, input_result: Any) -> dict[str, Any]:
+async def submit(
+    repo: TasksRepository,
+    settings: TasksSettings,
+    identity: Identity,
+    task_id: int,
+    q_id: int,
+    result: Any,
+    input_result: Any,
+) -> dict[str, Any]:
     """One answer: a read, the assignment's lock and one write, unless it may finish the annotator's work on
     an auto-accepted task (then the task row is locked first, and the review runs at once)."""
     if result is None:
@@ -187,8 +214,17 @@ async def submit(repo: TasksRepository, settings: TasksSettings, identity: Ident
         return await _submit_and_review(repo, settings, identity, task_id, q_id, result, input_result)
     if await repo.lock_assignment_state(view.assignment_id) != AssignmentState.ACCEPTED:
         await _not_accepted(repo, identity, task_id, q_id)
-    answered = await repo.store_answer(view.assignment_id, task_id, identity.user_id, q_id, result, input_result,
-                                       answer_key(result, input_result), now(), view.std_answer)
+    answered = await repo.store_answer(
+        view.assignment_id,
+        task_id,
+        identity.user_id,
+        q_id,
+        result,
+        input_result,
+        answer_key(result, input_result),
+        now(),
+        view.std_answer,
+    )
     if answered is None:
         raise NoResubmit()
     state = AssignmentState.ACCEPTED
@@ -208,8 +244,15 @@ async def _not_accepted(repo: TasksRepository, identity: Identity, task_id: int,
     raise NoAccessPermission()
 
 
-async def _submit_and_review(repo: TasksRepository, settings: TasksSettings, identity: Identity, task_id: int,
-                             q_id: int, result: Any, input_result: Any) -> dict[str, Any]:
+async def _submit_and_review(
+    repo: TasksRepository,
+    settings: TasksSettings,
+    identity: Identity,
+    task_id: int,
+    q_id: int,
+    result: Any,
+    input_result: Any,
+) -> dict[str, Any]:
     task, assignment, q = await _working(repo, identity, task_id, q_id, lock=True)
     assert q is not None
     if assignment.state != AssignmentState.ACCEPTED:
@@ -236,13 +279,15 @@ def parse_upload_csv(raw: bytes) -> list[tuple[str, str]]:
     for row in rows[1:]:
         if not any(cell.strip() for cell in row):
             continue
-        out.append((row[name_at].strip() if name_at < len(row) else "",
-                    row[tag_at].strip() if tag_at < len(row) else ""))
+        out.append(
+            (row[name_at].strip() if name_at < len(row) else "", row[tag_at].strip() if tag_at < len(row) else "")
+        )
     return out
 
 
-async def submit_batch(repo: TasksRepository, settings: TasksSettings, identity: Identity, task_id: int,
-                       raw: bytes) -> dict[str, Any]:
+async def submit_batch(
+    repo: TasksRepository, settings: TasksSettings, identity: Identity, task_id: int, raw: bytes
+) -> dict[str, Any]:
     """The filled `upload.csv` of get_batch_data: a label per file, for tasks that choose among labels.
     Everything is checked before anything is stored; answered questions are skipped."""
     task, assignment, _ = await _working(repo, identity, task_id, None, lock=True, answers=10**9)
@@ -273,8 +318,9 @@ async def submit_batch(repo: TasksRepository, settings: TasksSettings, identity:
     return {"stored": stored, "skipped": skipped, "answered": assignment.answered, "q_num": task.q_num}
 
 
-async def tag_info(repo: TasksRepository, dataset: DatasetClient, identity: Identity, task_id: int,
-                   offset: int, limit: int | None) -> list[dict[str, Any]]:
+async def tag_info(
+    repo: TasksRepository, dataset: DatasetClient, identity: Identity, task_id: int, offset: int, limit: int | None
+) -> list[dict[str, Any]]:
     task, _, _ = await _working(repo, identity, task_id, None)
     questions = await repo.questions(task.id, offset, limit)
     answers = {a.q_id: a for a in await repo.answers_of(task.id, identity.user_id, [q.q_id for q in questions])}
@@ -285,21 +331,37 @@ async def tag_info(repo: TasksRepository, dataset: DatasetClient, identity: Iden
         state = "notstarted"
         if answer is not None:
             state = "finished" if answer.submitted_at is not None else "started"
-        info.append({"q_id": q.q_id, "state": state,
-                     "startat": int(answer.started_at.timestamp()) if answer and answer.started_at else 0,
-                     "finishat": int(answer.submitted_at.timestamp()) if answer and answer.submitted_at else 0,
-                     "q_data": preview(q, texts), "q_type": q.data_type, "filename": q.filename})
+        info.append(
+            {
+                "q_id": q.q_id,
+                "state": state,
+                "startat": int(answer.started_at.timestamp()) if answer and answer.started_at else 0,
+                "finishat": int(answer.submitted_at.timestamp()) if answer and answer.submitted_at else 0,
+                "q_data": preview(q, texts),
+                "q_type": q.data_type,
+                "filename": q.filename,
+            }
+        )
     return info
 
 
-async def batch_archive(repo: TasksRepository, auth: AuthClient, dataset: DatasetClient, identity: Identity,
-                        task_id: int, offset: int, limit: int | None) -> tuple[Task, bytes]:
+async def batch_archive(
+    repo: TasksRepository,
+    auth: AuthClient,
+    dataset: DatasetClient,
+    identity: Identity,
+    task_id: int,
+    offset: int,
+    limit: int | None,
+) -> tuple[Task, bytes]:
     """data.zip: every question's file (texts and images as uploaded) and the `upload.csv` template
     (filename, tag) to fill in and send back with POST /task/upload_res/{task_id}."""
     seen = await access(repo, auth, identity, task_id)
     if limit is None and seen.task.q_num - offset > MAX_ARCHIVE_QUESTIONS:
-        raise InvalidRequest(f"invalid request: the task has {seen.task.q_num} questions; ask for at most "
-                             f"{MAX_ARCHIVE_QUESTIONS} at a time with offset and limit")
+        raise InvalidRequest(
+            f"invalid request: the task has {seen.task.q_num} questions; ask for at most "
+            f"{MAX_ARCHIVE_QUESTIONS} at a time with offset and limit"
+        )
     questions = await repo.questions(seen.task.id, offset, min(limit or MAX_ARCHIVE_QUESTIONS, MAX_ARCHIVE_QUESTIONS))
     texts = await texts_for(dataset, seen.task, questions)
     images: dict[str, bytes] = {}

@@ -87,8 +87,10 @@ def data_type_of(tag: str) -> str:
         return "text"
     if IMAGE_TAG.fullmatch(tag):
         return "image"
-    raise InvalidRequest(f"invalid request: file tag {tag[:60]!r} is neither a text id nor an image-bed URL "
-                         "(use the tags /task/upload_data returned)")
+    raise InvalidRequest(
+        f"invalid request: file tag {tag[:60]!r} is neither a text id nor an image-bed URL "
+        "(use the tags /task/upload_data returned)"
+    )
 
 
 def check_task_body(body: TaskBody) -> dict[str, Any]:
@@ -116,12 +118,21 @@ def check_task_body(body: TaskBody) -> dict[str, Any]:
         raise InvalidRequest("invalid request: tag_type repeats a label")
     result_type = body.result_type or ("choice" if tag_type else "input" if body.input_type else "text")
     return {
-        "task_type": body.task_type.strip(), "task_style": body.task_style, "task_name": body.task_name,
-        "reward_per_q": reward, "time_limit_per_q": per_q, "total_time_limit": total,
-        "distribute_user_num": body.distribute_user_num, "accept_method": body.accept_method,
-        "strategy": body.strategy, "tag_type": tag_type, "input_type": list(body.input_type or []),
-        "cut_num": "" if body.cut_num is None else str(body.cut_num)[:16], "result_type": result_type,
-        "stdans_tag": (body.stdans_tag or "").strip(), "files": files,
+        "task_type": body.task_type.strip(),
+        "task_style": body.task_style,
+        "task_name": body.task_name,
+        "reward_per_q": reward,
+        "time_limit_per_q": per_q,
+        "total_time_limit": total,
+        "distribute_user_num": body.distribute_user_num,
+        "accept_method": body.accept_method,
+        "strategy": body.strategy,
+        "tag_type": tag_type,
+        "input_type": list(body.input_type or []),
+        "cut_num": "" if body.cut_num is None else str(body.cut_num)[:16],
+        "result_type": result_type,
+        "stdans_tag": (body.stdans_tag or "").strip(),
+        "files": files,
     }
 
 
@@ -163,16 +174,19 @@ async def standard_answers_for(repo: TasksRepository, task: Task, files: list[tu
             raise InvalidRequest("invalid request: stdans_tag is not a standard-answer upload of yours")
         answers = found.answers
     if task.accept_method == "auto" and not any(name in answers for name, _, _ in files):
-        raise InvalidRequest("invalid request: auto acceptance needs standard answers (upload_stdans) "
-                             "for at least one of the task's files")
+        raise InvalidRequest(
+            "invalid request: auto acceptance needs standard answers (upload_stdans) "
+            "for at least one of the task's files"
+        )
     return answers
 
 
 async def create(repo: TasksRepository, identity: Identity, body: TaskBody) -> Task:
     """A task of a requester `ensure_checked_requester` admitted (before the body was read)."""
     fields = check_task_body(body)
-    task = Task(publisher_id=identity.user_id, check_result=CheckResult.WAIT, status=TaskStatus.CREATED, taken=0,
-                held_amount=0)
+    task = Task(
+        publisher_id=identity.user_id, check_result=CheckResult.WAIT, status=TaskStatus.CREATED, taken=0, held_amount=0
+    )
     await _apply(repo, task, fields, replace_questions=False)
     return task
 

@@ -71,27 +71,46 @@ async def _experts(auth: AuthClient, ids: list[int], action: str) -> dict[int, d
     return found
 
 
-async def _missions(repo: TasksRepository, template: Mission, experts: dict[int, dict[str, Any]],
-                    expert_ids: list[int], record_ids: list[int], action: str) -> list[Mission]:
+async def _missions(
+    repo: TasksRepository,
+    template: Mission,
+    experts: dict[int, dict[str, Any]],
+    expert_ids: list[int],
+    record_ids: list[int],
+    action: str,
+) -> list[Mission]:
     if len(record_ids) < len(expert_ids):
         raise InvalidRequest(f"{action}失败,专家人数多于数据量({len(record_ids)}条)")
     created = []
     for expert_id, run in zip(expert_ids, split(record_ids, len(expert_ids)), strict=True):
-        mission = Mission(dataset_id=template.dataset_id, dataset_name=template.dataset_name,
-                          dataset_task_type=template.dataset_task_type, dataset_source=template.dataset_source,
-                          manager_id=template.manager_id, area=template.area, expert_id=expert_id,
-                          expert_name=str(experts[expert_id]["user_name"]), notice=template.notice,
-                          due_at=template.due_at, status="标注中", original_id=template.original_id,
-                          is_highlight=False, total_count=len(run), finished_count=0,
-                          first_record_id=run[0], last_record_id=run[-1])
+        mission = Mission(
+            dataset_id=template.dataset_id,
+            dataset_name=template.dataset_name,
+            dataset_task_type=template.dataset_task_type,
+            dataset_source=template.dataset_source,
+            manager_id=template.manager_id,
+            area=template.area,
+            expert_id=expert_id,
+            expert_name=str(experts[expert_id]["user_name"]),
+            notice=template.notice,
+            due_at=template.due_at,
+            status="标注中",
+            original_id=template.original_id,
+            is_highlight=False,
+            total_count=len(run),
+            finished_count=0,
+            first_record_id=run[0],
+            last_record_id=run[-1],
+        )
         await repo.add(mission)
         await repo.insert_mission_records(mission.id, run)
         created.append(mission)
     return created
 
 
-async def assign(repo: TasksRepository, auth: AuthClient, dataset: DatasetClient, identity: Identity,
-                 body: AssignBody) -> list[Mission]:
+async def assign(
+    repo: TasksRepository, auth: AuthClient, dataset: DatasetClient, identity: Identity, body: AssignBody
+) -> list[Mission]:
     ensure_manager(identity)
     dataset_id, area, expert_ids = body.dataset_id, body.area, body.expert_id_list
     info = await dataset.qa_dataset(dataset_id)
@@ -106,11 +125,16 @@ async def assign(repo: TasksRepository, auth: AuthClient, dataset: DatasetClient
     record_ids = [int(r["data_id"]) for r in await dataset.qa_records(dataset_id, area)]
     if not record_ids:
         raise InvalidRequest("分配失败,该领域没有数据")
-    template = Mission(dataset_id=dataset_id, dataset_name=str(info.get("dataset_name", "")),
-                       dataset_task_type=str(info.get("dataset_task_type") or ""),
-                       dataset_source=str(info.get("dataset_source") or ""),
-                       manager_id=int(info.get("owner_id", identity.user_id)), area=area, notice=body.notice or "",
-                       due_at=body.due_time)
+    template = Mission(
+        dataset_id=dataset_id,
+        dataset_name=str(info.get("dataset_name", "")),
+        dataset_task_type=str(info.get("dataset_task_type") or ""),
+        dataset_source=str(info.get("dataset_source") or ""),
+        manager_id=int(info.get("owner_id", identity.user_id)),
+        area=area,
+        notice=body.notice or "",
+        due_at=body.due_time,
+    )
     created = await _missions(repo, template, experts, expert_ids, record_ids, "分配")
     await outbox.dataset_status(repo, dataset_id, "已分配", now(), f"mission:{created[0].id}:dataset-status")
     return created
@@ -134,11 +158,17 @@ async def reassign(repo: TasksRepository, auth: AuthClient, identity: Identity, 
     remaining = await repo.move_unlabeled(mission.id)
     if not remaining:
         raise LabelhiveError("移交失败,任务的数据已全部标注")
-    template = Mission(dataset_id=mission.dataset_id, dataset_name=mission.dataset_name,
-                       dataset_task_type=mission.dataset_task_type, dataset_source=mission.dataset_source,
-                       manager_id=mission.manager_id, area=mission.area,
-                       notice=mission.notice if notice is None else notice,
-                       due_at=due if due is not None else mission.due_at, original_id=mission.id)
+    template = Mission(
+        dataset_id=mission.dataset_id,
+        dataset_name=mission.dataset_name,
+        dataset_task_type=mission.dataset_task_type,
+        dataset_source=mission.dataset_source,
+        manager_id=mission.manager_id,
+        area=mission.area,
+        notice=mission.notice if notice is None else notice,
+        due_at=due if due is not None else mission.due_at,
+        original_id=mission.id,
+    )
     created = await _missions(repo, template, experts, expert_ids, remaining, "移交")
     mission.status, mission.ended_at = "已移交", now()
     mission.total_count = mission.finished_count  # what it keeps: the records labelled before the handover
@@ -159,37 +189,63 @@ def expert_entry(m: Mission, moment: datetime) -> dict[str, Any]:
     status = m.status
     if status == "标注中":
         status = "超时" if _overdue(m, moment) else ("未开始" if m.finished_count == 0 else "未完成")
-    return {"task_id": m.id, "task_type": m.dataset_task_type, "area": m.area or "-",
-            "resource": m.dataset_source, "assign_time": mission_time(m.created_at),
-            "due_time": mission_time(m.due_at), "status": status, "finished_count": m.finished_count,
-            "total_count": m.total_count, "is_highlight": int(m.is_highlight), "dataset_name": m.dataset_name,
-            "notice": m.notice}
+    return {
+        "task_id": m.id,
+        "task_type": m.dataset_task_type,
+        "area": m.area or "-",
+        "resource": m.dataset_source,
+        "assign_time": mission_time(m.created_at),
+        "due_time": mission_time(m.due_at),
+        "status": status,
+        "finished_count": m.finished_count,
+        "total_count": m.total_count,
+        "is_highlight": int(m.is_highlight),
+        "dataset_name": m.dataset_name,
+        "notice": m.notice,
+    }
 
 
 def manager_entry(m: Mission, moment: datetime) -> dict[str, Any]:
     status = m.status
     if status == "标注中":
         status = "超时" if _overdue(m, moment) else ("已分配" if m.finished_count == 0 else "标注中")
-    return {"task_id": m.id, "task_type": m.dataset_task_type, "expert_name": m.expert_name,
-            "dataset_name": m.dataset_name, "status": status, "assign_time": mission_time(m.created_at),
-            "due_time": mission_time(m.due_at), "finished_count": m.finished_count,
-            "total_count": m.total_count, "is_highlight": int(m.is_highlight), "area": m.area,
-            "dataset_id": m.dataset_id}
+    return {
+        "task_id": m.id,
+        "task_type": m.dataset_task_type,
+        "expert_name": m.expert_name,
+        "dataset_name": m.dataset_name,
+        "status": status,
+        "assign_time": mission_time(m.created_at),
+        "due_time": mission_time(m.due_at),
+        "finished_count": m.finished_count,
+        "total_count": m.total_count,
+        "is_highlight": int(m.is_highlight),
+        "area": m.area,
+        "dataset_id": m.dataset_id,
+    }
 
 
 def history_entry(m: Mission) -> dict[str, Any]:
     # 001: every field but the two counts is a string.
-    return {"mission_id": str(m.id), "expert_name": m.expert_name, "area": m.area, "dataset_name": m.dataset_name,
-            "status": m.status, "original_id": str(m.original_id) if m.original_id else "-",
-            "assign_time": mission_time(m.created_at), "finished_count": m.finished_count,
-            "total_count": m.total_count}
+    return {
+        "mission_id": str(m.id),
+        "expert_name": m.expert_name,
+        "area": m.area,
+        "dataset_name": m.dataset_name,
+        "status": m.status,
+        "original_id": str(m.original_id) if m.original_id else "-",
+        "assign_time": mission_time(m.created_at),
+        "finished_count": m.finished_count,
+        "total_count": m.total_count,
+    }
 
 
 async def task_list(repo: TasksRepository, identity: Identity) -> list[dict[str, Any]]:
     moment = now()
     if identity.role == "tag":
-        return [expert_entry(m, moment) for m in await repo.missions(expert_id=identity.user_id)
-                if m.status != "已移交"]
+        return [
+            expert_entry(m, moment) for m in await repo.missions(expert_id=identity.user_id) if m.status != "已移交"
+        ]
     ensure_manager(identity)
     manager = None if identity.role == "admin" else identity.user_id
     return [manager_entry(m, moment) for m in await repo.missions(manager_id=manager)]
@@ -202,8 +258,9 @@ async def dataset_history(repo: TasksRepository, identity: Identity, dataset_id:
     return [history_entry(m) for m in await repo.missions(dataset_id=dataset_id, manager_id=manager)]
 
 
-async def data_list(repo: TasksRepository, dataset: DatasetClient, identity: Identity,
-                    mission_id: Any) -> tuple[list[dict[str, Any]], str]:
+async def data_list(
+    repo: TasksRepository, dataset: DatasetClient, identity: Identity, mission_id: Any
+) -> tuple[list[dict[str, Any]], str]:
     ensure_expert(identity)
     mission = await repo.mission(parse_id(mission_id, "mission_id"))
     if mission is None or mission.expert_id != identity.user_id:
@@ -211,21 +268,27 @@ async def data_list(repo: TasksRepository, dataset: DatasetClient, identity: Ide
     mine = {r.record_id: r for r in await repo.mission_records(mission.id)}
     if not mine:
         return [], mission.notice
-    records = await dataset.qa_records(mission.dataset_id, mission.area, after_id=min(mine) - 1,
-                                       until_id=max(mine))
+    records = await dataset.qa_records(mission.dataset_id, mission.area, after_id=min(mine) - 1, until_id=max(mine))
     entries = []
     for record in records:
         own = mine.get(int(record["data_id"]))
         if own is None:
             continue
         updated = record.get("updated_at")
-        entries.append({
-            "data_id": int(record["data_id"]), "background": record.get("data_background", ""),
-            "task_type": mission.dataset_task_type, "data_source": mission.dataset_source,
-            "is_labeled": int(own.labeled), "question": record.get("data_question", ""),
-            "answer": record.get("data_answer", []), "keywords": record.get("data_keyword", ""),
-            "lastest_time": mission_time(datetime.fromtimestamp(updated, UTC)) if updated else "-",
-            "reserve": record.get("data_reserve", 1)})
+        entries.append(
+            {
+                "data_id": int(record["data_id"]),
+                "background": record.get("data_background", ""),
+                "task_type": mission.dataset_task_type,
+                "data_source": mission.dataset_source,
+                "is_labeled": int(own.labeled),
+                "question": record.get("data_question", ""),
+                "answer": record.get("data_answer", []),
+                "keywords": record.get("data_keyword", ""),
+                "lastest_time": mission_time(datetime.fromtimestamp(updated, UTC)) if updated else "-",
+                "reserve": record.get("data_reserve", 1),
+            }
+        )
     return entries, mission.notice
 
 
@@ -236,9 +299,15 @@ async def label(repo: TasksRepository, dataset: DatasetClient, identity: Identit
     if found is None:
         raise NotFound("数据不存在或不在你进行中的任务里")
     mission, record = found
-    status, answer = await dataset.label_record(record_id, {
-        "expert_name": identity.user_name, "data_answer": body.data_answer, "data_reserve": body.data_reserve,
-        "data_question": body.data_question or None})
+    status, answer = await dataset.label_record(
+        record_id,
+        {
+            "expert_name": identity.user_name,
+            "data_answer": body.data_answer,
+            "data_reserve": body.data_reserve,
+            "data_question": body.data_question or None,
+        },
+    )
     if status == 404:
         raise NotFound("数据不存在")
     if status != 200:

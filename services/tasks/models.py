@@ -239,9 +239,7 @@ class OutboxOp(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (
-        Index("ix_outbox_pending", "grp", "id", postgresql_where=text("status = 'pending'")),
-    )
+    __table_args__ = (Index("ix_outbox_pending", "grp", "id", postgresql_where=text("status = 'pending'")),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)

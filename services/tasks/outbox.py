@@ -41,18 +41,31 @@ MISSING_ENDPOINT_BACKOFF = 600.0
 
 async def payout(repo: TasksRepository, task_id: int, user_id: int, amount: int) -> None:
     key = f"task:{task_id}:user:{user_id}:pay"
-    await repo.enqueue(key=key, grp=f"task:{task_id}", kind="payout", service="auth", method="POST",
-                       path="/internal/escrow/payout", task_id=task_id,
-                       body={"escrow_id": escrow_id(task_id), "user_id": user_id, "amount": amount,
-                             "idempotency_key": key})
+    await repo.enqueue(
+        key=key,
+        grp=f"task:{task_id}",
+        kind="payout",
+        service="auth",
+        method="POST",
+        path="/internal/escrow/payout",
+        task_id=task_id,
+        body={"escrow_id": escrow_id(task_id), "user_id": user_id, "amount": amount, "idempotency_key": key},
+    )
 
 
 async def refund_rest(repo: TasksRepository, task_id: int, reason: str) -> None:
     """Everything left in the task's escrow back to the publisher (after the task's earlier ops)."""
     key = f"task:{task_id}:refund:{reason}"
-    await repo.enqueue(key=key, grp=f"task:{task_id}", kind="refund", service="auth", method="POST",
-                       path="/internal/escrow/refund", task_id=task_id,
-                       body={"escrow_id": escrow_id(task_id), "amount": None, "idempotency_key": key})
+    await repo.enqueue(
+        key=key,
+        grp=f"task:{task_id}",
+        kind="refund",
+        service="auth",
+        method="POST",
+        path="/internal/escrow/refund",
+        task_id=task_id,
+        body={"escrow_id": escrow_id(task_id), "amount": None, "idempotency_key": key},
+    )
 
 
 async def grow_value(repo: TasksRepository, user_id: int, amount: int, key: str) -> None:
@@ -62,9 +75,15 @@ async def grow_value(repo: TasksRepository, user_id: int, amount: int, key: str)
     `POST /internal/users/{user_id}/grow_value {"amount": int > 0, "idempotency_key": str}` -> 200.
     Until it exists the op stays pending (auth answers 404 NOT_FOUND) and is sent once it does.
     """
-    await repo.enqueue(key=key, grp=f"user:{user_id}", kind="grow", service="auth", method="POST",
-                       path=f"/internal/users/{user_id}/grow_value",
-                       body={"amount": amount, "idempotency_key": key})
+    await repo.enqueue(
+        key=key,
+        grp=f"user:{user_id}",
+        kind="grow",
+        service="auth",
+        method="POST",
+        path=f"/internal/users/{user_id}/grow_value",
+        body={"amount": amount, "idempotency_key": key},
+    )
 
 
 async def deduct_credit(repo: TasksRepository, user_id: int, amount: int, key: str) -> None:
@@ -73,17 +92,30 @@ async def deduct_credit(repo: TasksRepository, user_id: int, amount: int, key: s
     Wanted from auth: `POST /internal/users/{user_id}/credit {"delta": int (negative deducts),
     "idempotency_key": str}` -> 200 with the new credit_score (floored at 0). Pending until it exists.
     """
-    await repo.enqueue(key=key, grp=f"user:{user_id}", kind="credit", service="auth", method="POST",
-                       path=f"/internal/users/{user_id}/credit",
-                       body={"delta": -amount, "idempotency_key": key})
+    await repo.enqueue(
+        key=key,
+        grp=f"user:{user_id}",
+        kind="credit",
+        service="auth",
+        method="POST",
+        path=f"/internal/users/{user_id}/credit",
+        body={"delta": -amount, "idempotency_key": key},
+    )
 
 
-async def dataset_status(repo: TasksRepository, dataset_id: int, status: str, assigned_at: datetime | None,
-                         key: str) -> None:
-    body: dict[str, Any] = {"status": status,
-                            "assigned_at": assigned_at.isoformat() if assigned_at else None}
-    await repo.enqueue(key=key, grp=f"dataset:{dataset_id}", kind="dataset_status", service="dataset",
-                       method="PUT", path=f"/internal/qa/{dataset_id}/status", body=body)
+async def dataset_status(
+    repo: TasksRepository, dataset_id: int, status: str, assigned_at: datetime | None, key: str
+) -> None:
+    body: dict[str, Any] = {"status": status, "assigned_at": assigned_at.isoformat() if assigned_at else None}
+    await repo.enqueue(
+        key=key,
+        grp=f"dataset:{dataset_id}",
+        kind="dataset_status",
+        service="dataset",
+        method="PUT",
+        path=f"/internal/qa/{dataset_id}/status",
+        body=body,
+    )
 
 
 # The drainer ----------------------------------------------------------------------------------
@@ -110,8 +142,13 @@ def _outcome(op: OutboxOp, response: httpx.Response) -> str:
 
 
 class Outbox:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], clients: dict[str, ServiceClient],
-                 interval: float, max_backoff: float) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clients: dict[str, ServiceClient],
+        interval: float,
+        max_backoff: float,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.clients = clients
         self.interval = interval

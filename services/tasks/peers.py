@@ -55,8 +55,9 @@ class AuthClient:
         ids = sorted(set(user_ids))
         found: dict[int, Profile] = {}
         for start in range(0, len(ids), BATCH):
-            response = await self.client.request("POST", "/internal/users/batch",
-                                                 json={"user_ids": ids[start:start + BATCH]})
+            response = await self.client.request(
+                "POST", "/internal/users/batch", json={"user_ids": ids[start : start + BATCH]}
+            )
             if response.status_code != 200:
                 raise ServiceUnavailable("auth service unavailable", details=f"status {response.status_code}")
             for profile in _data(response, "auth"):
@@ -69,7 +70,8 @@ class AuthClient:
         after_id = 0
         while True:
             response = await self.client.request(
-                "GET", "/internal/users", params={"role": "tag", "after_id": after_id, "limit": BATCH})
+                "GET", "/internal/users", params={"role": "tag", "after_id": after_id, "limit": BATCH}
+            )
             if response.status_code != 200:
                 raise ServiceUnavailable("auth service unavailable", details=f"status {response.status_code}")
             page = _data(response, "auth")
@@ -88,8 +90,11 @@ class AuthClient:
     async def hold(self, task_id: int, publisher_id: int, amount: int, key: str) -> None:
         """Makes the task's escrow hold `amount` of the publisher's points (auth moves only the difference);
         a replay of `key` moves nothing."""
-        response = await self.client.request("POST", "/internal/escrow/hold", json={
-            "escrow_id": escrow_id(task_id), "user_id": publisher_id, "amount": amount, "idempotency_key": key})
+        response = await self.client.request(
+            "POST",
+            "/internal/escrow/hold",
+            json={"escrow_id": escrow_id(task_id), "user_id": publisher_id, "amount": amount, "idempotency_key": key},
+        )
         if response.status_code == 200:
             return
         body = _body(response)
@@ -97,8 +102,10 @@ class AuthClient:
             raise ScoreNotEnough()
         if response.status_code >= 500 or response.status_code in (401, 403):
             raise ServiceUnavailable("auth service unavailable", details=f"status {response.status_code}")
-        raise LabelhiveError(f"escrow hold refused: {body.get('message', response.status_code)}",
-                             status_code=409 if response.status_code == 409 else 400)
+        raise LabelhiveError(
+            f"escrow hold refused: {body.get('message', response.status_code)}",
+            status_code=409 if response.status_code == 409 else 400,
+        )
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:
@@ -162,13 +169,15 @@ class DatasetClient:
             raise ServiceUnavailable("dataset service unavailable", details=f"status {response.status_code}")
         return _data(response, "dataset")
 
-    async def qa_records(self, dataset_id: int, area: str, after_id: int = 0, until_id: int | None = None,
-                         page: int = 5000) -> list[dict[str, Any]]:
+    async def qa_records(
+        self, dataset_id: int, area: str, after_id: int = 0, until_id: int | None = None, page: int = 5000
+    ) -> list[dict[str, Any]]:
         """The records of one area in id order, from after `after_id` up to `until_id` included."""
         records: list[dict[str, Any]] = []
         while True:
-            response = await self.client.request("GET", f"/internal/qa/{dataset_id}/records",
-                                                 params={"area": area, "after_id": after_id, "limit": page})
+            response = await self.client.request(
+                "GET", f"/internal/qa/{dataset_id}/records", params={"area": area, "after_id": after_id, "limit": page}
+            )
             if response.status_code == 404:
                 return records
             if response.status_code != 200:

@@ -77,9 +77,16 @@ def majority(keys: Sequence[str]) -> Vote | None:
     return Vote(winner, best, len(keys))
 
 
-def dawid_skene(items: np.ndarray, workers: np.ndarray, labels: np.ndarray, n_items: int, n_workers: int,
-                n_labels: int, max_iter: int = 100,
-                tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def dawid_skene(
+    items: np.ndarray,
+    workers: np.ndarray,
+    labels: np.ndarray,
+    n_items: int,
+    n_workers: int,
+    n_labels: int,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """EM over observations (item, worker, label), all int arrays of the same length.
 
     Returns (posterior [items x labels], confusion [workers x labels x labels], priors, iterations).
@@ -114,8 +121,9 @@ def dawid_skene(items: np.ndarray, workers: np.ndarray, labels: np.ndarray, n_it
     return posterior, confusion, priors, iteration
 
 
-def consolidate(answers: Sequence[tuple[int, int, str]]) -> tuple[dict[int, Vote], dict[int, tuple[str, float]],
-                                                                   dict[int, float], int]:
+def consolidate(
+    answers: Sequence[tuple[int, int, str]],
+) -> tuple[dict[int, Vote], dict[int, tuple[str, float]], dict[int, float], int]:
     """(q_id, user_id, answer_key) -> majority per question, Dawid-Skene answer (and its posterior
     probability) per question with at least MIN_DS_ANSWERS answers, estimated accuracy per annotator,
     and the EM's iteration count (0 when Dawid-Skene did not run)."""
@@ -138,8 +146,7 @@ def consolidate(answers: Sequence[tuple[int, int, str]]) -> tuple[dict[int, Vote
     labels = np.array([l_index[k] for _, _, k in answers], dtype=np.int64)
     run_ds = any(len(keys) >= MIN_DS_ANSWERS for keys in by_question.values())
     if run_ds:
-        posterior, _, _, iterations = dawid_skene(items, workers, labels, len(q_index), len(user_ids),
-                                                  len(label_list))
+        posterior, _, _, iterations = dawid_skene(items, workers, labels, len(q_index), len(user_ids), len(label_list))
         for q_id, i in q_index.items():
             if len(by_question[q_id]) >= MIN_DS_ANSWERS:
                 best = int(np.argmax(posterior[i]))

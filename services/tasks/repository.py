@@ -151,11 +151,16 @@ class TasksRepository:
         row = await self._fetchrow(_ACCEPT_VIEW, task_id, user_id)
         if row is None:
             return None
-        return AcceptView(Task(**{name: row[name] for name in TASK_COLUMNS}), row["mine_state"], row["mine_current"],
-                          int(row["on_hand"]))
+        return AcceptView(
+            Task(**{name: row[name] for name in TASK_COLUMNS}),
+            row["mine_state"],
+            row["mine_current"],
+            int(row["on_hand"]),
+        )
 
-    async def take_slot_and_accept(self, task_id: int, user_id: int, moment: datetime,
-                                   deadline: datetime) -> tuple[bool, int | None]:
+    async def take_slot_and_accept(
+        self, task_id: int, user_id: int, moment: datetime, deadline: datetime
+    ) -> tuple[bool, int | None]:
         """Takes a free slot of a distributed toall task and records the annotator on it: (whether a
         slot was free, the new assignment's id or None when the annotator already had the task)."""
         row = await self._fetchrow(_TAKE_SLOT_AND_ACCEPT, task_id, user_id, moment, deadline)
@@ -184,8 +189,11 @@ class TasksRepository:
         return list((await self.session.execute(query)).scalars())
 
     async def tasks_of_annotator(self, user_id: int) -> list[Task]:
-        query = (LIVE_TASKS.join(Assignment, Assignment.task_id == Task.id)
-                 .where(Assignment.user_id == user_id, Assignment.current).order_by(Task.id))
+        query = (
+            LIVE_TASKS.join(Assignment, Assignment.task_id == Task.id)
+            .where(Assignment.user_id == user_id, Assignment.current)
+            .order_by(Task.id)
+        )
         return list((await self.session.execute(query)).scalars())
 
     async def all_tasks(self) -> list[Task]:
@@ -195,9 +203,17 @@ class TasksRepository:
     async def free_tasks(self, user_id: int) -> list[Task]:
         """`toall` pools with a free slot that this annotator never had."""
         had = exists().where(Assignment.task_id == Task.id, Assignment.user_id == user_id)
-        query = (select(Task).where(Task.status == TaskStatus.DISTRIBUTED, Task.strategy == "toall",
-                                    Task.agent_id.is_(None), Task.taken < Task.distribute_user_num, ~had)
-                 .order_by(Task.id))
+        query = (
+            select(Task)
+            .where(
+                Task.status == TaskStatus.DISTRIBUTED,
+                Task.strategy == "toall",
+                Task.agent_id.is_(None),
+                Task.taken < Task.distribute_user_num,
+                ~had,
+            )
+            .order_by(Task.id)
+        )
         return list((await self.session.execute(query)).scalars())
 
     async def refresh(self, obj: object) -> None:
@@ -205,8 +221,9 @@ class TasksRepository:
 
     # questions -----------------------------------------------------------------------------------
 
-    async def insert_questions(self, task_id: int, files: Sequence[tuple[str, str, str]],
-                               standard_answers: dict[str, str]) -> None:
+    async def insert_questions(
+        self, task_id: int, files: Sequence[tuple[str, str, str]], standard_answers: dict[str, str]
+    ) -> None:
         """(filename, tag, data_type) per question, numbered from 1, with its standard answer (by
         filename) when there is one, written with COPY."""
         connection = await self.session.connection()
@@ -214,9 +231,14 @@ class TasksRepository:
         driver = raw.driver_connection
         assert driver is not None
         await driver.copy_records_to_table(
-            "questions", schema_name="tasks", columns=["task_id", "q_id", "filename", "tag", "data_type", "std_answer"],
-            records=((task_id, i, name, tag, kind, standard_answers.get(name))
-                     for i, (name, tag, kind) in enumerate(files, start=1)))
+            "questions",
+            schema_name="tasks",
+            columns=["task_id", "q_id", "filename", "tag", "data_type", "std_answer"],
+            records=(
+                (task_id, i, name, tag, kind, standard_answers.get(name))
+                for i, (name, tag, kind) in enumerate(files, start=1)
+            ),
+        )
 
     async def delete_questions(self, task_id: int) -> None:
         await self.session.execute(delete(Question).where(Question.task_id == task_id))
@@ -231,13 +253,13 @@ class TasksRepository:
         return list((await self.session.execute(query)).scalars())
 
     async def questions_by_ids(self, task_id: int, q_ids: Iterable[int]) -> list[Question]:
-        query = (select(Question).where(Question.task_id == task_id, Question.q_id.in_(list(q_ids)))
-                 .order_by(Question.q_id))
+        query = (
+            select(Question).where(Question.task_id == task_id, Question.q_id.in_(list(q_ids))).order_by(Question.q_id)
+        )
         return list((await self.session.execute(query)).scalars())
 
     async def question_ids_by_filename(self, task_id: int) -> dict[str, int]:
-        rows = await self.session.execute(
-            select(Question.filename, Question.q_id).where(Question.task_id == task_id))
+        rows = await self.session.execute(select(Question.filename, Question.q_id).where(Question.task_id == task_id))
         return {name: q_id for name, q_id in rows.all()}
 
     # assignments ---------------------------------------------------------------------------------
@@ -273,33 +295,43 @@ class TasksRepository:
         """How many tasks each annotator has on hand (offered or accepted, not yet finished)."""
         if not user_ids:
             return {}
-        conditions = [Assignment.user_id.in_(list(user_ids)), Assignment.current,
-                      Assignment.state.in_(RUNNING_STATES)]
+        conditions = [Assignment.user_id.in_(list(user_ids)), Assignment.current, Assignment.state.in_(RUNNING_STATES)]
         if exclude_task is not None:
             conditions.append(Assignment.task_id != exclude_task)
         query = select(Assignment.user_id, func.count()).where(and_(*conditions)).group_by(Assignment.user_id)
         return {user_id: int(count) for user_id, count in (await self.session.execute(query)).all()}
 
     async def count_reviewed(self, task_id: int, state: str) -> int:
-        query = select(func.count()).where(Assignment.task_id == task_id, Assignment.current,
-                                           Assignment.state == state)
+        query = select(func.count()).where(Assignment.task_id == task_id, Assignment.current, Assignment.state == state)
         return int((await self.session.execute(query)).scalar_one())
 
     async def any_in_progress(self, task_id: int) -> bool:
-        query = select(exists().where(Assignment.task_id == task_id, Assignment.current,
-                                      Assignment.state.in_(IN_PROGRESS_STATES)))
+        query = select(
+            exists().where(Assignment.task_id == task_id, Assignment.current, Assignment.state.in_(IN_PROGRESS_STATES))
+        )
         return bool((await self.session.execute(query)).scalar_one())
 
     async def mark_timeouts(self, now: datetime, limit: int = 1000) -> list[tuple[int, int]]:
         """Annotators past their deadline become `timeout`; returns (task_id, user_id) of each."""
-        due = (select(Assignment.id).where(Assignment.state.in_(RUNNING_STATES), Assignment.current,
-                                           Assignment.deadline <= now)
-               .limit(limit).with_for_update(skip_locked=True).scalar_subquery())
+        due = (
+            select(Assignment.id)
+            .where(Assignment.state.in_(RUNNING_STATES), Assignment.current, Assignment.deadline <= now)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
         result = await self.session.execute(
-            update(Assignment).where(Assignment.id.in_(due), Assignment.state.in_(RUNNING_STATES),
-                                     Assignment.current, Assignment.deadline <= now)
+            update(Assignment)
+            .where(
+                Assignment.id.in_(due),
+                Assignment.state.in_(RUNNING_STATES),
+                Assignment.current,
+                Assignment.deadline <= now,
+            )
             .values(state=AssignmentState.TIMEOUT)
-            .returning(Assignment.task_id, Assignment.user_id).execution_options(synchronize_session=False))
+            .returning(Assignment.task_id, Assignment.user_id)
+            .execution_options(synchronize_session=False)
+        )
         return [(task_id, user_id) for task_id, user_id in result.all()]
 
     # annotators' statistics ----------------------------------------------------------------------
@@ -310,14 +342,26 @@ class TasksRepository:
         query = select(AnnotatorStats).where(AnnotatorStats.user_id.in_(list(user_ids)))
         return {s.user_id: s for s in (await self.session.execute(query)).scalars()}
 
-    async def add_stats(self, user_id: int, *, std_total: int = 0, std_correct: int = 0,
-                        accepted_answers: int = 0, accepted_tasks: int = 0) -> None:
-        values = {"std_total": std_total, "std_correct": std_correct, "accepted_answers": accepted_answers,
-                  "accepted_tasks": accepted_tasks}
+    async def add_stats(
+        self,
+        user_id: int,
+        *,
+        std_total: int = 0,
+        std_correct: int = 0,
+        accepted_answers: int = 0,
+        accepted_tasks: int = 0,
+    ) -> None:
+        values = {
+            "std_total": std_total,
+            "std_correct": std_correct,
+            "accepted_answers": accepted_answers,
+            "accepted_tasks": accepted_tasks,
+        }
         statement = insert(AnnotatorStats).values(user_id=user_id, **values)
         statement = statement.on_conflict_do_update(
             index_elements=["user_id"],
-            set_={name: getattr(AnnotatorStats, name) + getattr(statement.excluded, name) for name in values})
+            set_={name: getattr(AnnotatorStats, name) + getattr(statement.excluded, name) for name in values},
+        )
         await self.session.execute(statement)
 
     async def cursor(self, name: str) -> Cursor:
@@ -330,8 +374,11 @@ class TasksRepository:
     async def start_question(self, task_id: int, user_id: int, q_id: int, now: datetime) -> bool:
         """False when the question was already started (or answered) by this annotator."""
         result = await self.session.execute(
-            insert(Answer).values(task_id=task_id, user_id=user_id, q_id=q_id, started_at=now)
-            .on_conflict_do_nothing().returning(Answer.q_id))
+            insert(Answer)
+            .values(task_id=task_id, user_id=user_id, q_id=q_id, started_at=now)
+            .on_conflict_do_nothing()
+            .returning(Answer.q_id)
+        )
         return result.scalar_one_or_none() is not None
 
     async def answer_view(self, task_id: int, q_id: int, user_id: int) -> AnswerView | None:
@@ -346,27 +393,61 @@ class TasksRepository:
         assert row is not None  # assignments are never deleted
         return str(row["state"])
 
-    async def store_answer(self, assignment_id: int, task_id: int, user_id: int, q_id: int, result: Any,
-                           input_result: Any, answer_key: str, now: datetime, std_answer: str | None) -> int | None:
+    async def store_answer(
+        self,
+        assignment_id: int,
+        task_id: int,
+        user_id: int,
+        q_id: int,
+        result: Any,
+        input_result: Any,
+        answer_key: str,
+        now: datetime,
+        std_answer: str | None,
+    ) -> int | None:
         """Stores and counts an answer; returns the assignment's answers so far, or None when the
         question was answered already."""
         std_total, std_correct = (0, 0) if std_answer is None else (1, int(std_answer == answer_key))
-        row = await self._fetchrow(_STORE_ANSWER, task_id, user_id, q_id, now, json.dumps(result),
-                                   json.dumps(input_result), answer_key, assignment_id, std_total, std_correct)
+        row = await self._fetchrow(
+            _STORE_ANSWER,
+            task_id,
+            user_id,
+            q_id,
+            now,
+            json.dumps(result),
+            json.dumps(input_result),
+            answer_key,
+            assignment_id,
+            std_total,
+            std_correct,
+        )
         return None if row is None else int(row["answered"])
 
-    async def submit_answer(self, task_id: int, user_id: int, q_id: int, result: Any, input_result: Any,
-                            answer_key: str, now: datetime) -> bool:
+    async def submit_answer(
+        self, task_id: int, user_id: int, q_id: int, result: Any, input_result: Any, answer_key: str, now: datetime
+    ) -> bool:
         """Stores the answer unless one is stored already (then False): one row per question and
         annotator, so two submissions racing each other store one."""
-        statement = insert(Answer).values(task_id=task_id, user_id=user_id, q_id=q_id, started_at=now,
-                                          submitted_at=now, result=result, input_result=input_result,
-                                          answer_key=answer_key)
+        statement = insert(Answer).values(
+            task_id=task_id,
+            user_id=user_id,
+            q_id=q_id,
+            started_at=now,
+            submitted_at=now,
+            result=result,
+            input_result=input_result,
+            answer_key=answer_key,
+        )
         statement = statement.on_conflict_do_update(
             index_elements=["task_id", "user_id", "q_id"],
-            set_={"submitted_at": statement.excluded.submitted_at, "result": statement.excluded.result,
-                  "input_result": statement.excluded.input_result, "answer_key": statement.excluded.answer_key},
-            where=Answer.submitted_at.is_(None)).returning(Answer.q_id)
+            set_={
+                "submitted_at": statement.excluded.submitted_at,
+                "result": statement.excluded.result,
+                "input_result": statement.excluded.input_result,
+                "answer_key": statement.excluded.answer_key,
+            },
+            where=Answer.submitted_at.is_(None),
+        ).returning(Answer.q_id)
         return (await self.session.execute(statement)).scalar_one_or_none() is not None
 
     async def answer(self, task_id: int, user_id: int, q_id: int) -> Answer | None:
@@ -379,18 +460,22 @@ class TasksRepository:
         return list((await self.session.execute(query.order_by(Answer.q_id))).scalars())
 
     async def answers_to(self, task_id: int, q_id: int) -> list[Answer]:
-        query = (select(Answer).where(Answer.task_id == task_id, Answer.q_id == q_id,
-                                      Answer.submitted_at.is_not(None)).order_by(Answer.user_id))
+        query = (
+            select(Answer)
+            .where(Answer.task_id == task_id, Answer.q_id == q_id, Answer.submitted_at.is_not(None))
+            .order_by(Answer.user_id)
+        )
         return list((await self.session.execute(query)).scalars())
 
     async def submitted_answers(self, task_id: int, user_ids: Sequence[int]) -> list[tuple[int, int, str, Any, Any]]:
         """(q_id, user_id, answer_key, result, input_result) of the given annotators, by question."""
         if not user_ids:
             return []
-        query = (select(Answer.q_id, Answer.user_id, Answer.answer_key, Answer.result, Answer.input_result)
-                 .where(Answer.task_id == task_id, Answer.user_id.in_(list(user_ids)),
-                        Answer.submitted_at.is_not(None))
-                 .order_by(Answer.q_id, Answer.user_id))
+        query = (
+            select(Answer.q_id, Answer.user_id, Answer.answer_key, Answer.result, Answer.input_result)
+            .where(Answer.task_id == task_id, Answer.user_id.in_(list(user_ids)), Answer.submitted_at.is_not(None))
+            .order_by(Answer.q_id, Answer.user_id)
+        )
         return [tuple(row) for row in (await self.session.execute(query)).all()]  # type: ignore[misc]
 
     # standard answers ----------------------------------------------------------------------------
@@ -400,14 +485,28 @@ class TasksRepository:
 
     # reports -------------------------------------------------------------------------------------
 
-    async def upsert_report(self, task_id: int, reporter_id: int, reportee_id: int, tagger_id: int,
-                            reason: str) -> None:
-        statement = insert(Report).values(task_id=task_id, reporter_id=reporter_id, reportee_id=reportee_id,
-                                          tagger_id=tagger_id, reason=reason, status="pending")
-        await self.session.execute(statement.on_conflict_do_update(
-            index_elements=["task_id", "reporter_id", "reportee_id"],
-            set_={"reason": statement.excluded.reason, "status": "pending", "decided_at": None,
-                  "created_at": func.now()}))
+    async def upsert_report(
+        self, task_id: int, reporter_id: int, reportee_id: int, tagger_id: int, reason: str
+    ) -> None:
+        statement = insert(Report).values(
+            task_id=task_id,
+            reporter_id=reporter_id,
+            reportee_id=reportee_id,
+            tagger_id=tagger_id,
+            reason=reason,
+            status="pending",
+        )
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["task_id", "reporter_id", "reportee_id"],
+                set_={
+                    "reason": statement.excluded.reason,
+                    "status": "pending",
+                    "decided_at": None,
+                    "created_at": func.now(),
+                },
+            )
+        )
 
     async def pending_reports(self) -> list[Report]:
         query = select(Report).where(Report.status == "pending").order_by(Report.id)
@@ -437,10 +536,16 @@ class TasksRepository:
     async def due_ops(self, now: datetime, limit: int) -> list[OutboxOp]:
         """The first pending op of each group, when due, locked (other replicas skip it)."""
         earlier = OutboxOp.__table__.alias("earlier")
-        blocked = exists().where(earlier.c.grp == OutboxOp.grp, earlier.c.status == "pending",
-                                 earlier.c.id < OutboxOp.id)
-        query = (select(OutboxOp).where(OutboxOp.status == "pending", OutboxOp.next_attempt_at <= now, ~blocked)
-                 .order_by(OutboxOp.id).limit(limit).with_for_update(skip_locked=True))
+        blocked = exists().where(
+            earlier.c.grp == OutboxOp.grp, earlier.c.status == "pending", earlier.c.id < OutboxOp.id
+        )
+        query = (
+            select(OutboxOp)
+            .where(OutboxOp.status == "pending", OutboxOp.next_attempt_at <= now, ~blocked)
+            .order_by(OutboxOp.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         return list((await self.session.execute(query)).scalars())
 
     # missions (001) ------------------------------------------------------------------------------
@@ -451,8 +556,9 @@ class TasksRepository:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def missions(self, *, expert_id: int | None = None, manager_id: int | None = None,
-                       dataset_id: int | None = None) -> list[Mission]:
+    async def missions(
+        self, *, expert_id: int | None = None, manager_id: int | None = None, dataset_id: int | None = None
+    ) -> list[Mission]:
         conditions = []
         if expert_id is not None:
             conditions.append(Mission.expert_id == expert_id)
@@ -464,19 +570,22 @@ class TasksRepository:
         return list((await self.session.execute(query)).scalars())
 
     async def area_in_progress(self, dataset_id: int, area: str) -> bool:
-        query = select(exists().where(Mission.dataset_id == dataset_id, Mission.area == area,
-                                      Mission.status == "标注中"))
+        query = select(
+            exists().where(Mission.dataset_id == dataset_id, Mission.area == area, Mission.status == "标注中")
+        )
         return bool((await self.session.execute(query)).scalar_one())
 
     async def lock_dataset(self, dataset_id: int) -> None:
         """Serialises assignments of one dataset (two managers splitting one area at once)."""
-        await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('tasks:dataset'), :id)"),
-                                   {"id": dataset_id})
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('tasks:dataset'), :id)"), {"id": dataset_id}
+        )
 
     async def insert_mission_records(self, mission_id: int, record_ids: Sequence[int]) -> None:
         if record_ids:
-            await self.session.execute(insert(MissionRecord),
-                                       [{"mission_id": mission_id, "record_id": r} for r in record_ids])
+            await self.session.execute(
+                insert(MissionRecord), [{"mission_id": mission_id, "record_id": r} for r in record_ids]
+            )
 
     async def mission_records(self, mission_id: int, *, labeled: bool | None = None) -> list[MissionRecord]:
         query = select(MissionRecord).where(MissionRecord.mission_id == mission_id)
@@ -487,23 +596,30 @@ class TasksRepository:
     async def move_unlabeled(self, mission_id: int) -> list[int]:
         """Takes the unlabelled records off a mission (handed over); returns their ids in order."""
         result = await self.session.execute(
-            delete(MissionRecord).where(MissionRecord.mission_id == mission_id, ~MissionRecord.labeled)
-            .returning(MissionRecord.record_id))
+            delete(MissionRecord)
+            .where(MissionRecord.mission_id == mission_id, ~MissionRecord.labeled)
+            .returning(MissionRecord.record_id)
+        )
         return sorted(result.scalars())
 
     async def active_record(self, record_id: int, expert_id: int) -> tuple[Mission, MissionRecord] | None:
         """The record in one of this expert's missions in progress, locked."""
-        query = (select(Mission, MissionRecord).join(MissionRecord, MissionRecord.mission_id == Mission.id)
-                 .where(MissionRecord.record_id == record_id, Mission.expert_id == expert_id,
-                        Mission.status == "标注中").with_for_update())
+        query = (
+            select(Mission, MissionRecord)
+            .join(MissionRecord, MissionRecord.mission_id == Mission.id)
+            .where(MissionRecord.record_id == record_id, Mission.expert_id == expert_id, Mission.status == "标注中")
+            .with_for_update()
+        )
         row = (await self.session.execute(query)).first()
         return None if row is None else (row[0], row[1])
 
     async def assignments_of_dataset(self, dataset_id: int) -> list[tuple[str, str]]:
         """(area, expert_name) of the missions that own their records (not handed over)."""
-        query = (select(Mission.area, Mission.expert_name)
-                 .where(Mission.dataset_id == dataset_id, Mission.status != "已移交")
-                 .order_by(Mission.id))
+        query = (
+            select(Mission.area, Mission.expert_name)
+            .where(Mission.dataset_id == dataset_id, Mission.status != "已移交")
+            .order_by(Mission.id)
+        )
         return [(area, name) for area, name in (await self.session.execute(query)).all()]
 
     async def dataset_complete(self, dataset_id: int) -> bool:

@@ -53,10 +53,16 @@ async def accept_work(repo: TasksRepository, settings: TasksSettings, task: Task
     assignment.paid_amount = amount
     if amount > 0:
         await outbox.payout(repo, task.id, assignment.user_id, amount)
-    await outbox.grow_value(repo, assignment.user_id, settings.grow_value_per_task,
-                            f"task:{task.id}:user:{assignment.user_id}:grow")
-    await repo.add_stats(assignment.user_id, std_total=assignment.std_total, std_correct=assignment.std_correct,
-                         accepted_answers=assignment.answered, accepted_tasks=1)
+    await outbox.grow_value(
+        repo, assignment.user_id, settings.grow_value_per_task, f"task:{task.id}:user:{assignment.user_id}:grow"
+    )
+    await repo.add_stats(
+        assignment.user_id,
+        std_total=assignment.std_total,
+        std_correct=assignment.std_correct,
+        accepted_answers=assignment.answered,
+        accepted_tasks=1,
+    )
     await repo.session.flush()
     await lifecycle.finish_if_complete(repo, task)
     return amount
@@ -82,8 +88,9 @@ async def auto_review(repo: TasksRepository, settings: TasksSettings, task: Task
 # The publisher's side --------------------------------------------------------------------------
 
 
-async def _reviewable_task(repo: TasksRepository, identity: Identity, task_id: int, *, lock: bool = False,
-                           admin_too: bool = False) -> Task:
+async def _reviewable_task(
+    repo: TasksRepository, identity: Identity, task_id: int, *, lock: bool = False, admin_too: bool = False
+) -> Task:
     task = await repo.task(task_id, lock=lock)
     if task is None:
         raise not_created()
@@ -101,8 +108,9 @@ async def _annotator(repo: TasksRepository, task: Task, user_id: int, *, lock: b
     return assignment
 
 
-async def manual_check(repo: TasksRepository, identity: Identity, task_id: int, user_id: int,
-                       method: str) -> tuple[Task, list[tuple[Question, Any]]]:
+async def manual_check(
+    repo: TasksRepository, identity: Identity, task_id: int, user_id: int, method: str
+) -> tuple[Task, list[tuple[Question, Any]]]:
     """The annotator's answers (all, or a random sample for a spot check) with their questions."""
     if method not in ("select", "all"):
         raise InvalidRequest("invalid request: check_method must be select (spot check) or all")
@@ -116,8 +124,9 @@ async def manual_check(repo: TasksRepository, identity: Identity, task_id: int, 
     return task, [(questions[a.q_id], a) for a in answers if a.q_id in questions]
 
 
-async def review(repo: TasksRepository, settings: TasksSettings, identity: Identity, task_id: int, user_id: int,
-                 verdict: str) -> dict[str, Any]:
+async def review(
+    repo: TasksRepository, settings: TasksSettings, identity: Identity, task_id: int, user_id: int, verdict: str
+) -> dict[str, Any]:
     task = await _reviewable_task(repo, identity, task_id, lock=True)
     assignment = await _annotator(repo, task, user_id, lock=True)
     if not assignment.current or assignment.state not in REVIEWABLE:
@@ -149,8 +158,17 @@ async def user_results(repo: TasksRepository, identity: Identity, task_id: int, 
     writer.writerow(["q_id", "filename", "data_type", "data", "result", "input_result", "submitted_at"])
     for answer in answers:
         q = questions[answer.q_id]
-        writer.writerow([q.q_id, q.filename, q.data_type, q.tag, _json(answer.result), _json(answer.input_result),
-                         answer.submitted_at.isoformat() if answer.submitted_at else ""])
+        writer.writerow(
+            [
+                q.q_id,
+                q.filename,
+                q.data_type,
+                q.tag,
+                _json(answer.result),
+                _json(answer.input_result),
+                answer.submitted_at.isoformat() if answer.submitted_at else "",
+            ]
+        )
     return out.getvalue()
 
 
@@ -160,8 +178,9 @@ def _json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-async def task_results(repo: TasksRepository, auth: AuthClient, identity: Identity, task_id: int,
-                       kind: str) -> tuple[list[Question], list[tuple[int, int, str, Any, Any]], dict[int, str]]:
+async def task_results(
+    repo: TasksRepository, auth: AuthClient, identity: Identity, task_id: int, kind: str
+) -> tuple[list[Question], list[tuple[int, int, str, Any, Any]], dict[int, str]]:
     """What the whole-task CSV needs: the questions, the answers (of accepted annotators, or of all
     with type=all) and the annotators' names."""
     if kind not in ("accepted", "all"):
@@ -180,8 +199,9 @@ async def task_results(repo: TasksRepository, auth: AuthClient, identity: Identi
     return await repo.questions(task.id), answers, names
 
 
-def results_csv(questions: Sequence[Question], answers: Sequence[tuple[int, int, str, Any, Any]],
-                names: dict[int, str]) -> str:
+def results_csv(
+    questions: Sequence[Question], answers: Sequence[tuple[int, int, str, Any, Any]], names: dict[int, str]
+) -> str:
     """One row per question: the consolidated answer by majority vote and, with 3 or more answers, by
     Dawid-Skene (with its posterior probability), then each annotator's answer in their column. The
     last row, `annotator_accuracy`, holds each annotator's estimated accuracy."""
@@ -192,18 +212,40 @@ def results_csv(questions: Sequence[Question], answers: Sequence[tuple[int, int,
         by_cell[(q_id, user_id)] = key
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["q_id", "filename", "data_type", "data", "majority_answer", "majority_votes", "answers",
-                     "dawid_skene_answer", "dawid_skene_probability"]
-                    + [f"{names[u]} ({u})" for u in users])
+    writer.writerow(
+        [
+            "q_id",
+            "filename",
+            "data_type",
+            "data",
+            "majority_answer",
+            "majority_votes",
+            "answers",
+            "dawid_skene_answer",
+            "dawid_skene_probability",
+        ]
+        + [f"{names[u]} ({u})" for u in users]
+    )
     for q in questions:
         vote = votes.get(q.q_id)
         ds_answer = ds.get(q.q_id)
-        writer.writerow([q.q_id, q.filename, q.data_type, q.tag, vote.answer if vote else "",
-                         vote.votes if vote else 0, vote.total if vote else 0,
-                         ds_answer[0] if ds_answer else "", f"{ds_answer[1]:.4f}" if ds_answer else ""]
-                        + [by_cell.get((q.q_id, u), "") for u in users])
-    writer.writerow(["annotator_accuracy", "", "", "", "", "", "", "", ""]
-                    + [f"{accuracy.get(u, 0.0):.4f}" for u in users])
+        writer.writerow(
+            [
+                q.q_id,
+                q.filename,
+                q.data_type,
+                q.tag,
+                vote.answer if vote else "",
+                vote.votes if vote else 0,
+                vote.total if vote else 0,
+                ds_answer[0] if ds_answer else "",
+                f"{ds_answer[1]:.4f}" if ds_answer else "",
+            ]
+            + [by_cell.get((q.q_id, u), "") for u in users]
+        )
+    writer.writerow(
+        ["annotator_accuracy", "", "", "", "", "", "", "", ""] + [f"{accuracy.get(u, 0.0):.4f}" for u in users]
+    )
     return out.getvalue()
 
 
@@ -286,17 +328,32 @@ async def report_messages(repo: TasksRepository, auth: AuthClient, identity: Ide
     for r in reports:
         task = tasks.get(r.task_id)
         reportee = profiles.get(r.reportee_id, {})
-        entries.append({"task_id": r.task_id, "task_type": task.task_type if task else "",
-                        "task_name": task.task_name if task else "", "tagger_id": r.tagger_id,
-                        "reporter_id": r.reporter_id, "reportee_id": str(r.reportee_id),
-                        "reportee_name": reportee.get("user_name", ""),
-                        "credit_score": reportee.get("credit_score"), "reason": r.reason,
-                        "created_at": r.created_at.timestamp()})
+        entries.append(
+            {
+                "task_id": r.task_id,
+                "task_type": task.task_type if task else "",
+                "task_name": task.task_name if task else "",
+                "tagger_id": r.tagger_id,
+                "reporter_id": r.reporter_id,
+                "reportee_id": str(r.reportee_id),
+                "reportee_name": reportee.get("user_name", ""),
+                "credit_score": reportee.get("credit_score"),
+                "reason": r.reason,
+                "created_at": r.created_at.timestamp(),
+            }
+        )
     return entries
 
 
-async def decide_report(repo: TasksRepository, settings: TasksSettings, identity: Identity, task_id: int,
-                        user_id: int, reportee_id: int | None, accept: bool) -> int:
+async def decide_report(
+    repo: TasksRepository,
+    settings: TasksSettings,
+    identity: Identity,
+    task_id: int,
+    user_id: int,
+    reportee_id: int | None,
+    accept: bool,
+) -> int:
     """Accepting deducts the reportee's credit (through the outbox, once per report); rejecting deletes
     the report. `user_id` is the reporter (003), or the annotator the report is about."""
     if identity.role != "admin":

@@ -102,8 +102,14 @@ MAX_EXPERTS = 1000
 MAX_NOTICE_CHARS = 10_000
 MAX_AREA_CHARS = 64  # as the dataset service bounds an area (services/dataset/qa_records.py)
 MAX_QUESTION_CHARS = 100_000  # as the dataset service bounds a record's text
-DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
-                "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
+DATE_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+)
 DAY_FORMATS = ("%Y-%m-%d", "%Y/%m/%d")
 
 
@@ -171,14 +177,32 @@ def _reserve(value: Any) -> int:
     return value
 
 
-_ID_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": INT32_MAX},
-                        {"type": "string", "pattern": r"^\s*[0-9]+\s*$", "maxLength": 20}]}
+_ID_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": INT32_MAX},
+        {"type": "string", "pattern": r"^\s*[0-9]+\s*$", "maxLength": 20},
+    ]
+}
 PositiveId = Annotated[int, PlainValidator(positive_id), WithJsonSchema(_ID_SCHEMA)]
-ExpertIds = Annotated[list[PositiveId], BeforeValidator(_ids_from_text, json_schema_input_type=list[PositiveId] | str),
-                      Field(min_length=1, max_length=MAX_EXPERTS), AfterValidator(_distinct)]
-DueTime = Annotated[datetime | None, PlainValidator(due_time), WithJsonSchema({
-    "anyOf": [{"type": "string", "description": "2024/01/12 (the end of that day), 2024-01-12 18:00[:00], ISO 8601"},
-              {"type": "number", "description": "Unix time in seconds, or in milliseconds"}, {"type": "null"}]})]
+ExpertIds = Annotated[
+    list[PositiveId],
+    BeforeValidator(_ids_from_text, json_schema_input_type=list[PositiveId] | str),
+    Field(min_length=1, max_length=MAX_EXPERTS),
+    AfterValidator(_distinct),
+]
+DueTime = Annotated[
+    datetime | None,
+    PlainValidator(due_time),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "description": "2024/01/12 (the end of that day), 2024-01-12 18:00[:00], ISO 8601"},
+                {"type": "number", "description": "Unix time in seconds, or in milliseconds"},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 Notice = Annotated[str, Field(max_length=MAX_NOTICE_CHARS)]
 
 
@@ -214,7 +238,8 @@ class LabelBody(Body):
     data_id: PositiveId
     data_answer: list[dict[str, Any]] | str | None = Field(
         description="[{answer, ranking_number, reserve}, ...] as in the dataset's upload, or that list as JSON "
-                    "text; checked by the dataset service as an upload's data_answer")
+        "text; checked by the dataset service as an upload's data_answer"
+    )
     data_reserve: Annotated[int, PlainValidator(_reserve), WithJsonSchema({"enum": [0, 1, "0", "1"]})] = 1
     data_question: str | None = Field(None, max_length=MAX_QUESTION_CHARS)
 
@@ -240,8 +265,11 @@ def _accepted_at(a: Assignment) -> float | None:
 
 
 # 003's is_check_accepted of an annotator's work, by state ("none" for the others).
-_CHECK_ACCEPTED = {AssignmentState.REVIEW_ACCEPTED: "pass", AssignmentState.REVIEW_REFUSED: "refuse",
-                   AssignmentState.FINISHED: "wait"}
+_CHECK_ACCEPTED = {
+    AssignmentState.REVIEW_ACCEPTED: "pass",
+    AssignmentState.REVIEW_REFUSED: "refuse",
+    AssignmentState.FINISHED: "wait",
+}
 
 
 def _check_accepted(a: Assignment) -> str:
@@ -249,14 +277,25 @@ def _check_accepted(a: Assignment) -> str:
 
 
 def annotator_entry(a: Assignment, profiles: Profiles) -> dict[str, Any]:
-    return {"tag_user": profile(profiles, a.user_id), "accepted_at": _accepted_at(a), "state": a.state,
-            "distributed_at": ts(a.distributed_at), "deadline": ts(a.deadline),
-            "is_finished": a.state in DONE_STATES,
-            "is_check_accepted": _check_accepted(a), "answered": a.answered}
+    return {
+        "tag_user": profile(profiles, a.user_id),
+        "accepted_at": _accepted_at(a),
+        "state": a.state,
+        "distributed_at": ts(a.distributed_at),
+        "deadline": ts(a.deadline),
+        "is_finished": a.state in DONE_STATES,
+        "is_check_accepted": _check_accepted(a),
+        "answered": a.answered,
+    }
 
 
-def task_entry(task: Task, assignments: list[Assignment], profiles: Profiles, viewer_id: int | None = None,
-               viewer_role: str | None = None) -> dict[str, Any]:
+def task_entry(
+    task: Task,
+    assignments: list[Assignment],
+    profiles: Profiles,
+    viewer_id: int | None = None,
+    viewer_role: str | None = None,
+) -> dict[str, Any]:
     current = [a for a in assignments if a.current]
     past = [a for a in assignments if not a.current]
     entry: dict[str, Any] = {
@@ -304,12 +343,23 @@ def task_entry(task: Task, assignments: list[Assignment], profiles: Profiles, vi
 
 def accepted_entry(task: Task, a: Assignment) -> dict[str, Any]:
     """003's accept answers with the task's data: what the annotator needs to start (no user lists)."""
-    return {"task_id": task.id, "task_name": task.task_name, "task_type": task.task_type,
-            "task_style": task.task_style, "q_num": task.q_num, "reward_per_q": task.reward_per_q,
-            "time_limit_per_q": task.time_limit_per_q, "total_time_limit": task.total_time_limit,
-            "tag_type": task.tag_type, "input_type": task.input_type, "cut_num": task.cut_num,
-            "accept_method": task.accept_method, "state": a.state, "accepted_at": ts(a.accepted_at),
-            "deadline": ts(a.deadline)}
+    return {
+        "task_id": task.id,
+        "task_name": task.task_name,
+        "task_type": task.task_type,
+        "task_style": task.task_style,
+        "q_num": task.q_num,
+        "reward_per_q": task.reward_per_q,
+        "time_limit_per_q": task.time_limit_per_q,
+        "total_time_limit": task.total_time_limit,
+        "tag_type": task.tag_type,
+        "input_type": task.input_type,
+        "cut_num": task.cut_num,
+        "accept_method": task.accept_method,
+        "state": a.state,
+        "accepted_at": ts(a.accepted_at),
+        "deadline": ts(a.deadline),
+    }
 
 
 def _agent(profiles: Profiles, agent_id: int | None) -> dict[str, Any] | None:
@@ -321,11 +371,20 @@ def _agent(profiles: Profiles, agent_id: int | None) -> dict[str, Any] | None:
 
 def admin_list_entry(task: Task, profiles: Profiles) -> dict[str, Any]:
     """003's get_all_tasks row (task_style and input_type in that endpoint's documented shapes)."""
-    return {"task_id": task.id, "task_type": task.task_type, "task_style": [task.task_style],
-            "publisher": profile(profiles, task.publisher_id), "task_name": task.task_name,
-            "tag_type": task.tag_type, "check_result": task.check_result,
-            "input_type": [{"input_tip": tip} for tip in task.input_type], "task_state": task.status,
-            "strategy": task.strategy, "q_num": task.q_num, "distribute_user_num": task.distribute_user_num}
+    return {
+        "task_id": task.id,
+        "task_type": task.task_type,
+        "task_style": [task.task_style],
+        "publisher": profile(profiles, task.publisher_id),
+        "task_name": task.task_name,
+        "tag_type": task.tag_type,
+        "check_result": task.check_result,
+        "input_type": [{"input_tip": tip} for tip in task.input_type],
+        "task_state": task.status,
+        "strategy": task.strategy,
+        "q_num": task.q_num,
+        "distribute_user_num": task.distribute_user_num,
+    }
 
 
 def mission_time(value: datetime | None) -> str:

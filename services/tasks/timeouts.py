@@ -43,8 +43,14 @@ return 0
 
 
 class TimeoutWorker:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], redis: Redis, keys: Keys,
-                 interval: float, lock_seconds: float) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        keys: Keys,
+        interval: float,
+        lock_seconds: float,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.redis = redis
         self.lock_key = keys.of("tasks", "timeout-worker")

@@ -85,7 +85,8 @@ async def test_escrow_hold_pay_refund_is_idempotent_and_conserves_points(platfor
     auth = _internal(platform)
     escrow = unique("task-")
     total_before = await db.fetchval(
-        "SELECT (SELECT sum(score) FROM auth.users) + (SELECT coalesce(sum(balance), 0) FROM auth.escrows)")
+        "SELECT (SELECT sum(score) FROM auth.users) + (SELECT coalesce(sum(balance), 0) FROM auth.escrows)"
+    )
 
     async def call(path: str, **body: object) -> httpx.Response:
         return await auth.request("POST", f"/internal/escrow/{path}", json={"escrow_id": escrow, **body})
@@ -95,8 +96,9 @@ async def test_escrow_hold_pay_refund_is_idempotent_and_conserves_points(platfor
     for _ in range(3):  # a retried hold moves the points once
         r = await call("hold", user_id=owner.user_id, amount=600, idempotency_key="hold-once")
         assert r.json()["data"].get("balance") == 600, r.text
-    results = await asyncio.gather(*(call("payout", user_id=worker.user_id, amount=100,
-                                          idempotency_key="payout-q1") for _ in range(5)))
+    results = await asyncio.gather(
+        *(call("payout", user_id=worker.user_id, amount=100, idempotency_key="payout-q1") for _ in range(5))
+    )
     assert all(r.status_code == 200 for r in results)
     r = await call("payout", user_id=worker.user_id, amount=900, idempotency_key="pay-too-much")
     assert r.status_code == 409
@@ -104,13 +106,18 @@ async def test_escrow_hold_pay_refund_is_idempotent_and_conserves_points(platfor
     assert r.json()["data"]["balance"] == 0
     assert (await call("refund", idempotency_key="refund-rest")).status_code == 200
 
-    scores = {row["id"]: row["score"] for row in await db.fetch(
-        "SELECT id, score FROM auth.users WHERE id = ANY($1)", [owner.user_id, worker.user_id])}
+    scores = {
+        row["id"]: row["score"]
+        for row in await db.fetch(
+            "SELECT id, score FROM auth.users WHERE id = ANY($1)", [owner.user_id, worker.user_id]
+        )
+    }
     assert scores == {owner.user_id: 900, worker.user_id: 100}
     info = (await annotator.get(f"/user/userinfo/{worker.user_id}")).json()["data"]
     assert info["tag_score"] == 100
     total_after = await db.fetchval(
-        "SELECT (SELECT sum(score) FROM auth.users) + (SELECT coalesce(sum(balance), 0) FROM auth.escrows)")
+        "SELECT (SELECT sum(score) FROM auth.users) + (SELECT coalesce(sum(balance), 0) FROM auth.escrows)"
+    )
     assert total_after == total_before
     await auth.aclose()
     await publisher.aclose()

@@ -16,8 +16,9 @@ async def test_parallel_code_guesses_are_counted_atomically(platform, client, ma
     await signup(client, mailbox)
     email, verify = await _code(client, mailbox)
     wrong = "999999" if verify != "999999" else "888888"
-    answers = await asyncio.gather(*(
-        client.post("/user/change_email", json={"newemail": email, "verifycode": wrong}) for _ in range(60)))
+    answers = await asyncio.gather(
+        *(client.post("/user/change_email", json={"newemail": email, "verifycode": wrong}) for _ in range(60))
+    )
     codes = [r.json()["code"] for r in answers]
     assert codes.count(46) <= 5, codes  # at most the cap was evaluated...
     assert set(codes) <= {45, 46, 1008}, codes  # ...the rest were refused as out of guesses (or rate-limited)
@@ -26,10 +27,19 @@ async def test_parallel_code_guesses_are_counted_atomically(platform, client, ma
     assert (r.status_code, r.json()["code"]) in ((400, 45), (429, 1008))
 
 
-@pytest.mark.parametrize("url", [
-    "javascript:alert(document.cookie)", "JavaScript:alert(1)", "data:text/html,<script>alert(1)</script>",
-    "//evil.example/a.jpg", "ftp://example.com/a.jpg", "http://", "/user/logout", "https://a.example/x y.jpg",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "//evil.example/a.jpg",
+        "ftp://example.com/a.jpg",
+        "http://",
+        "/user/logout",
+        "https://a.example/x y.jpg",
+    ],
+)
 async def test_ads_take_only_http_urls_and_image_bed_paths(platform, mailbox, url):
     client, _ = await _funded(platform, mailbox, 200)
     r = await client.post("/advertise/publish", json={"time": 1800, "type": unique("t"), "url": url})
@@ -50,8 +60,9 @@ async def test_ads_with_http_urls_are_published(platform, mailbox):
 async def test_get_ad_caps_a_large_num_quietly(platform, mailbox):
     client, _ = await _funded(platform, mailbox, 200)
     kind = unique("t")
-    assert (await client.post("/advertise/publish", json={"time": 1800, "type": kind,
-                                                          "url": "/picbed/one.jpg"})).json()["code"] == 0
+    assert (
+        await client.post("/advertise/publish", json={"time": 1800, "type": kind, "url": "/picbed/one.jpg"})
+    ).json()["code"] == 0
     for num in (100, 10**30):
         r = await client.get("/advertise/get_ad", params={"type": kind, "num": num})
         assert (r.status_code, r.json()["data"]) == (200, ["/picbed/one.jpg"]), r.text
@@ -59,17 +70,21 @@ async def test_get_ad_caps_a_large_num_quietly(platform, mailbox):
 
 
 async def test_an_experts_area_has_a_bounded_length(client):
-    r = await client.post("/user/register", json={"username": unique("exp"), "password": "secret-1",
-                                                  "user_area": "区" * 65})
+    r = await client.post(
+        "/user/register", json={"username": unique("exp"), "password": "secret-1", "user_area": "区" * 65}
+    )
     assert r.status_code == 400 and set(r.json()) == {"response"}, r.text
     assert "user_area" in r.json()["response"]
 
 
-@pytest.mark.parametrize("path, body", [
-    ("/user/login", {"user_name": "someone", "password": "p" * 5000}),  # no 5 kB password is hashed
-    ("/login", {"username": "someone", "password": "p" * 5000}),
-    ("/user/register-manager", {"username": "someone", "password": "p" * 5000}),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/user/login", {"user_name": "someone", "password": "p" * 5000}),  # no 5 kB password is hashed
+        ("/login", {"username": "someone", "password": "p" * 5000}),
+        ("/user/register-manager", {"username": "someone", "password": "p" * 5000}),
+    ],
+)
 async def test_overlong_passwords_are_refused_before_hashing(client, path, body):
     r = await client.post(path, json=body)
     assert r.status_code == 400, r.text

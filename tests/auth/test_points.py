@@ -34,8 +34,7 @@ async def test_recharge_needs_a_card_and_a_balance(platform, mailbox, db):
     after = await _info(client, account.user_id)
     assert after["score"] == 500
     assert after["account_balance"] == info["account_balance"] - 50
-    rows = await db.fetch("SELECT kind, amount FROM auth.ledger_entries WHERE target = $1",
-                          f"user:{account.user_id}")
+    rows = await db.fetch("SELECT kind, amount FROM auth.ledger_entries WHERE target = $1", f"user:{account.user_id}")
     assert [(r["kind"], r["amount"]) for r in rows] == [("recharge", 500)]
     await client.aclose()
 
@@ -84,8 +83,7 @@ async def test_replayed_recharge_moves_nothing(platform, mailbox, db):
     # The same key for a different amount is refused rather than silently ignored.
     r = await client.post("/user/recharge", json={"amount": 8}, headers=headers)
     assert r.status_code == 409
-    count = await db.fetchval("SELECT count(*) FROM auth.ledger_entries WHERE target = $1",
-                              f"user:{account.user_id}")
+    count = await db.fetchval("SELECT count(*) FROM auth.ledger_entries WHERE target = $1", f"user:{account.user_id}")
     assert count == 1
     await client.aclose()
 

@@ -17,8 +17,15 @@ from tests.helpers import admin_client, login, send_code, signup
 
 
 def _register_body(name: str, email: str, code: str, **extra: object) -> dict:
-    return {"user_name": name, "password": "pass-word-1", "user_type": "demand", "invite_code": None,
-            "email": email, "verifycode": code, **extra}
+    return {
+        "user_name": name,
+        "password": "pass-word-1",
+        "user_type": "demand",
+        "invite_code": None,
+        "email": email,
+        "verifycode": code,
+        **extra,
+    }
 
 
 async def _code(client, mailbox) -> tuple[str, str]:
@@ -35,13 +42,16 @@ async def test_register_then_login_sets_a_working_session(client, mailbox):
     assert me.json()["data"]["email"] == account.email
 
 
-@pytest.mark.parametrize("name, password, code, message", [
-    ("abc", "pass-word-1", 2, "username format error"),
-    ("a" * 25, "pass-word-1", 2, "username format error"),
-    ("has space", "pass-word-1", 2, "username format error"),
-    ("validname", "12345", 3, "password format error"),
-    ("validname", "x" * 21, 3, "password format error"),
-])
+@pytest.mark.parametrize(
+    "name, password, code, message",
+    [
+        ("abc", "pass-word-1", 2, "username format error"),
+        ("a" * 25, "pass-word-1", 2, "username format error"),
+        ("has space", "pass-word-1", 2, "username format error"),
+        ("validname", "12345", 3, "password format error"),
+        ("validname", "x" * 21, 3, "password format error"),
+    ],
+)
 async def test_register_format_errors(client, mailbox, name, password, code, message):
     email, verify = await _code(client, mailbox)
     body = _register_body(name + unique("") if code == 3 else name, email, verify, password=password)
@@ -59,8 +69,9 @@ async def test_register_existing_username_is_code_1(client, mailbox):
 
 async def test_register_wrong_invite_code_is_92_and_right_one_rewards(platform, client, mailbox):
     email, verify = await _code(client, mailbox)
-    response = await client.post("/user/register", json=_register_body(unique("n_"), email, verify,
-                                                                       invite_code="NOPE0000"))
+    response = await client.post(
+        "/user/register", json=_register_body(unique("n_"), email, verify, invite_code="NOPE0000")
+    )
     assert (response.status_code, response.json()["code"]) == (400, 92)
 
     inviter = await signup(client, mailbox)
@@ -108,8 +119,9 @@ async def test_register_email_and_code_errors(client, mailbox, redis, backing):
 async def test_codes_are_single_use_and_guesses_are_capped(client, mailbox):
     email, verify = await _code(client, mailbox)
     for _ in range(5):
-        r = await client.post("/user/register", json=_register_body(unique("n_"), email, "999999"
-                                                                    if verify != "999999" else "888888"))
+        r = await client.post(
+            "/user/register", json=_register_body(unique("n_"), email, "999999" if verify != "999999" else "888888")
+        )
         assert r.json()["code"] == 46
     # Out of guesses: even the right code is now expired.
     r = await client.post("/user/register", json=_register_body(unique("n_"), email, verify))
@@ -127,8 +139,10 @@ async def test_register_missing_fields_and_bad_json_are_1005(client):
     r = await client.post("/user/register", content=b"{not json", headers={"content-type": "application/json"})
     assert (r.status_code, r.json()["code"]) == (400, 1005)
     assert "JSON" in r.json()["message"]
-    r = await client.post("/user/register", json={"user_name": "abcd", "password": "abcdef",
-                                                  "user_type": "emperor", "email": "a@b.co", "verifycode": "1"})
+    r = await client.post(
+        "/user/register",
+        json={"user_name": "abcd", "password": "abcdef", "user_type": "emperor", "email": "a@b.co", "verifycode": "1"},
+    )
     assert (r.status_code, r.json()["code"]) == (400, 1005)
 
 

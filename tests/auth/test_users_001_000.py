@@ -27,12 +27,17 @@ async def test_001_register_login_current_list_logout(client):
 
     r = await client.get("/user/login", params={"username": expert, "password": "secret-1"})
     assert r.json()["response"] == "登录成功" and r.json()["Session-Id"]
-    assert (await client.get("/user/get-current")).json() == {"response": "已登录", "username": expert,
-                                                             "usertype": "expert"}
+    assert (await client.get("/user/get-current")).json() == {
+        "response": "已登录",
+        "username": expert,
+        "usertype": "expert",
+    }
     r = await client.get("/user/list")
     assert r.status_code == 403 and r.json() == {"response": "非管理员用户"}
 
-    session_id = (await client.get("/user/login", params={"username": manager, "password": "secret-2"})).json()["Session-Id"]
+    session_id = (await client.get("/user/login", params={"username": manager, "password": "secret-2"})).json()[
+        "Session-Id"
+    ]
     client.cookies.clear()
     bearer = {"Authorization": f"Bearer {session_id}"}
     assert (await client.get("/user/get-current", headers=bearer)).json()["usertype"] == "manager"

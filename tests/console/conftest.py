@@ -39,8 +39,9 @@ async def browser(chromium_path: str) -> AsyncIterator[object]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path, headless=True,
-                                                   args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = await playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
         yield browser
         await browser.close()
 
@@ -54,8 +55,12 @@ async def open_page(browser, platform) -> AsyncIterator[Opener]:
     contexts = []
 
     async def opener(locale: str = "en-US", viewport: dict[str, int] = DESKTOP):
-        context = await browser.new_context(base_url=platform.gateway_url, locale=locale, viewport=viewport,
-                                            extra_http_headers={"X-Forwarded-For": random_ip()})
+        context = await browser.new_context(
+            base_url=platform.gateway_url,
+            locale=locale,
+            viewport=viewport,
+            extra_http_headers={"X-Forwarded-For": random_ip()},
+        )
         contexts.append(context)
         page = await context.new_page()
         page.set_default_timeout(20_000)

@@ -25,7 +25,9 @@ async def _draw_box(page, x1: float, y1: float, x2: float, y2: float) -> None:
 async def test_console_page_is_served_with_its_assets(client):
     page = await client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "/console/static/js/app.js?v=" in page.text and "default-src 'self'" in page.headers["content-security-policy"]
+    assert (
+        "/console/static/js/app.js?v=" in page.text and "default-src 'self'" in page.headers["content-security-policy"]
+    )
     version = page.text.split("app.js?v=", 1)[1].split('"', 1)[0]
     asset = await client.get(f"/console/static/js/app.js?v={version}")
     assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
@@ -40,8 +42,9 @@ async def test_bounding_box_task_from_publishing_to_payment(platform, mailbox, o
         assert r.json()["code"] == 0, r.text
         assert (await requester_api.post("/user/recharge", json={"amount": 10})).json()["code"] == 0
         annotator_name = unique("boxer_")
-        r = await requester_api.post("/user/register", json={"username": annotator_name, "password": PASSWORD,
-                                                              "user_area": "vision"})
+        r = await requester_api.post(
+            "/user/register", json={"username": annotator_name, "password": PASSWORD, "user_area": "vision"}
+        )
         assert r.json() == {"response": "注册成功"}, r.text
 
         # The admin checks the new requester in the console.
@@ -64,8 +67,9 @@ async def test_bounding_box_task_from_publishing_to_payment(platform, mailbox, o
         await publisher.fill("textarea[name=task_style]", "Box every animal")
         await publisher.fill("input[name=tag_type]", "cat, dog")
         await publisher.fill("input[name=reward_per_q]", "3")
-        await publisher.locator(".dropzone input[type=file]").set_input_files([
-            {"name": f"{i}.png", "mimeType": "image/png", "buffer": scene_png(i)} for i in (1, 2)])
+        await publisher.locator(".dropzone input[type=file]").set_input_files(
+            [{"name": f"{i}.png", "mimeType": "image/png", "buffer": scene_png(i)} for i in (1, 2)]
+        )
         await publisher.wait_for_selector("#escrow:has-text('6')")
         await publisher.locator("#escrow").scroll_into_view_if_needed()
         await shot(publisher, "publish")
@@ -105,7 +109,9 @@ async def test_bounding_box_task_from_publishing_to_payment(platform, mailbox, o
             annotator_id = r.json()["data"]["user_id"]
             answer = (await annotator_api.get(f"/task/{task_id}/1")).json()["data"]["result"][0]["tag_res"]
             assert [box["label"] for box in answer["boxes"]] == ["dog", "cat"]
-            assert answer["image_width"] == 640 and all(box["width"] > 20 and box["height"] > 20 for box in answer["boxes"])
+            assert answer["image_width"] == 640 and all(
+                box["width"] > 20 and box["height"] > 20 for box in answer["boxes"]
+            )
             assert (await annotator_api.get(f"/user/userinfo/{annotator_id}")).json()["data"]["score"] == 0
 
         # The requester reviews every answer and accepts: the annotator is paid 3 points x 2 questions.
@@ -178,8 +184,9 @@ async def test_defect_page_shows_a_result_image(platform, mailbox, open_page):
     page = await open_page()
     await sign_in(page, account.user_name, account.password)
     await page.goto("/#/defect")
-    await page.locator(".dropzone input[type=file]").set_input_files([
-        {"name": "steel.png", "mimeType": "image/png", "buffer": steel_photo(seed=3)}])
+    await page.locator(".dropzone input[type=file]").set_input_files(
+        [{"name": "steel.png", "mimeType": "image/png", "buffer": steel_photo(seed=3)}]
+    )
     image = page.locator("img.defect-image")
     await image.wait_for(timeout=60_000)
     assert (await image.get_attribute("src")).startswith("data:image/jpeg;base64,")

@@ -21,8 +21,12 @@ async def test_agent_hands_a_delegated_task_to_an_annotator(platform, mailbox, p
     annotator = await people.annotator()
     name = unique("动物识别 ")  # the annotator works in Chinese: so does the task
     files = await upload_texts(requester.client, ["一只猫在沙发上睡觉。", "小狗追着球跑过草地。"])
-    task_id = await published(admin, requester, task_body(files, task_name=name, task_style="文中说的是哪种动物？",
-                                                          tag_type=["猫", "狗"]), distribute=False)
+    task_id = await published(
+        admin,
+        requester,
+        task_body(files, task_name=name, task_style="文中说的是哪种动物？", tag_type=["猫", "狗"]),
+        distribute=False,
+    )
 
     # The requester delegates the checked task to the agent.
     publisher = await open_page()
@@ -65,7 +69,9 @@ async def test_agent_hands_a_delegated_task_to_an_annotator(platform, mailbox, p
     await worker.keyboard.press("1")
     await worker.keyboard.press("Enter")
     await worker.wait_for_selector(".work-status .alert-success")
-    answers = [(await annotator.client.get(f"/task/{task_id}/{q}")).json()["data"]["result"][0]["tag_res"] for q in (1, 2)]
+    answers = [
+        (await annotator.client.get(f"/task/{task_id}/{q}")).json()["data"]["result"][0]["tag_res"] for q in (1, 2)
+    ]
     assert answers == ["狗", "猫"]
 
     # Its card in the task list says it waits for review, and nothing else stray (no lone "0").
@@ -142,9 +148,14 @@ async def test_requester_reads_and_downloads_majority_and_dawid_skene_results(pl
 
 
 def test_every_text_key_the_pages_use_is_in_both_languages():
-    dictionaries = {lang: set(re.findall(r'"([\w.]+)":', (STATIC_JS / "i18n" / f"{lang}.js").read_text()))
-                    for lang in ("zh", "en")}
+    dictionaries = {
+        lang: set(re.findall(r'"([\w.]+)":', (STATIC_JS / "i18n" / f"{lang}.js").read_text())) for lang in ("zh", "en")
+    }
     assert dictionaries["zh"] == dictionaries["en"], dictionaries["zh"] ^ dictionaries["en"]
-    used = {key for path in STATIC_JS.rglob("*.js") if "i18n" not in path.parts
-            for key in re.findall(r'\bt\("([\w.]+)"', path.read_text())}
+    used = {
+        key
+        for path in STATIC_JS.rglob("*.js")
+        if "i18n" not in path.parts
+        for key in re.findall(r'\bt\("([\w.]+)"', path.read_text())
+    }
     assert used and used <= dictionaries["en"], used - dictionaries["en"]

@@ -75,16 +75,22 @@ def test_voc_zip_reimports_identically() -> None:
     assert summary == ExportSummary(3, 3)
     with zipfile.ZipFile(out) as archive:
         names = set(archive.namelist())
-        assert names == {"Annotations/a.xml", "Annotations/b.xml", "Annotations/c.xml",
-                         "JPEGImages/a.jpg", "JPEGImages/b.png"}
+        assert names == {
+            "Annotations/a.xml",
+            "Annotations/b.xml",
+            "Annotations/c.xml",
+            "JPEGImages/a.jpg",
+            "JPEGImages/b.png",
+        }
         assert archive.read("JPEGImages/a.jpg") == b"bytes of a.jpg"
         for image in IMAGES:
             stem = image.file_name.rsplit(".", 1)[0]
             parsed = parse_voc(archive.read(f"Annotations/{stem}.xml"))
             assert parsed.filename == image.file_name
             assert parsed.size == (image.width, image.height)
-            assert [(o.name, o.xmin, o.ymin, o.xmax, o.ymax) for o in parsed.objects] == \
-                [(b.label, b.xmin, b.ymin, b.xmax, b.ymax) for b in image.boxes]
+            assert [(o.name, o.xmin, o.ymin, o.xmax, o.ymax) for o in parsed.objects] == [
+                (b.label, b.xmin, b.ymin, b.xmax, b.ymax) for b in image.boxes
+            ]
 
 
 def test_voc_zip_streams_file_objects(tmp_path: Path) -> None:
@@ -122,11 +128,27 @@ def test_csv_parses_back() -> None:
     rows = list(csv.DictReader(io.StringIO(text)))
     assert tuple(rows[0]) == CSV_HEADER
     assert len(rows) == 4
-    assert rows[0] == {"file_name": "a.jpg", "width": "640", "height": "480", "label": "cat", "xmin": "10",
-                       "ymin": "20", "xmax": "110", "ymax": "220"}
+    assert rows[0] == {
+        "file_name": "a.jpg",
+        "width": "640",
+        "height": "480",
+        "label": "cat",
+        "xmin": "10",
+        "ymin": "20",
+        "xmax": "110",
+        "ymax": "220",
+    }
     assert rows[2]["label"] == "熊猫" and float(rows[2]["xmin"]) == 50.5
-    assert rows[3] == {"file_name": "c.jpg", "width": "300", "height": "300", "label": "cat", "xmin": "",
-                       "ymin": "", "xmax": "", "ymax": ""}
+    assert rows[3] == {
+        "file_name": "c.jpg",
+        "width": "300",
+        "height": "300",
+        "label": "cat",
+        "xmin": "",
+        "ymin": "",
+        "xmax": "",
+        "ymax": "",
+    }
     out = io.BytesIO()
     assert write_csv(IMAGES, out) == 4
     assert out.getvalue().decode() == text

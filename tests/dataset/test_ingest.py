@@ -60,16 +60,51 @@ def raw_zip(entries: list[RawEntry]) -> bytes:
     for entry in entries:
         name = entry.name.encode()
         offset = body.tell()
-        body.write(struct.pack("<4s2B4HL2L2H", b"PK\x03\x04", 20, 0, entry.flags, entry.method, 0, 0x21,
-                               entry.crc, len(entry.payload), entry.file_size, len(name), 0))
+        body.write(
+            struct.pack(
+                "<4s2B4HL2L2H",
+                b"PK\x03\x04",
+                20,
+                0,
+                entry.flags,
+                entry.method,
+                0,
+                0x21,
+                entry.crc,
+                len(entry.payload),
+                entry.file_size,
+                len(name),
+                0,
+            )
+        )
         body.write(name + entry.payload)
-        central.write(struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 3, 20, 0, entry.flags, entry.method, 0,
-                                  0x21, entry.crc, len(entry.payload), entry.file_size, len(name), 0, 0, 0, 0,
-                                  entry.external_attr, offset))
+        central.write(
+            struct.pack(
+                "<4s4B4HL2L5H2L",
+                b"PK\x01\x02",
+                20,
+                3,
+                20,
+                0,
+                entry.flags,
+                entry.method,
+                0,
+                0x21,
+                entry.crc,
+                len(entry.payload),
+                entry.file_size,
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                entry.external_attr,
+                offset,
+            )
+        )
         central.write(name)
     directory = central.getvalue()
-    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(directory),
-                      body.tell(), 0)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(directory), body.tell(), 0)
     return body.getvalue() + directory + end
 
 
@@ -130,16 +165,27 @@ def test_sanitize_filename_limits_bytes_and_keeps_extension() -> None:
 
 
 def test_zip_members_happy_path() -> None:
-    data = normal_zip({"1.txt": b"one", "dir/2.txt": b"two", "dir/": b"", "__MACOSX/._1.txt": b"junk",
-                       ".DS_Store": b"junk"})
+    data = normal_zip(
+        {"1.txt": b"one", "dir/2.txt": b"two", "dir/": b"", "__MACOSX/._1.txt": b"junk", ".DS_Store": b"junk"}
+    )
     assert members(data) == {"1.txt": b"one", "dir/2.txt": b"two"}
     assert zip_names(io.BytesIO(data)) == ["1.txt", "dir/2.txt"]
 
 
 @pytest.mark.parametrize(
     "name",
-    ["../evil.txt", "a/../../evil.txt", "/etc/passwd", "C:/Windows/evil.txt", "C:evil.txt",
-     "a\\..\\..\\evil.txt", "dir\\file.txt", "a\x01b.txt", "ok/..", "a/b:c"],
+    [
+        "../evil.txt",
+        "a/../../evil.txt",
+        "/etc/passwd",
+        "C:/Windows/evil.txt",
+        "C:evil.txt",
+        "a\\..\\..\\evil.txt",
+        "dir\\file.txt",
+        "a\x01b.txt",
+        "ok/..",
+        "a/b:c",
+    ],
 )
 def test_zip_slip_refused(name: str) -> None:
     data = raw_zip([stored("fine.txt", b"ok"), stored(name, b"pwned")])
@@ -286,8 +332,9 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_valid_images(tmp_path: Path) -> None:
@@ -297,8 +344,13 @@ def test_valid_images(tmp_path: Path) -> None:
     path = tmp_path / "photo.jpg"
     path.write_bytes(jpeg)
     info = check_image(path)
-    assert (info.format, info.width, info.height, info.extension, info.media_type) == \
-        ("JPEG", 64, 48, ".jpg", "image/jpeg")
+    assert (info.format, info.width, info.height, info.extension, info.media_type) == (
+        "JPEG",
+        64,
+        48,
+        ".jpg",
+        "image/jpeg",
+    )
     assert check_image(io.BytesIO(jpeg)).format == "JPEG"
     assert check_image(encode(Image.new("RGB", (5, 5)), "GIF")).format == "GIF"
 

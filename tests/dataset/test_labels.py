@@ -22,8 +22,13 @@ CAT, DOG, PANDA = LabelType(1, "cat"), LabelType(2, "dog"), LabelType(3, "panda"
 
 @pytest.mark.parametrize(
     "text",
-    ["1:cat,2:dog,3:panda", "1：cat，2：dog，3：panda", " 1 : cat , 2:dog ;3:panda ", "1:cat\n2:dog\n3:panda\n",
-     "1:cat,,2:dog,3:panda,"],
+    [
+        "1:cat,2:dog,3:panda",
+        "1：cat，2：dog，3：panda",
+        " 1 : cat , 2:dog ;3:panda ",
+        "1:cat\n2:dog\n3:panda\n",
+        "1:cat,,2:dog,3:panda,",
+    ],
 )
 def test_parse_label_types(text: str) -> None:
     assert parse_label_types(text) == [CAT, DOG, PANDA]
@@ -123,19 +128,21 @@ def test_resolve_label() -> None:
 
 
 def test_mapping_table_separators() -> None:
-    table = "\n".join([
-        "file_name,label",
-        "a.jpg dog",
-        "b.png,cat",
-        "c.jpeg:1:cat",
-        "d e.jpg\t2:dog",
-        "C:\\Users\\me\\Desktop\\f.JPG   panda",
-        "g.jpg，狗",
-        "h.jpg：猫",
-        "# a comment",
-        "noextension;dog",
-        "",
-    ])
+    table = "\n".join(
+        [
+            "file_name,label",
+            "a.jpg dog",
+            "b.png,cat",
+            "c.jpeg:1:cat",
+            "d e.jpg\t2:dog",
+            "C:\\Users\\me\\Desktop\\f.JPG   panda",
+            "g.jpg，狗",
+            "h.jpg：猫",
+            "# a comment",
+            "noextension;dog",
+            "",
+        ]
+    )
     rows = parse_mapping_table(table.encode(), "image_list.txt")
     assert [(row.file_name, row.value) for row in rows] == [
         ("a.jpg", "dog"),

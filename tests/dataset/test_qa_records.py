@@ -8,8 +8,10 @@ from services.dataset.qa_records import QaAnswer, QaError, QaRecord, parse_datas
 RECORD = {
     "data_background": "背景",
     "data_question": "What is 2+2?",
-    "data_answer": [{"answer": "4", "ranking_number": 0, "reserve": 1},
-                    {"answer": "5", "ranking_number": 1, "reserve": 0}],
+    "data_answer": [
+        {"answer": "4", "ranking_number": 0, "reserve": 1},
+        {"answer": "5", "ranking_number": 1, "reserve": 0},
+    ],
     "data_area": "math",
     "data_keyword": "arithmetic",
     "other": "",
@@ -48,8 +50,9 @@ def test_lenient_forms() -> None:
     assert record.data_answer == (QaAnswer("4", 0, 1), QaAnswer("5", 1, 0))
     assert record.other == "" and record.data_keyword == ""
     assert parse_one(data_answer=[{"answer": "x"}]).data_answer == (QaAnswer("x", 0, 0),)
-    assert parse_one(data_answer=[{"answer": "x", "ranking_number": "2", "reserve": True}]).data_answer == \
-        (QaAnswer("x", 2, 1),)
+    assert parse_one(data_answer=[{"answer": "x", "ranking_number": "2", "reserve": True}]).data_answer == (
+        QaAnswer("x", 2, 1),
+    )
     assert parse_one(data_answer=[]).data_answer == ()
     assert parse_one(data_answer=None).data_answer == ()
     assert parse_one(extra_field="ignored").data_question == "What is 2+2?"

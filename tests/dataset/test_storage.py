@@ -162,8 +162,9 @@ def test_same_bytes_stored_once(backend: Backend, tmp_path: Path, size: int) -> 
     keys = asyncio.run(scenario())
     assert len(keys) == 1
     key = keys.pop()
-    assert backend.contents() == [f"{prefix}{key[:2]}/{key[2:4]}/{key}"
-                                  for prefix in ("" if isinstance(store, LocalObjectStore) else "files/",)]
+    assert backend.contents() == [
+        f"{prefix}{key[:2]}/{key[2:4]}/{key}" for prefix in ("" if isinstance(store, LocalObjectStore) else "files/",)
+    ]
     assert read(store, key, chunk_size=1024 * 1024) == data  # no stray temp files either
 
 

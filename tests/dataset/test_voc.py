@@ -27,8 +27,10 @@ def annotation(*boxes: tuple[float, float, float, float], name: str = "dog") -> 
         f"<ymax>{d}</ymax></bndbox></object>"
         for a, b, c, d in boxes
     )
-    return (f"<annotation><filename>a.jpg</filename><size><width>100</width><height>50</height>"
-            f"<depth>3</depth></size>{objects}</annotation>").encode()
+    return (
+        f"<annotation><filename>a.jpg</filename><size><width>100</width><height>50</height>"
+        f"<depth>3</depth></size>{objects}</annotation>"
+    ).encode()
 
 
 def test_parse_labelimg_style() -> None:
@@ -106,8 +108,17 @@ def test_size_cap() -> None:
 
 @pytest.mark.parametrize(
     "box",
-    [(10, 10, 5, 20), (10, 10, 10, 20), (-1, 0, 5, 5), (0, 0, 101, 50), (0, 0, 100, 51), (0, 0, "nan", 5),
-     (0, 0, "inf", 5), ("ten", 0, 20, 5), (0, 0, "", 5)],
+    [
+        (10, 10, 5, 20),
+        (10, 10, 10, 20),
+        (-1, 0, 5, 5),
+        (0, 0, 101, 50),
+        (0, 0, 100, 51),
+        (0, 0, "nan", 5),
+        (0, 0, "inf", 5),
+        ("ten", 0, 20, 5),
+        (0, 0, "", 5),
+    ],
 )
 def test_bad_bbox_rejected(box: tuple) -> None:
     with pytest.raises(VocError, match="object 1") as excinfo:
@@ -129,13 +140,21 @@ def test_box_touching_edges_accepted() -> None:
         (b"<annotation><size><width>0</width><height>0</height></size></annotation>", "positive"),
         (b"<annotation><size><width>-5</width><height>5</height></size></annotation>", "non-negative"),
         (b"<annotation><size><width>1.5</width><height>5</height></size></annotation>", "integer"),
-        (b"<annotation><size><width>5</width><height>5</height></size><object><bndbox><xmin>0</xmin>"
-         b"</bndbox></object></annotation>", "missing <name>"),
-        (b"<annotation><size><width>5</width><height>5</height></size><object><name>a</name></object>"
-         b"</annotation>", "missing <bndbox>"),
-        (b"<annotation><size><width>5</width><height>5</height></size><object><name>a</name>"
-         b"<difficult>maybe</difficult><bndbox><xmin>0</xmin><ymin>0</ymin><xmax>1</xmax><ymax>1</ymax>"
-         b"</bndbox></object></annotation>", "0 or 1"),
+        (
+            b"<annotation><size><width>5</width><height>5</height></size><object><bndbox><xmin>0</xmin>"
+            b"</bndbox></object></annotation>",
+            "missing <name>",
+        ),
+        (
+            b"<annotation><size><width>5</width><height>5</height></size><object><name>a</name></object></annotation>",
+            "missing <bndbox>",
+        ),
+        (
+            b"<annotation><size><width>5</width><height>5</height></size><object><name>a</name>"
+            b"<difficult>maybe</difficult><bndbox><xmin>0</xmin><ymin>0</ymin><xmax>1</xmax><ymax>1</ymax>"
+            b"</bndbox></object></annotation>",
+            "0 or 1",
+        ),
     ],
 )
 def test_invalid_documents(xml: bytes, reason: str) -> None:
@@ -149,8 +168,10 @@ def test_object_cap() -> None:
 
 
 def test_image_size_from_the_image() -> None:
-    no_size = b"<annotation><filename>a.jpg</filename><object><name>a</name><bndbox><xmin>1</xmin>" \
-              b"<ymin>1</ymin><xmax>300</xmax><ymax>200</ymax></bndbox></object></annotation>"
+    no_size = (
+        b"<annotation><filename>a.jpg</filename><object><name>a</name><bndbox><xmin>1</xmin>"
+        b"<ymin>1</ymin><xmax>300</xmax><ymax>200</ymax></bndbox></object></annotation>"
+    )
     assert parse_voc(no_size, image_size=(640, 480)).size == (640, 480)
     with pytest.raises(VocError, match="positive"):
         parse_voc(no_size)

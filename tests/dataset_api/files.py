@@ -31,12 +31,16 @@ def png(width: int = 64, height: int = 48) -> bytes:
 
 
 def voc_xml(filename: str, width: int, height: int, objects: list[tuple[str, int, int, int, int]]) -> bytes:
-    parts = [f"<annotation><folder>test</folder><filename>{filename}</filename>",
-             f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size><segmented>0</segmented>"]
+    parts = [
+        f"<annotation><folder>test</folder><filename>{filename}</filename>",
+        f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size><segmented>0</segmented>",
+    ]
     for name, xmin, ymin, xmax, ymax in objects:
-        parts.append(f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
-                     f"<difficult>0</difficult><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax>"
-                     f"<ymax>{ymax}</ymax></bndbox></object>")
+        parts.append(
+            f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
+            f"<difficult>0</difficult><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax>"
+            f"<ymax>{ymax}</ymax></bndbox></object>"
+        )
     parts.append("</annotation>")
     return "".join(parts).encode()
 
@@ -74,9 +78,12 @@ def zip_bomb(expanded: int = 100 * 1024 * 1024) -> bytes:
 
 def billion_laughs() -> bytes:
     entities = ['<!ENTITY lol "lol">'] + [
-        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10)]
-    return (f'<?xml version="1.0"?><!DOCTYPE annotation [{"".join(entities)}]>'
-            "<annotation><filename>&lol9;</filename></annotation>").encode()
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10)
+    ]
+    return (
+        f'<?xml version="1.0"?><!DOCTYPE annotation [{"".join(entities)}]>'
+        "<annotation><filename>&lol9;</filename></annotation>"
+    ).encode()
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -86,8 +93,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def decompression_bomb(side: int = 30_000) -> bytes:
     """A PNG of a few hundred bytes whose header claims side x side pixels."""
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 1024))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def text_as_png() -> bytes:

@@ -8,23 +8,36 @@ from tests.helpers import eventually
 
 
 async def _outbox(db, dataset_id: int) -> list[dict]:
-    rows = await db.fetch("SELECT target_id, status, attempts, last_error FROM dataset.enrolment_outbox "
-                          "WHERE dataset_id = $1 ORDER BY id", dataset_id)
+    rows = await db.fetch(
+        "SELECT target_id, status, attempts, last_error FROM dataset.enrolment_outbox "
+        "WHERE dataset_id = $1 ORDER BY id",
+        dataset_id,
+    )
     return [dict(r) for r in rows]
 
 
 async def test_enrolments_wait_for_the_face_service(manager, platform, db):
     client, _ = manager
     name = unique("faces")
-    r = await client.post("/data_module/create_dataset", files={
-        "name": (None, name), "data_type": (None, "2"), "desc": (None, "staff"), "label_type": (None, "1:alice")})
+    r = await client.post(
+        "/data_module/create_dataset",
+        files={
+            "name": (None, name),
+            "data_type": (None, "2"),
+            "desc": (None, "staff"),
+            "label_type": (None, "1:alice"),
+        },
+    )
     dataset_id = int(r.json()["dataset_id"])
 
     # The face service is down: the upload succeeds and the enrolment waits, retried with back-off.
     platform.stop_service("face")
     try:
-        r = await client.post(f"/data_module/upload_image/{name}", data={"status": "1:alice"},
-                              files={"upload_image_site": ("alice.jpg", jpeg(80, 80), "image/jpeg")})
+        r = await client.post(
+            f"/data_module/upload_image/{name}",
+            data={"status": "1:alice"},
+            files={"upload_image_site": ("alice.jpg", jpeg(80, 80), "image/jpeg")},
+        )
         assert r.json()["err_no"] == 0, r.text
 
         async def attempted():

@@ -21,8 +21,10 @@ BOXES = {
 
 
 async def _create(client, name: str, data_type: str, labels: str) -> int:
-    r = await client.post("/data_module/create_dataset", files={
-        "name": (None, name), "data_type": (None, data_type), "desc": (None, "d"), "label_type": (None, labels)})
+    r = await client.post(
+        "/data_module/create_dataset",
+        files={"name": (None, name), "data_type": (None, data_type), "desc": (None, "d"), "label_type": (None, labels)},
+    )
     assert r.status_code == 200, r.text
     return int(r.json()["dataset_id"])
 
@@ -71,8 +73,13 @@ async def test_voc_round_trips_through_upload_images(manager, detection):
     assert sorted(n for n in names if n.startswith("JPEGImages/")) == sorted(f"JPEGImages/{n}" for n in BOXES)
     copy = unique("copy")
     copy_id = await _create(client, copy, "3", "1:crazing,2:scratch")
-    files = [("upload_image_site" if name.startswith("JPEGImages/") else "label_file",
-              (name.split("/", 1)[1], archive.read(name), "application/octet-stream")) for name in names]
+    files = [
+        (
+            "upload_image_site" if name.startswith("JPEGImages/") else "label_file",
+            (name.split("/", 1)[1], archive.read(name), "application/octet-stream"),
+        )
+        for name in names
+    ]
     r = await client.post(f"/data_module/upload_images/{copy}", files=files)
     assert r.json()["err_no"] == 0, r.text
     original = (await _export(client, detection[1], "csv")).decode()
@@ -100,8 +107,11 @@ async def test_classification_csv(manager):
     client, _ = manager
     name = unique("cls")
     dataset_id = await _create(client, name, "1", "1:cat,2:dog")
-    r = await client.post(f"/data_module/upload_image/{name}", data={"status": "2:dog"},
-                          files={"upload_image_site": ("d.jpg", jpeg(), "image/jpeg")})
+    r = await client.post(
+        f"/data_module/upload_image/{name}",
+        data={"status": "2:dog"},
+        files={"upload_image_site": ("d.jpg", jpeg(), "image/jpeg")},
+    )
     assert r.json()["err_no"] == 0
     rows = list(csv.DictReader(io.StringIO((await _export(client, dataset_id, "csv")).decode())))
     assert [(r["file_name"], r["label"]) for r in rows] == [("d.jpg", "dog")]
@@ -109,9 +119,15 @@ async def test_classification_csv(manager):
 
 async def test_qa_jsonl_and_errors(manager, other_manager, admin, client, detection, backing):
     owner, _ = manager
-    r = await owner.post("/dataset/upload", json={"dataset_name": unique("qa"), "dataset_task_type": "t",
-                                                  "dataset_source": "s",
-                                                  "dataset_json": [{"data_question": "q", "data_area": "a"}]})
+    r = await owner.post(
+        "/dataset/upload",
+        json={
+            "dataset_name": unique("qa"),
+            "dataset_task_type": "t",
+            "dataset_source": "s",
+            "dataset_json": [{"data_question": "q", "data_area": "a"}],
+        },
+    )
     qa_id = r.json()["dataset_id"]
     lines = (await _export(owner, qa_id, "jsonl")).decode().splitlines()
     assert [json.loads(line)["data_question"] for line in lines] == ["q"]

@@ -47,8 +47,9 @@ async def test_picbed(manager, other_manager, client, backing):
 async def test_same_bytes_two_urls(manager, other_manager, client, backing, db):
     image = png(20, 20)
     first = (await manager[0].post("/picbed/", files={"img": ("a.png", image, "image/png")})).json()["data"]["url"]
-    second = (await other_manager[0].post("/picbed/", files={"img": ("b.png", image, "image/png")})
-              ).json()["data"]["url"]
+    second = (await other_manager[0].post("/picbed/", files={"img": ("b.png", image, "image/png")})).json()["data"][
+        "url"
+    ]
     assert first != second
     path = _object_path(backing.namespace, image)
     key = path.name
@@ -78,8 +79,12 @@ async def test_video_ranges(manager, other_manager, client, backing):
     assert whole.status_code == 200 and whole.content == video
     assert whole.headers["accept-ranges"] == "bytes" and whole.headers["content-type"] == "video/mp4"
     size = len(video)
-    for header, start, end in [("bytes=0-99", 0, 100), ("bytes=100-", 100, size), ("bytes=-500", size - 500, size),
-                               (f"bytes={size - 10}-{size + 999}", size - 10, size)]:
+    for header, start, end in [
+        ("bytes=0-99", 0, 100),
+        ("bytes=100-", 100, size),
+        ("bytes=-500", size - 500, size),
+        (f"bytes={size - 10}-{size + 999}", size - 10, size),
+    ]:
         part = await client.get(url, headers={"Range": header})
         assert part.status_code == 206, (header, part.text)
         assert part.headers["content-range"] == f"bytes {start}-{end - 1}/{size}"

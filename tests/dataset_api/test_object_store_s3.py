@@ -72,14 +72,20 @@ async def test_files_outlive_the_replica_that_stored_them(manager, client, repli
     assert r.status_code == 200, r.text
     video_url = r.json()["data"]["url"]
     name = unique("s3set")
-    r = await owner.post("/data_module/create_dataset", files={
-        "name": (None, name), "data_type": (None, "3"), "desc": (None, "d"), "label_type": (None, "1:scratch")})
+    r = await owner.post(
+        "/data_module/create_dataset",
+        files={"name": (None, name), "data_type": (None, "3"), "desc": (None, "d"), "label_type": (None, "1:scratch")},
+    )
     assert r.status_code == 200, r.text
     dataset_id = int(r.json()["dataset_id"])
     image = jpeg()
-    r = await owner.post(f"/data_module/upload_images/{name}", files=[
-        ("upload_image_site", ("s.jpg", image, "image/jpeg")),
-        ("label_file", ("s.xml", voc_xml("s.jpg", 64, 48, [("scratch", 1, 2, 30, 40)]), "text/xml"))])
+    r = await owner.post(
+        f"/data_module/upload_images/{name}",
+        files=[
+            ("upload_image_site", ("s.jpg", image, "image/jpeg")),
+            ("label_file", ("s.xml", voc_xml("s.jpg", 64, 48, [("scratch", 1, 2, 30, 40)]), "text/xml")),
+        ],
+    )
     assert r.json()["err_no"] == 0, r.text
     assert len(stored(s3, bucket)) == 3  # the three files, and no temp object or unfinished upload
 

@@ -17,8 +17,11 @@ from tests.dataset_api.files import jpeg, zip_of
 
 
 async def _upload(client, members: dict[str, bytes], data_type: str = "text"):
-    return await client.post("/task/upload_data", params={"data_type": data_type},
-                             files={"file": ("data.zip", zip_of(members), "application/zip")})
+    return await client.post(
+        "/task/upload_data",
+        params={"data_type": data_type},
+        files={"file": ("data.zip", zip_of(members), "application/zip")},
+    )
 
 
 async def test_text_archive(manager, db, platform):
@@ -34,8 +37,11 @@ async def test_text_archive(manager, db, platform):
 
     # The tasks service reads a text by its id.
     async with httpx.AsyncClient(base_url=platform.service_url("dataset")) as direct:
-        text = (await direct.get(f"/internal/texts/{ids[0]}",
-                                 headers={CALLER_HEADER: sign_caller("tasks", platform.secret)})).json()["data"]
+        text = (
+            await direct.get(
+                f"/internal/texts/{ids[0]}", headers={CALLER_HEADER: sign_caller("tasks", platform.secret)}
+            )
+        ).json()["data"]
         assert (text["text"], text["filename"]) == ("第一题", "1.txt")
         assert (await direct.get(f"/internal/texts/{ids[0]}")).status_code == 400
 
@@ -65,8 +71,9 @@ async def test_sequence_interrupt(manager, db):
     assert (body["code"], body["message"]) == (20, "file sequence interrupt")
     assert (body["data"]["upload_num"], body["data"]["legal_num"]) == (4, 2)
     assert [f["filename"] for f in body["data"]["files"]] == ["1.txt", "2.txt"]
-    kept = await db.fetchval("SELECT count(*) FROM dataset.texts WHERE dataset_id = $1",
-                             int(r.headers["X-Labelhive-Dataset-Id"]))
+    kept = await db.fetchval(
+        "SELECT count(*) FROM dataset.texts WHERE dataset_id = $1", int(r.headers["X-Labelhive-Dataset-Id"])
+    )
     assert kept == 2
 
 

@@ -20,8 +20,9 @@ DEPLOYMENTS = {"gateway", *SERVICES}
 AUTOSCALED = {"gateway", "tasks", "face", "detect"}
 GPU_ENGINES = {"face", "detect"}
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
-                                reason="kubectl is not installed: the manifests cannot be rendered here")
+pytestmark = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl is not installed: the manifests cannot be rendered here"
+)
 
 
 def render(overlay: str, tmp_path: Path) -> list[dict[str, Any]]:
@@ -29,8 +30,9 @@ def render(overlay: str, tmp_path: Path) -> list[dict[str, Any]]:
     tree = tmp_path / "k8s"
     shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("secrets.env"))
     shutil.copy(tree / "base" / "secrets.env.example", tree / "base" / "secrets.env")
-    rendered = subprocess.run(["kubectl", "kustomize", str(tree / "overlays" / overlay)],
-                              capture_output=True, text=True, timeout=120)
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(tree / "overlays" / overlay)], capture_output=True, text=True, timeout=120
+    )
     assert rendered.returncode == 0, rendered.stderr
     return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
 
@@ -89,8 +91,9 @@ def test_autoscalers_ingress_and_migrations(overlay):
     for name in AUTOSCALED:  # the autoscaler owns their replica count
         assert "replicas" not in by_kind(objects, "Deployment")[name]["spec"]
     (ingress,) = by_kind(objects, "Ingress").values()
-    backends = [path["backend"]["service"]["name"] for rule in ingress["spec"]["rules"]
-                for path in rule["http"]["paths"]]
+    backends = [
+        path["backend"]["service"]["name"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]
+    ]
     assert backends == ["gateway"]
     (job,) = by_kind(objects, "Job").values()
     command = " ".join(job["spec"]["template"]["spec"]["containers"][0]["command"])

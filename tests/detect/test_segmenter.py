@@ -72,8 +72,7 @@ class CountingSession:
         return self.inner.run(*args, **kwargs)  # type: ignore[attr-defined]
 
 
-def test_batch_of_mixed_sizes_one_session_call(segmenter: DefectSegmenter,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_of_mixed_sizes_one_session_call(segmenter: DefectSegmenter, monkeypatch: pytest.MonkeyPatch) -> None:
     images = [
         Image.fromarray(scratch_image(200, 200)),  # gray PIL, model size
         Image.fromarray(patch_image(240, 320)).convert("RGB"),  # RGB PIL, larger

@@ -70,9 +70,26 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _train_args(data: Path, out: Path) -> list[str]:
     return [
-        "--data", str(data), "--out", str(out), "--epochs", "2", "--seed", "3",
-        "--max-minutes", "2", "--image-size", str(SIZE), "--crop", "48",
-        "--batch-size", "4", "--widths", "8,16,32,48", "--validate-from", "0",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--max-minutes",
+        "2",
+        "--image-size",
+        str(SIZE),
+        "--crop",
+        "48",
+        "--batch-size",
+        "4",
+        "--widths",
+        "8,16,32,48",
+        "--validate-from",
+        "0",
     ]
 
 
@@ -97,8 +114,9 @@ def test_train_export_evaluate(dataset: Path, tmp_path: Path) -> None:
     _assert_metrics(summary["test"])
     assert summary["test"]["images"] == SPLITS["test"]
 
-    metrics = evaluate.main(["--data", str(dataset), "--model", str(out), "--split", "val",
-                             "--cpu", "--json", str(tmp_path / "val.json")])
+    metrics = evaluate.main(
+        ["--data", str(dataset), "--model", str(out), "--split", "val", "--cpu", "--json", str(tmp_path / "val.json")]
+    )
     _assert_metrics(metrics)
     assert metrics["images"] == SPLITS["val"]
     assert (tmp_path / "val.json").is_file()
@@ -110,8 +128,7 @@ def test_train_export_evaluate(dataset: Path, tmp_path: Path) -> None:
     assert [r.mask.shape for r in results] == [(30, 50)] * 5
 
 
-def test_export_mismatch_fails_loudly(dataset: Path, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_mismatch_fails_loudly(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "model.onnx"
     monkeypatch.setattr(train, "max_export_difference", lambda *args: 0.5)
     with pytest.raises(train.ExportMismatchError):

@@ -42,11 +42,18 @@ async def test_detect_documented_400s(platform, mailbox):
     client, _ = await user_client(platform, mailbox)
     r = await client.post("/api/detect", data={"other": "x"})
     assert r.status_code == 400 and r.json()["error"] == "No images provided"
-    r = await client.post("/api/detect", files=[("images", ("notes.jpg", b"this is text, not a picture", "image/jpeg"))])
+    r = await client.post(
+        "/api/detect", files=[("images", ("notes.jpg", b"this is text, not a picture", "image/jpeg"))]
+    )
     assert r.status_code == 400 and r.json()["error"] == "Invalid image data for notes.jpg" and r.json()["details"]
     truncated = steel_photo(2)[:500]
-    r = await client.post("/api/detect/", files=[("images", ("good.jpg", steel_photo(3), "image/jpeg")),
-                                                 ("images", ("cut.jpg", truncated, "image/jpeg"))])
+    r = await client.post(
+        "/api/detect/",
+        files=[
+            ("images", ("good.jpg", steel_photo(3), "image/jpeg")),
+            ("images", ("cut.jpg", truncated, "image/jpeg")),
+        ],
+    )
     assert r.status_code == 400 and r.json()["error"] == "Invalid image data for cut.jpg"
     await client.aclose()
 
@@ -64,13 +71,17 @@ async def test_single_and_batch_detection(platform, mailbox):
     drawn = Image.open(io.BytesIO(base64.b64decode(result["result_image"])))
     assert drawn.size == (200, 200)
 
-    files = [("images", (f"b{i}.jpg", steel_photo(10 + i, size=(160 + 40 * i, 120 + 40 * i)), "image/jpeg"))
-             for i in range(3)]
+    files = [
+        ("images", (f"b{i}.jpg", steel_photo(10 + i, size=(160 + 40 * i, 120 + 40 * i)), "image/jpeg"))
+        for i in range(3)
+    ]
     r = await client.post("/api/detect/", files=files)
     assert [x["name"] for x in r.json()] == ["b0.jpg", "b1.jpg", "b2.jpg"]
     sizes = [Image.open(io.BytesIO(base64.b64decode(x["result_image"]))).size for x in r.json()]
     assert sizes == [(160, 120), (200, 160), (240, 200)]
-    clean = await client.post("/api/detect", files=[("images", ("clean.png", steel_photo(5, scratch=False), "image/png"))])
+    clean = await client.post(
+        "/api/detect", files=[("images", ("clean.png", steel_photo(5, scratch=False), "image/png"))]
+    )
     assert clean.json()[0]["defect_count"] == 0 and clean.json()[0]["labels"] == []
     await client.aclose()
 
@@ -126,21 +137,24 @@ async def test_records_reach_stats_and_the_data_api_answers(platform, mailbox):
     await client.aclose()
 
 
-@pytest.mark.parametrize("path, params", [
-    ("/api/data/statByDate", {"startDate": "2024-13-45"}),
-    ("/api/data/statByDate", {"startDate": "2024-05-02", "endDate": "2024-05-01"}),
-    ("/api/data/search", {"endDate": "yesterday"}),
-    ("/api/data/search", {"num": "many"}),
-    ("/api/data/search", {"limit": 0}),
-    ("/api/data/search", {"page": -1}),
-    ("/api/data/getRecent", {"limit": "abc"}),
-    ("/api/data/getRecent", {"limit": 100000}),
-    ("/api/data/getPaginated", {"page": 0}),
-    ("/api/data/statByDate", {"startDate": 0}),  # a number of seconds is no date
-    ("/api/data/statByDate", {"endDate": "1700000000"}),
-    ("/api/data/search", {"startDate": "0"}),
-    ("/api/data/search", {"endDate": "2024-5-1"}),
-])
+@pytest.mark.parametrize(
+    "path, params",
+    [
+        ("/api/data/statByDate", {"startDate": "2024-13-45"}),
+        ("/api/data/statByDate", {"startDate": "2024-05-02", "endDate": "2024-05-01"}),
+        ("/api/data/search", {"endDate": "yesterday"}),
+        ("/api/data/search", {"num": "many"}),
+        ("/api/data/search", {"limit": 0}),
+        ("/api/data/search", {"page": -1}),
+        ("/api/data/getRecent", {"limit": "abc"}),
+        ("/api/data/getRecent", {"limit": 100000}),
+        ("/api/data/getPaginated", {"page": 0}),
+        ("/api/data/statByDate", {"startDate": 0}),  # a number of seconds is no date
+        ("/api/data/statByDate", {"endDate": "1700000000"}),
+        ("/api/data/search", {"startDate": "0"}),
+        ("/api/data/search", {"endDate": "2024-5-1"}),
+    ],
+)
 async def test_bad_parameters_are_400(platform, mailbox, path, params):
     client, _ = await user_client(platform, mailbox)
     r = await client.get(path, params=params)
@@ -153,6 +167,7 @@ async def test_records_arrive_exactly_once_across_a_stats_outage(platform, mailb
     tag = unique("burst")
     platform.stop_service("stats")
     try:
+
         async def detect(i: int) -> int:
             files = [("images", (f"{tag}-{i}.jpg", steel_photo(100 + i), "image/jpeg"))]
             return (await client.post("/api/detect", files=files)).status_code
@@ -166,8 +181,16 @@ async def test_records_arrive_exactly_once_across_a_stats_outage(platform, mailb
 
     # A redelivered record (same id) is stored once.
     stream = stream_key(Keys(backing.namespace))
-    record = DetectionRecord(unique("dup"), f"{tag}-dup.jpg", datetime.now(UTC).isoformat(), ["patches"],
-                             1, 0.9, 0.01, base64.b64encode(steel_photo(7)).decode())
+    record = DetectionRecord(
+        unique("dup"),
+        f"{tag}-dup.jpg",
+        datetime.now(UTC).isoformat(),
+        ["patches"],
+        1,
+        0.9,
+        0.01,
+        base64.b64encode(steel_photo(7)).decode(),
+    )
     for _ in range(3):
         await redis.xadd(stream, record.to_fields())
     await _wait_for(client, f"{tag}-dup", 1)

@@ -59,13 +59,21 @@ def _uploads() -> list[tuple[str, bytes]]:
 def _expected(segmenter: DefectSegmenter, name: str, data: bytes) -> dict:
     image = decode_image(data)
     (result,) = segmenter.predict_batch([image])
-    return {"defect_count": result.defect_count, "dice": result.dice, "labels": result.labels, "name": name,
-            "result_image": base64.b64encode(segmenter.render(image, result)).decode()}
+    return {
+        "defect_count": result.defect_count,
+        "dice": result.dice,
+        "labels": result.labels,
+        "name": name,
+        "result_image": base64.b64encode(segmenter.render(image, result)).decode(),
+    }
 
 
 def _comparable(answer: dict) -> dict:
-    return {key: value for key, value in answer.items()
-            if key in ("name", "labels", "defect_count") or EXACT and key != "processing_time"}
+    return {
+        key: value
+        for key, value in answer.items()
+        if key in ("name", "labels", "defect_count") or EXACT and key != "processing_time"
+    }
 
 
 def _answered(answer: dict) -> dict:
@@ -91,11 +99,14 @@ async def test_answers_equal_the_bare_model_for_every_kind_of_upload(platform, m
 
 async def test_concurrent_requests_batched_together_each_get_their_own_answer(platform, mailbox, segmenter):
     client, _ = await user_client(platform, mailbox)
-    uploads = [(f"c{seed}.png", steel_photo(40 + seed, scratch=seed % 2 == 0, size=(200 + 8 * seed, 200)))
-               for seed in range(12)]
+    uploads = [
+        (f"c{seed}.png", steel_photo(40 + seed, scratch=seed % 2 == 0, size=(200 + 8 * seed, 200)))
+        for seed in range(12)
+    ]
     expected = [_comparable(_expected(segmenter, name, data)) for name, data in uploads]
-    responses = await asyncio.gather(*(client.post("/api/detect", files=[("images", (n, d, "image/png"))])
-                                       for n, d in uploads))
+    responses = await asyncio.gather(
+        *(client.post("/api/detect", files=[("images", (n, d, "image/png"))]) for n, d in uploads)
+    )
     assert [r.status_code for r in responses] == [200] * len(uploads)
     assert [_answered(r.json()[0]) for r in responses] == expected
     await client.aclose()

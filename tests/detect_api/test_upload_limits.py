@@ -34,8 +34,9 @@ async def session(platform, mailbox):
 
 def _part_head(name: str, filename: str | None = None) -> bytes:
     disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
-    return (f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    return (
+        f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\nContent-Type: application/octet-stream\r\n\r\n"
+    ).encode()
 
 
 def _form(*parts: tuple[str, str | None, bytes], close: bool = True) -> bytes:
@@ -44,8 +45,11 @@ def _form(*parts: tuple[str, str | None, bytes], close: bool = True) -> bytes:
 
 
 async def _post_form(client: httpx.AsyncClient, body: bytes, content_type: str | None = None) -> httpx.Response:
-    return await client.post("/api/detect", content=body,
-                             headers={"Content-Type": content_type or f"multipart/form-data; boundary={BOUNDARY}"})
+    return await client.post(
+        "/api/detect",
+        content=body,
+        headers={"Content-Type": content_type or f"multipart/form-data; boundary={BOUNDARY}"},
+    )
 
 
 def _written_bytes(platform, service: str) -> int:
@@ -55,16 +59,19 @@ def _written_bytes(platform, service: str) -> int:
     return int(re.search(r"^wchar: (\d+)$", io_counters, re.M).group(1))
 
 
-async def _send_until_answered(platform, token: str, preamble: bytes, declared: int,
-                               send_at_most: int) -> tuple[int, dict, int]:
+async def _send_until_answered(
+    platform, token: str, preamble: bytes, declared: int, send_at_most: int
+) -> tuple[int, dict, int]:
     """POSTs a body declared as `declared` bytes over a raw connection: `preamble`, then zeros in 1 MB
     chunks up to `send_at_most` bytes, reading the answer all the while. Returns (status, JSON
     answer, bytes sent when it came)."""
     url = httpx.URL(platform.gateway_url)
     reader, writer = await asyncio.open_connection(url.host, url.port)
-    head = (f"POST /api/detect HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nAuthorization: Bearer {token}\r\n"
-            f"X-Forwarded-For: {random_ip()}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-            f"Content-Length: {declared}\r\n\r\n")
+    head = (
+        f"POST /api/detect HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nAuthorization: Bearer {token}\r\n"
+        f"X-Forwarded-For: {random_ip()}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    )
     writer.write(head.encode() + preamble)
     sent = len(preamble)
 
@@ -73,7 +80,7 @@ async def _send_until_answered(platform, token: str, preamble: bytes, declared: 
         chunk = bytes(MB)
         try:
             while sent < send_at_most:
-                piece = chunk[:send_at_most - sent]
+                piece = chunk[: send_at_most - sent]
                 writer.write(piece)
                 await writer.drain()
                 sent += len(piece)
@@ -98,18 +105,22 @@ async def test_an_oversized_image_is_refused_without_being_spooled(session, plat
     declared = 200 * MB
     written_before = _written_bytes(platform, "detect")
     status, answer, _ = await _send_until_answered(
-        platform, session.cookies[SESSION_COOKIE], _part_head("images", "huge.jpg"), declared, declared)
+        platform, session.cookies[SESSION_COOKIE], _part_head("images", "huge.jpg"), declared, declared
+    )
     # Reading stopped at the image's limit: nothing of the 200 MB was written anywhere (a spooled
     # upload writes all of it to a temporary file before any size check).
     assert _written_bytes(platform, "detect") - written_before < MAX_IMAGE_BYTES // 4
     assert status == 400, answer
-    assert answer == {"error": "Invalid image data for huge.jpg",
-                      "details": f"larger than the limit of {MAX_IMAGE_BYTES} bytes"}
+    assert answer == {
+        "error": "Invalid image data for huge.jpg",
+        "details": f"larger than the limit of {MAX_IMAGE_BYTES} bytes",
+    }
 
 
 async def test_a_request_over_its_limit_is_refused_from_its_length(session, platform):
     status, answer, sent = await _send_until_answered(
-        platform, session.cookies[SESSION_COOKIE], _part_head("images", "a.jpg"), MAX_REQUEST_BYTES + 1, 64 * MB)
+        platform, session.cookies[SESSION_COOKIE], _part_head("images", "a.jpg"), MAX_REQUEST_BYTES + 1, 64 * MB
+    )
     assert status == 413, answer
     # The gateway or the service answers, whichever sees the length first; either names the limit.
     assert set(answer) == {"error", "details"} and str(MAX_REQUEST_BYTES) in json.dumps(answer)
@@ -152,7 +163,14 @@ async def test_only_files_of_the_images_field_are_images(session):
     r = await _post_form(session, _form(("images", None, b"a text field, not a file"), ("other", "x.jpg", photo)))
     assert r.status_code == 400 and r.json()["error"] == "No images provided"
 
-    r = await _post_form(session, _form(("note", None, b"hello"), ("images", "plate.jpg", photo),
-                                        ("other", "x.jpg", b"ignored"), ("images", "", photo)))
+    r = await _post_form(
+        session,
+        _form(
+            ("note", None, b"hello"),
+            ("images", "plate.jpg", photo),
+            ("other", "x.jpg", b"ignored"),
+            ("images", "", photo),
+        ),
+    )
     assert r.status_code == 200, r.text
     assert [result["name"] for result in r.json()] == ["plate.jpg", "uploaded_image.jpg"]

@@ -85,11 +85,15 @@ def test_hand_read_bodies_are_declared(spec, method, path):
     if path == "/user/register":  # 003's body or 001's: the fields tell which
         variants = [_resolve(spec, variant["$ref"]) for variant in schema["anyOf"]]
         assert [sorted(v["required"]) for v in variants] == [
-            ["email", "password", "user_name", "user_type", "verifycode"], ["password", "username"]]
+            ["email", "password", "user_name", "user_type", "verifycode"],
+            ["password", "username"],
+        ]
         # ... and each is answered in its document's envelope: both are declared.
         answers = spec["paths"][path][method]["responses"]["400"]["content"]["application/json"]["schema"]
         assert [sorted(_resolve(spec, a["$ref"])["required"]) for a in answers["anyOf"]] == [
-            ["code", "data", "message"], ["response"]]
+            ["code", "data", "message"],
+            ["response"],
+        ]
         return
     assert schema["type"] == "object" and schema["required"] and schema["properties"], schema
 

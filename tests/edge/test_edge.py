@@ -41,8 +41,9 @@ def _deep_json(levels: int = DEEP) -> bytes:
 # ------------------------------------------------------------------------------ ids out of range
 
 
-@pytest.mark.parametrize("path", [f"/task/{99999999999}", f"/task/{87652804898}/1", f"/task/{BEYOND_INT64}",
-                                  f"/task/taginfo/{BEYOND_INT32}"])
+@pytest.mark.parametrize(
+    "path", [f"/task/{99999999999}", f"/task/{87652804898}/1", f"/task/{BEYOND_INT64}", f"/task/taginfo/{BEYOND_INT32}"]
+)
 async def test_task_ids_beyond_their_column_name_no_task(requester, path):
     client, _ = requester
     response = await client.get(path)
@@ -51,10 +52,12 @@ async def test_task_ids_beyond_their_column_name_no_task(requester, path):
 
 
 async def test_auth_ids_beyond_their_column_name_nothing(admin):
-    for response in (await admin.post(f"/user/check_user/{BEYOND_INT32}"),
-                     await admin.post(f"/user/ban_user/{BEYOND_INT64}"),
-                     await admin.post(f"/advertise/renew/{BEYOND_INT32}", json={"time": 3600}),
-                     await admin.delete(f"/user/api_keys/{BEYOND_INT64}")):
+    for response in (
+        await admin.post(f"/user/check_user/{BEYOND_INT32}"),
+        await admin.post(f"/user/ban_user/{BEYOND_INT64}"),
+        await admin.post(f"/advertise/renew/{BEYOND_INT32}", json={"time": 3600}),
+        await admin.delete(f"/user/api_keys/{BEYOND_INT64}"),
+    ):
         assert response.status_code == 404, (response.request.url, response.text)
         assert response.json()["code"] == 1000
 
@@ -80,8 +83,11 @@ async def test_nul_in_a_json_body_is_a_400_in_003s_envelope(client):
 
 async def test_an_escaped_backslash_before_u0000_is_plain_text_not_nul(client):
     # '\\u0000' in JSON is a backslash and the text "u0000": allowed (here: simply a wrong login).
-    response = await client.post("/user/login", content=b'{"user_name": "x\\\\u0000", "password": "p"}',
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/user/login",
+        content=b'{"user_name": "x\\\\u0000", "password": "p"}',
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code != 500 and "NUL" not in response.text, response.text
 
 
@@ -96,8 +102,12 @@ async def test_nul_in_a_query_string_is_a_400_in_the_routes_envelope(requester):
 
 async def test_nul_in_a_multipart_field_is_refused_by_the_database_fallback(requester):
     client, _ = requester
-    fields = {"name": (None, unique("nul")), "data_type": (None, "1"), "desc": (None, "a\u0000description"),
-              "label_type": (None, "1:cat")}
+    fields = {
+        "name": (None, unique("nul")),
+        "data_type": (None, "1"),
+        "desc": (None, "a\u0000description"),
+        "label_type": (None, "1:cat"),
+    }
     response = await client.post("/data_module/create_dataset", files=fields)
     assert response.status_code == 400, response.text
     assert response.json()["err_no"] == "4103" and response.json()["request_id"]
@@ -141,7 +151,7 @@ async def test_a_service_refuses_a_body_over_its_routes_limit_by_itself(platform
 
         async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while it streams
             for start in range(0, len(too_large), 64 * 1024):
-                yield too_large[start:start + 64 * 1024]
+                yield too_large[start : start + 64 * 1024]
 
         streamed = await direct.post(url, content=chunks(), headers={"Content-Type": "application/json"})
         assert streamed.status_code == 413, streamed.text
@@ -151,11 +161,14 @@ async def test_a_service_refuses_a_body_over_its_routes_limit_by_itself(platform
 async def test_a_multipart_body_streamed_past_its_routes_limit_is_a_413(platform, requester):
     _, account = requester
     boundary = "edgeboundary"
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",
-               IDENTITY_HEADER: sign_identity(Identity(account.user_id, account.user_name, account.role),
-                                              platform.secret)}
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"upload_file\"; filename=\"l.txt\"\r\n"
-            "Content-Type: text/plain\r\n\r\n").encode()
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        IDENTITY_HEADER: sign_identity(Identity(account.user_id, account.user_name, account.role), platform.secret),
+    }
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="upload_file"; filename="l.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\n"
+    ).encode()
 
     async def chunks() -> AsyncIterator[bytes]:
         yield head
@@ -163,19 +176,24 @@ async def test_a_multipart_body_streamed_past_its_routes_limit_is_a_413(platform
             yield b"1:cat\n" * 10_000 + b"\n" * 4_000
 
     async with httpx.AsyncClient(timeout=30) as direct:
-        login = await direct.post(f"http://127.0.0.1:{platform.service_ports['auth']}/user/login",
-                                  content=chunks(), headers=headers)
+        login = await direct.post(
+            f"http://127.0.0.1:{platform.service_ports['auth']}/user/login", content=chunks(), headers=headers
+        )
         assert login.status_code == 413 and login.json()["code"] == 1005, login.text
-        upload = await direct.post(f"http://127.0.0.1:{platform.service_ports['dataset']}/data_module/create_dataset",
-                                   content=chunks(), headers=headers)
+        upload = await direct.post(
+            f"http://127.0.0.1:{platform.service_ports['dataset']}/data_module/create_dataset",
+            content=chunks(),
+            headers=headers,
+        )
         assert upload.status_code == 413 and upload.json()["err_no"] == "4004", upload.text
 
 
 async def test_upload_routes_take_more_than_the_default(requester):
     client, _ = requester
     body = json.dumps({"collection_name": unique("c"), "face_image": ["x" * (2 * DEFAULT_BODY_LIMIT)]})
-    response = await client.post("/api/v1/engine/recocomp/face/insert", content=body,
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/api/v1/engine/recocomp/face/insert", content=body, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code != 413, response.text
 
 
@@ -194,8 +212,13 @@ async def test_an_unhandled_error_carries_the_request_id_in_the_answer_and_the_l
     async def fails_too() -> None:
         raise RuntimeError("a bug")
 
-    app = build_service_app(name="edge-test", settings=PlatformSettings(internal_secret="x"), routers=[broken],
-                            uses_database=False, title="edge test")
+    app = build_service_app(
+        name="edge-test",
+        settings=PlatformSettings(internal_secret="x"),
+        routers=[broken],
+        uses_database=False,
+        title="edge test",
+    )
     seen: list[tuple[str, str]] = []
 
     class Remember(logging.Handler):
@@ -252,8 +275,13 @@ async def test_an_id_parameter_outside_its_range_names_nothing():
     async def thing(thing_id: Id, page: Annotated[int, Query(ge=1, le=100)] = 1) -> dict[str, int]:
         return {"id": thing_id, "page": page}
 
-    app = build_service_app(name="edge-test", settings=PlatformSettings(internal_secret="x"), routers=[router],
-                            uses_database=False, title="edge test")
+    app = build_service_app(
+        name="edge-test",
+        settings=PlatformSettings(internal_secret="x"),
+        routers=[router],
+        uses_database=False,
+        title="edge test",
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://edge") as direct:
         assert (await direct.get("/things/7")).json() == {"id": 7, "page": 1}
         for beyond in (0, 2**31, 2**70):

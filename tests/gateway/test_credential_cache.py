@@ -96,8 +96,13 @@ async def test_a_client_that_leaves_mid_body_is_no_server_error(platform):
     request_id = unique("gone").replace("_", "")
     body = json.dumps({"user_name": unique("u"), "password": "x" * 20}).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", platform.gateway_port)
-    writer.write(("POST /user/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body[:10])
+    writer.write(
+        (
+            "POST /user/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body[:10]
+    )
     await writer.drain()
     await asyncio.sleep(0.2)
     writer.close()

@@ -89,11 +89,14 @@ async def test_a_ban_ends_the_users_sessions_and_api_keys_at_once(platform, mail
     await root.aclose()
 
 
-@pytest.mark.parametrize("headers", [
-    {"Origin": "https://evil.example"},
-    {"Referer": "https://evil.example/page"},
-    {"Sec-Fetch-Site": "cross-site"},  # a page that suppressed its Referer
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Referer": "https://evil.example/page"},
+        {"Sec-Fetch-Site": "cross-site"},  # a page that suppressed its Referer
+    ],
+)
 async def test_a_cross_site_get_that_writes_with_a_cookie_needs_the_csrf_token(platform, mailbox, headers):
     owner, _ = await user_client(platform, mailbox)
     name = unique("C")

@@ -24,8 +24,16 @@ async def test_docs_are_one_offline_swagger_with_every_service(client):
     asset = await client.get("/docs/assets/swagger-ui-bundle.js")
     assert asset.status_code == 200 and len(asset.content) > 100_000
     spec = (await client.get("/openapi.json")).json()
-    for path in ("/user/register", "/user/login", "/api/users", "/login", "/advertise/publish",
-                 "/user/api_keys", "/get_csrf_token", "/healthz"):
+    for path in (
+        "/user/register",
+        "/user/login",
+        "/api/users",
+        "/login",
+        "/advertise/publish",
+        "/user/api_keys",
+        "/get_csrf_token",
+        "/healthz",
+    ):
         assert path in spec["paths"], path
     assert not any(p.startswith("/internal") for p in spec["paths"])
 
@@ -93,11 +101,14 @@ async def test_login_is_rate_limited_per_account_and_per_address(platform):
     assert r.headers["retry-after"]
 
     async with gateway_client(platform) as c:  # one address trying many accounts
-        statuses = [(await c.get("/user/login", params={"username": unique("u"), "password": "x"})).status_code
-                    for _ in range(62)]
+        statuses = [
+            (await c.get("/user/login", params={"username": unique("u"), "password": "x"})).status_code
+            for _ in range(62)
+        ]
         assert statuses[-1] == 429 and r.status_code == 429
         assert (await c.get("/user/login", params={"username": "a", "password": "b"})).json() == {
-            "response": "请求过于频繁,请稍后再试"}
+            "response": "请求过于频繁,请稍后再试"
+        }
 
 
 async def test_an_upstream_that_is_down_answers_503_quickly(platform, client):

@@ -37,8 +37,9 @@ class RawAnswer:
         return json.loads(self.body)
 
 
-async def raw_request(port: int, request_line: str, headers: list[str] = (), body: bytes = b"",
-                      timeout: float = 15) -> RawAnswer:
+async def raw_request(
+    port: int, request_line: str, headers: list[str] = (), body: bytes = b"", timeout: float = 15
+) -> RawAnswer:
     """One request written byte for byte (`headers` as "Name: value" lines), its answer read whole.
     A Content-Length larger than `body` is a client that has not sent the rest yet: the gateway must
     answer without it."""
@@ -67,27 +68,38 @@ def _port(platform: Platform) -> int:
 
 async def test_a_declared_body_over_the_routes_limit_is_refused_before_it_is_sent(platform):
     # The client declares 300 MB and sends nothing: the answer comes from the headers alone.
-    r = await raw_request(_port(platform), "POST /user/recharge HTTP/1.1",
-                          ["Content-Type: application/json", f"Content-Length: {300 * MB}"])
+    r = await raw_request(
+        _port(platform),
+        "POST /user/recharge HTTP/1.1",
+        ["Content-Type: application/json", f"Content-Length: {300 * MB}"],
+    )
     assert r.status == 413 and r.json()["code"] == 1005 and "limit" in r.json()["message"]
     assert r.headers["x-request-id"]
     # 002 allows several MB of base64 images, not 100 MB; its own envelope.
-    r = await raw_request(_port(platform), "POST /api/v1/engine/recocomp/face/search HTTP/1.1",
-                          ["Content-Type: application/json", f"Content-Length: {100 * MB}"])
+    r = await raw_request(
+        _port(platform),
+        "POST /api/v1/engine/recocomp/face/search HTTP/1.1",
+        ["Content-Type: application/json", f"Content-Length: {100 * MB}"],
+    )
     assert r.status == 413 and r.json()["err_code"] == 413
     # 001's clients read its Chinese wording.
-    r = await raw_request(_port(platform), "PUT /data/label HTTP/1.1",
-                          ["Content-Type: application/json", f"Content-Length: {2 * MB}"])
+    r = await raw_request(
+        _port(platform), "PUT /data/label HTTP/1.1", ["Content-Type: application/json", f"Content-Length: {2 * MB}"]
+    )
     assert r.status == 413 and r.json()["response"].startswith("数据过大")
 
 
 async def test_an_anonymous_body_for_a_route_that_needs_a_caller_is_refused_unread(platform):
     # 10 MB is within the CSV upload's limit, so only the missing credential can refuse it.
-    r = await raw_request(_port(platform), "POST /task/upload_res/1 HTTP/1.1",
-                          ["Content-Type: multipart/form-data; boundary=x", f"Content-Length: {10 * MB}"])
+    r = await raw_request(
+        _port(platform),
+        "POST /task/upload_res/1 HTTP/1.1",
+        ["Content-Type: multipart/form-data; boundary=x", f"Content-Length: {10 * MB}"],
+    )
     assert r.status == 401 and r.json() == {"code": 1001, "message": "not_logged_in", "data": {}}
-    r = await raw_request(_port(platform), "PUT /data/label HTTP/1.1",
-                          ["Content-Type: application/json", f"Content-Length: {MB // 2}"])
+    r = await raw_request(
+        _port(platform), "PUT /data/label HTTP/1.1", ["Content-Type: application/json", f"Content-Length: {MB // 2}"]
+    )
     assert (r.status, r.json()) == (401, {"response": "未登录"})
 
 
@@ -120,11 +132,23 @@ async def test_a_streamed_body_is_stopped_at_the_routes_limit(platform, mailbox)
 # Paths ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", [
-    "/user/../internal/users/1", "/user/%2e%2e/internal/users/1", "/user/..%2Finternal/users/1",
-    "/user/../metrics", "/picbed/..%5C..%5Cmetrics", "/user/./get-current", "//user/get-current",
-    "/user//get-current", "/task/%0B", "/task/%00", "/task/%7F", "/user/%5Cget-current",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/user/../internal/users/1",
+        "/user/%2e%2e/internal/users/1",
+        "/user/..%2Finternal/users/1",
+        "/user/../metrics",
+        "/picbed/..%5C..%5Cmetrics",
+        "/user/./get-current",
+        "//user/get-current",
+        "/user//get-current",
+        "/task/%0B",
+        "/task/%00",
+        "/task/%7F",
+        "/user/%5Cget-current",
+    ],
+)
 async def test_paths_that_stacks_read_differently_are_refused_in_the_envelope(platform, target):
     r = await raw_request(_port(platform), f"GET {target} HTTP/1.1")
     assert r.status == 404 and r.json() == {"code": 1000, "message": "NOT_FOUND", "data": {}}, (target, r)
@@ -133,8 +157,12 @@ async def test_paths_that_stacks_read_differently_are_refused_in_the_envelope(pl
 
 async def test_a_dot_segment_is_no_way_around_the_login_limit(platform):
     body = json.dumps({"user_name": unique("victim"), "password": "wrong-guess"}).encode()
-    r = await raw_request(_port(platform), "POST /user/./login HTTP/1.1",
-                          ["Content-Type: application/json", f"Content-Length: {len(body)}"], body)
+    r = await raw_request(
+        _port(platform),
+        "POST /user/./login HTTP/1.1",
+        ["Content-Type: application/json", f"Content-Length: {len(body)}"],
+        body,
+    )
     assert r.status == 404
     # The 001 document's routes refuse in 001's envelope.
     r = await raw_request(_port(platform), "GET /dataset/./list HTTP/1.1")
@@ -159,8 +187,9 @@ async def test_a_signed_in_caller_with_stray_whitespace_is_still_recognised(plat
     client, account = await user_client(platform, mailbox)
     token = client.cookies[SESSION_COOKIE]
     await client.aclose()
-    r = await raw_request(_port(platform), "GET /user/get-current HTTP/1.1",
-                          [f"Authorization: Bearer {token}", "X-Trailing: yes "])
+    r = await raw_request(
+        _port(platform), "GET /user/get-current HTTP/1.1", [f"Authorization: Bearer {token}", "X-Trailing: yes "]
+    )
     assert r.status == 200 and r.json()["username"] == account.user_name
 
 
@@ -200,11 +229,17 @@ async def test_x_forwarded_for_counts_its_right_most_untrusted_hop(platform):
     async with gateway_client(platform) as c:
         assert await _login_attempts_until_limited(c, {"X-Forwarded-For": f"{random_ip()}, {real}"})
         # The address the proxy saw is limited; another one is not.
-        r = await c.get("/user/login", params={"username": "a", "password": "b"},
-                        headers={"X-Forwarded-For": f"{random_ip()}, {real}"})
+        r = await c.get(
+            "/user/login",
+            params={"username": "a", "password": "b"},
+            headers={"X-Forwarded-For": f"{random_ip()}, {real}"},
+        )
         assert r.status_code == 429
-        r = await c.get("/user/login", params={"username": "a", "password": "b"},
-                        headers={"X-Forwarded-For": f"{real}, {random_ip()}"})
+        r = await c.get(
+            "/user/login",
+            params={"username": "a", "password": "b"},
+            headers={"X-Forwarded-For": f"{real}, {random_ip()}"},
+        )
         assert r.status_code != 429
 
 
@@ -263,8 +298,14 @@ class FlakyService:
         try:
             while head := await reader.readuntil(b"\r\n\r\n"):
                 lines = head.decode("latin-1").split("\r\n")
-                length = next((int(v) for k, _, v in (line.partition(":") for line in lines[1:])
-                               if k.strip().lower() == "content-length"), 0)
+                length = next(
+                    (
+                        int(v)
+                        for k, _, v in (line.partition(":") for line in lines[1:])
+                        if k.strip().lower() == "content-length"
+                    ),
+                    0,
+                )
                 await reader.readexactly(length)
                 if poisoned:
                     return
@@ -287,8 +328,9 @@ class FlakyService:
 
 
 def _http(status: int, body: bytes) -> bytes:
-    return (f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-            .encode() + body)
+    return (
+        f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+    )
 
 
 @dataclass
@@ -308,15 +350,35 @@ async def lone_gateway(platform: Platform, backing: Backing) -> AsyncIterator[Lo
     port = free_port()
     log = ROOT / "var" / "test-logs" / backing.namespace / "lone-gateway.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**platform.env(), "LABELHIVE_AUTH_URL": f"http://127.0.0.1:{flaky.port}", "LABELHIVE_SERVICES": "auth",
-           "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env = {
+        **platform.env(),
+        "LABELHIVE_AUTH_URL": f"http://127.0.0.1:{flaky.port}",
+        "LABELHIVE_SERVICES": "auth",
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
     with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "gateway.app:create_app", "--factory",
-                                    "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "gateway.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(timeout=2) as probe:
+
             async def ready() -> bool:
                 assert process.poll() is None, log.read_text()[-2000:]
                 with contextlib.suppress(httpx.TransportError):

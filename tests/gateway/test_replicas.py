@@ -25,10 +25,21 @@ SECOND_AUTH = "auth-second-replica"
 def _start_second_auth(platform: Platform, port: int) -> None:
     """A second auth process on the platform's database and Redis (the first is the platform's own)."""
     log = open(platform.log_dir / f"{SECOND_AUTH}.log", "ab") if platform.log_dir else None  # noqa: SIM115
-    command = [sys.executable, "-m", "uvicorn", "services.auth.app:create_app", "--factory", "--host", "127.0.0.1",
-               "--port", str(port), *UVICORN_OPTIONS]
-    platform.processes[SECOND_AUTH] = subprocess.Popen(command, cwd=ROOT, env=platform.env(), stdout=log,
-                                                       stderr=subprocess.STDOUT if log else None)
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "services.auth.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *UVICORN_OPTIONS,
+    ]
+    platform.processes[SECOND_AUTH] = subprocess.Popen(
+        command, cwd=ROOT, env=platform.env(), stdout=log, stderr=subprocess.STDOUT if log else None
+    )
     if log is not None:
         log.close()  # the child holds its own copy
 
@@ -51,9 +62,23 @@ async def two_auth_replicas(platform: Platform) -> AsyncIterator[TwoReplicas]:
     env = {**platform.env(), "LABELHIVE_AUTH_URL": f"{first},{second}", "LABELHIVE_SERVICES": "auth"}
     log = open(platform.log_dir / "replicas-gateway.log", "ab") if platform.log_dir else None  # noqa: SIM115
     platform.processes["replicas-gateway"] = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "gateway.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(gateway_port), *UVICORN_OPTIONS],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "gateway.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(gateway_port),
+            *UVICORN_OPTIONS,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT if log else None,
+    )
     if log is not None:
         log.close()
     gateway = f"http://127.0.0.1:{gateway_port}"
@@ -70,8 +95,11 @@ async def _served(replica: str, route: str) -> float:
     """How many requests for `route` a replica has answered (its Prometheus counter)."""
     async with httpx.AsyncClient(timeout=5) as client:
         text = (await client.get(f"{replica}/metrics")).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("labelhive_http_requests_total{") and f'route="{route}"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("labelhive_http_requests_total{") and f'route="{route}"' in line
+    )
 
 
 async def _auth_replicas(gateway: httpx.AsyncClient) -> dict[str, dict]:
@@ -81,13 +109,15 @@ async def _auth_replicas(gateway: httpx.AsyncClient) -> dict[str, dict]:
 
 
 async def test_a_replica_stopped_mid_run_costs_no_client_an_error_and_comes_back(
-        platform: Platform, mailbox: Mailbox, two_auth_replicas: TwoReplicas):
+    platform: Platform, mailbox: Mailbox, two_auth_replicas: TwoReplicas
+):
     replicas = two_auth_replicas
     signed_up, _ = await user_client(platform, mailbox)
     cookies = {SESSION_COOKIE: signed_up.cookies[SESSION_COOKIE]}
     await signed_up.aclose()
-    async with httpx.AsyncClient(base_url=replicas.gateway, cookies=cookies, timeout=30,
-                                 headers={"X-Forwarded-For": random_ip()}) as gateway:
+    async with httpx.AsyncClient(
+        base_url=replicas.gateway, cookies=cookies, timeout=30, headers={"X-Forwarded-For": random_ip()}
+    ) as gateway:
         before = await _auth_replicas(gateway)
         assert [r["status"] for r in before.values()] == ["ok", "ok"], before
         assert all(r["in_rotation"] for r in before.values())

@@ -63,8 +63,7 @@ class People:
     async def annotator(self, area: str = "general") -> Member:
         name = unique("tagger_")
         async with gateway_client(self.platform) as anonymous:
-            r = await anonymous.post("/user/register", json={"username": name, "password": PASSWORD,
-                                                              "user_area": area})
+            r = await anonymous.post("/user/register", json={"username": name, "password": PASSWORD, "user_area": area})
             assert r.json() == {"response": "注册成功"}, r.text
         return await self.signed_in(name, "tag")
 
@@ -129,8 +128,9 @@ def zip_of(members: dict[str, bytes]) -> bytes:
 async def upload_texts(client: httpx.AsyncClient, texts: list[str]) -> list[dict[str, str]]:
     """003's upload_data (the dataset service): the files' tags, to create a task with."""
     archive = zip_of({f"{i}.txt": text.encode() for i, text in enumerate(texts, start=1)})
-    r = await client.post("/task/upload_data", params={"data_type": "text"},
-                          files={"file": ("data.zip", archive, "application/zip")})
+    r = await client.post(
+        "/task/upload_data", params={"data_type": "text"}, files={"file": ("data.zip", archive, "application/zip")}
+    )
     assert r.status_code == 200 and r.json()["code"] == 0, r.text
     return r.json()["data"]
 
@@ -142,16 +142,26 @@ def image_files(count: int) -> list[dict[str, str]]:
 
 def task_body(files: list[dict[str, str]], **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "task_type": "text", "task_style": "pick the animal", "reward_per_q": 2, "time_limit_per_q": 60,
-        "total_time_limit": 3600, "distribute_user_num": 1, "task_name": unique("task "),
-        "accept_method": "manual", "files": files, "tag_type": ["cat", "dog", "bird"], "stdans_tag": "",
-        "strategy": "toall", "input_type": [], "cut_num": "1"}
+        "task_type": "text",
+        "task_style": "pick the animal",
+        "reward_per_q": 2,
+        "time_limit_per_q": 60,
+        "total_time_limit": 3600,
+        "distribute_user_num": 1,
+        "task_name": unique("task "),
+        "accept_method": "manual",
+        "files": files,
+        "tag_type": ["cat", "dog", "bird"],
+        "stdans_tag": "",
+        "strategy": "toall",
+        "input_type": [],
+        "cut_num": "1",
+    }
     body.update(overrides)
     return body
 
 
-async def published(admin: httpx.AsyncClient, publisher: Member, body: dict[str, Any],
-                    distribute: bool = True) -> int:
+async def published(admin: httpx.AsyncClient, publisher: Member, body: dict[str, Any], distribute: bool = True) -> int:
     """Created, checked by the admin and (by default) distributed: the task id."""
     r = await publisher.client.post("/task/", json=body)
     assert r.status_code == 200 and r.json()["code"] == 0, r.text
@@ -180,13 +190,15 @@ async def settled(db, task_id: int, timeout: float = 30) -> list[dict[str, Any]]
     """Waits until the task's outbox is empty of pending ops; returns them all."""
 
     async def none_pending() -> list[dict[str, Any]] | None:
-        rows = await db.fetch("SELECT key, kind, status, body FROM tasks.outbox WHERE task_id = $1 ORDER BY id",
-                              task_id)
+        rows = await db.fetch(
+            "SELECT key, kind, status, body FROM tasks.outbox WHERE task_id = $1 ORDER BY id", task_id
+        )
         return [dict(r) for r in rows] if all(r["status"] != "pending" for r in rows) else None
 
     return await eventually(none_pending, timeout=timeout, what=f"task {task_id}'s outbox without pending ops")
 
 
 async def total_points(db) -> int:
-    return await db.fetchval("SELECT (SELECT coalesce(sum(score), 0) FROM auth.users)"
-                             " + (SELECT coalesce(sum(balance), 0) FROM auth.escrows)")
+    return await db.fetchval(
+        "SELECT (SELECT coalesce(sum(score), 0) FROM auth.users) + (SELECT coalesce(sum(balance), 0) FROM auth.escrows)"
+    )

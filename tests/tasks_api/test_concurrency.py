@@ -27,13 +27,22 @@ async def test_hundred_annotators_race_for_five_slots(people, admin, db):
 
     # One annotator submitting the same answer ten times at once: one is stored, nine are refused.
     winner = next(m for m in crowd if m.user_id in winners)
-    responses = await asyncio.gather(*(winner.client.post(f"/task/upload_res/{task_id}/1", json={"result": "cat"})
-                                       for _ in range(10)))
+    responses = await asyncio.gather(
+        *(winner.client.post(f"/task/upload_res/{task_id}/1", json={"result": "cat"}) for _ in range(10))
+    )
     assert Counter((r.status_code, r.json()["code"]) for r in responses) == {(200, 0): 1, (400, 50): 9}
-    assert await db.fetchval("SELECT count(*) FROM tasks.answers WHERE task_id = $1 AND user_id = $2",
-                             task_id, winner.user_id) == 1
-    assert await db.fetchval("SELECT answered FROM tasks.assignments WHERE task_id = $1 AND user_id = $2",
-                             task_id, winner.user_id) == 1
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM tasks.answers WHERE task_id = $1 AND user_id = $2", task_id, winner.user_id
+        )
+        == 1
+    )
+    assert (
+        await db.fetchval(
+            "SELECT answered FROM tasks.assignments WHERE task_id = $1 AND user_id = $2", task_id, winner.user_id
+        )
+        == 1
+    )
 
     # One annotator accepting one task five times at once: accepted once.
     second = await published(admin, publisher, task_body(image_files(1), distribute_user_num=3))

@@ -41,8 +41,12 @@ async def test_points_are_conserved_across_failures(platform, people, admin, db)
     before = await total_points(db)
     reward, questions, slots = 7, 3, 2
     held = reward * questions * slots
-    task_id = await published(admin, publisher, task_body(image_files(questions), reward_per_q=reward,
-                                                          distribute_user_num=slots), distribute=False)
+    task_id = await published(
+        admin,
+        publisher,
+        task_body(image_files(questions), reward_per_q=reward, distribute_user_num=slots),
+        distribute=False,
+    )
     auth = ServiceClient("auth", platform.service_url("auth"), "tasks", platform.secret)
     try:
         # 1. Auth is down: distribution fails with 503 and nothing is held or recorded.
@@ -55,9 +59,16 @@ async def test_points_are_conserved_across_failures(platform, people, admin, db)
 
         # 2. A hold that reached auth although the distribution's commit failed: the next distribute
         #    sends the same key, and auth moves nothing twice.
-        r = await auth.request("POST", "/internal/escrow/hold", json={
-            "escrow_id": f"task:{task_id}", "user_id": publisher.user_id, "amount": held,
-            "idempotency_key": f"task:{task_id}:hold:{held}"})
+        r = await auth.request(
+            "POST",
+            "/internal/escrow/hold",
+            json={
+                "escrow_id": f"task:{task_id}",
+                "user_id": publisher.user_id,
+                "amount": held,
+                "idempotency_key": f"task:{task_id}:hold:{held}",
+            },
+        )
         assert r.status_code == 200, r.text
         r = await _retrying(lambda: publisher.client.post(f"/task/distribute/{task_id}"))
         assert r.json()["code"] == 0, r.text
@@ -75,13 +86,16 @@ async def test_points_are_conserved_across_failures(platform, people, admin, db)
         assert (await publisher.client.post(f"/review/refuse/{task_id}/{b.user_id}")).json()["code"] == 0
 
         async def payout_attempted() -> bool:
-            attempts = await db.fetchval("SELECT attempts FROM tasks.outbox WHERE key = $1",
-                                         f"task:{task_id}:user:{a.user_id}:pay")
+            attempts = await db.fetchval(
+                "SELECT attempts FROM tasks.outbox WHERE key = $1", f"task:{task_id}:user:{a.user_id}:pay"
+            )
             return bool(attempts)
 
         await eventually(payout_attempted, timeout=5, what="an attempt at a's payout")
-        assert await db.fetchval("SELECT status FROM tasks.outbox WHERE key = $1",
-                                 f"task:{task_id}:user:{a.user_id}:pay") == "pending"
+        assert (
+            await db.fetchval("SELECT status FROM tasks.outbox WHERE key = $1", f"task:{task_id}:user:{a.user_id}:pay")
+            == "pending"
+        )
 
         # 4. The tasks service restarts with the payout pending; then auth comes back.
         await _restart(platform, "tasks")
@@ -91,9 +105,16 @@ async def test_points_are_conserved_across_failures(platform, people, admin, db)
         assert await people.score(a.user_id) == 21
 
         # 5. A replayed payout (a drainer that crashed before marking it done) moves nothing.
-        r = await auth.request("POST", "/internal/escrow/payout", json={
-            "escrow_id": f"task:{task_id}", "user_id": a.user_id, "amount": 21,
-            "idempotency_key": f"task:{task_id}:user:{a.user_id}:pay"})
+        r = await auth.request(
+            "POST",
+            "/internal/escrow/payout",
+            json={
+                "escrow_id": f"task:{task_id}",
+                "user_id": a.user_id,
+                "amount": 21,
+                "idempotency_key": f"task:{task_id}:user:{a.user_id}:pay",
+            },
+        )
         assert r.status_code == 200 and r.json()["data"]["balance"] == held - 21
 
         # 6. Redistribute (B's refused work), C labels with a restart of the tasks service in between.
@@ -122,9 +143,12 @@ async def test_points_are_conserved_across_failures(platform, people, admin, db)
     assert [await people.score(m.user_id) for m in (a, b, c)] == [21, 0, 21]
     assert await people.score(publisher.user_id) == 1000 - 42
     assert await db.fetchval("SELECT balance FROM auth.escrows WHERE id = $1", f"task:{task_id}") == 0
-    payouts = await db.fetch("SELECT target, amount FROM auth.ledger_entries WHERE kind = 'escrow_payout' "
-                             "AND source = $1 ORDER BY id", f"escrow:task:{task_id}")
+    payouts = await db.fetch(
+        "SELECT target, amount FROM auth.ledger_entries WHERE kind = 'escrow_payout' AND source = $1 ORDER BY id",
+        f"escrow:task:{task_id}",
+    )
     assert [(p["target"], p["amount"]) for p in payouts] == [(f"user:{a.user_id}", 21), (f"user:{c.user_id}", 21)]
-    holds = await db.fetchval("SELECT count(*) FROM auth.ledger_entries WHERE kind = 'escrow_hold' AND target = $1",
-                              f"escrow:task:{task_id}")
+    holds = await db.fetchval(
+        "SELECT count(*) FROM auth.ledger_entries WHERE kind = 'escrow_hold' AND target = $1", f"escrow:task:{task_id}"
+    )
     assert holds == 1

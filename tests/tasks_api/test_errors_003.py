@@ -33,10 +33,19 @@ async def test_create_and_modify_errors(people, admin):
     other = await people.manager()
     tagger = await people.annotator()
     files = image_files(2)
-    for bad in ({"reward_per_q": 0}, {"reward_per_q": "5"}, {"time_limit_per_q": -1}, {"total_time_limit": 1.5},
-                {"time_limit_per_q": 100, "total_time_limit": 50}, {"reward_per_q": True}):
-        _error(await publisher.client.post("/task/", json=task_body(files, **bad)), 9,
-               "time limit or reward score format error")
+    for bad in (
+        {"reward_per_q": 0},
+        {"reward_per_q": "5"},
+        {"time_limit_per_q": -1},
+        {"total_time_limit": 1.5},
+        {"time_limit_per_q": 100, "total_time_limit": 50},
+        {"reward_per_q": True},
+    ):
+        _error(
+            await publisher.client.post("/task/", json=task_body(files, **bad)),
+            9,
+            "time limit or reward score format error",
+        )
     for name in ("abc", "x" * 25, 12345, "    "):
         r = await publisher.client.post("/task/", json=task_body(files, task_name=name))
         _error(r, 13, "task name format error")
@@ -55,13 +64,20 @@ async def test_create_and_modify_errors(people, admin):
     task_id = r.json()["data"]["task_id"]
     _error(await publisher.client.put("/task/99999999", json=task_body(files)), 11, "task does not exist", 404)
     _error(await other.client.put(f"/task/{task_id}", json=task_body(files)), 12, "no permission to modify")
-    _error(await publisher.client.put(f"/task/{task_id}", json=task_body(files, reward_per_q=-1)), 9,
-           "time limit or reward score format error")
-    _error(await publisher.client.put(f"/task/{task_id}", json=task_body(files, task_name="no")), 13,
-           "task name format error")
+    _error(
+        await publisher.client.put(f"/task/{task_id}", json=task_body(files, reward_per_q=-1)),
+        9,
+        "time limit or reward score format error",
+    )
+    _error(
+        await publisher.client.put(f"/task/{task_id}", json=task_body(files, task_name="no")),
+        13,
+        "task name format error",
+    )
     # 2 questions x 1 annotator x 10 points: a requester with no points cannot afford the change.
-    _error(await publisher.client.put(f"/task/{task_id}", json=task_body(files, reward_per_q=20)), 10,
-           "score not enough")
+    _error(
+        await publisher.client.put(f"/task/{task_id}", json=task_body(files, reward_per_q=20)), 10, "score not enough"
+    )
     await people.fund(publisher, 10)  # 100 points
     r = await publisher.client.put(f"/task/{task_id}", json=task_body(image_files(3), reward_per_q=20))
     assert r.json()["data"] == {"task_id": task_id, "q_num": 3, "check_result": "wait"}
@@ -80,7 +96,9 @@ async def test_create_and_modify_errors(people, admin):
     assert r.json()["data"]["check_result"] == "wait"
     assert (await admin.post(f"/task/check_task/{task_id}", json={"result": "accept"})).json()["code"] == 0
     assert (await publisher.client.post(f"/task/distribute/{task_id}")).json()["data"] == {
-        "distributed": 0, "vacancies": 1}  # toall: a pool, nobody chosen
+        "distributed": 0,
+        "vacancies": 1,
+    }  # toall: a pool, nobody chosen
     _error(await publisher.client.post(f"/task/distribute/{task_id}"), 23, "task has been distributed")
     _error(await publisher.client.put(f"/task/{task_id}", json=task_body(files)), 12, "no permission to modify")
     _error(await publisher.client.get("/task/is_distributed/99999999"), 14, "task not created", 404)
@@ -109,29 +127,41 @@ async def test_labelling_and_review_errors(people, admin):
     assert (await publisher.client.get(f"/task/{task_id}/2")).json()["data"]["data"] == ["two"]
     _error(await outsider.client.get(f"/task/taginfo/{task_id}"), 16, "no access permission")
     _error(await outsider.client.get(f"/task/get_batch_data/{task_id}"), 16, "no access permission")
-    _error(await outsider.client.post(f"/task/upload_res/{task_id}/1", json={"result": "cat"}), 16,
-           "no access permission")
+    _error(
+        await outsider.client.post(f"/task/upload_res/{task_id}/1", json={"result": "cat"}), 16, "no access permission"
+    )
     # The review routes, before any work: not distributed, not the publisher, no such task.
     for path in (f"/review/accept/{task_id}/{worker.user_id}", f"/review/refuse/{task_id}/{worker.user_id}"):
         _error(await outsider.client.post(path), 16, "no permissions")
         _error(await publisher.client.post(path.replace(str(task_id), "99999999")), 14, "task not created", 404)
-    _error(await outsider.client.post(f"/review/manual_check/{task_id}/{worker.user_id}",
-                                      json={"check_method": "all"}), 16, "no permissions")
+    _error(
+        await outsider.client.post(f"/review/manual_check/{task_id}/{worker.user_id}", json={"check_method": "all"}),
+        16,
+        "no permissions",
+    )
     _error(await outsider.client.get(f"/review/download/{task_id}"), 16, "no permissions")
     _error(await publisher.client.get("/review/download/99999999"), 14, "task not created", 404)
     _error(await publisher.client.get(f"/review/download/99999999/{worker.user_id}"), 14, "task not created", 404)
     _error(await outsider.client.get(f"/review/download/{task_id}/{worker.user_id}"), 16, "no permissions")
     undistributed = await published(admin, publisher, task_body(image_files(1)), distribute=False)
-    _error(await publisher.client.post(f"/review/manual_check/{undistributed}/{worker.user_id}",
-                                       json={"check_method": "all"}), 24, "task not distributed")
+    _error(
+        await publisher.client.post(
+            f"/review/manual_check/{undistributed}/{worker.user_id}", json={"check_method": "all"}
+        ),
+        24,
+        "task not distributed",
+    )
     _error(await publisher.client.post(f"/review/accept/{undistributed}/{worker.user_id}"), 24, "task not distributed")
     _error(await publisher.client.post(f"/review/refuse/{undistributed}/{worker.user_id}"), 24, "task not distributed")
     _error(await publisher.client.get(f"/review/download/{undistributed}"), 24, "task not distributed")
-    _error(await publisher.client.get(f"/review/download/{undistributed}/{worker.user_id}"), 24,
-           "task not distributed")
+    _error(await publisher.client.get(f"/review/download/{undistributed}/{worker.user_id}"), 24, "task not distributed")
     _error(await publisher.client.post(f"/task/redistribute/{undistributed}"), 24, "task not distributed")
-    _error(await publisher.client.post(f"/review/accept/{task_id}/{worker.user_id}"), 34,
-           "user is not this task's tagger", 404)
+    _error(
+        await publisher.client.post(f"/review/accept/{task_id}/{worker.user_id}"),
+        34,
+        "user is not this task's tagger",
+        404,
+    )
     _error(await publisher.client.post("/review/report/99999999/1", json={"reason": "x"}), 33, "task not exists")
 
     # Batch answers: the archive with its upload.csv template, then each documented CSV error.
@@ -143,8 +173,9 @@ async def test_labelling_and_review_errors(people, admin):
     assert archive.read("upload.csv").decode().splitlines() == ["filename,tag", "1.txt,", "2.txt,", "3.txt,"]
 
     async def batch(text: str):
-        return await worker.client.post(f"/task/upload_res/{task_id}",
-                                        files={"file": ("upload.csv", text.encode(), "text/csv")})
+        return await worker.client.post(
+            f"/task/upload_res/{task_id}", files={"file": ("upload.csv", text.encode(), "text/csv")}
+        )
 
     _error(await batch("filename,label\n1.txt,cat\n"), 71, "missing field name")
     _error(await batch("filename,tag\n9.txt,cat\n"), 73, "wrong filename")
@@ -157,8 +188,9 @@ async def test_labelling_and_review_errors(people, admin):
     assert [x["tag_res"] for x in question["result"]] == ["cat"]  # the first answer stands
     free_form = await published(admin, publisher, task_body(image_files(1), tag_type=[]))
     assert (await worker.client.post(f"/task/accept/{free_form}")).json()["code"] == 0
-    r = await worker.client.post(f"/task/upload_res/{free_form}",
-                                 files={"file": ("upload.csv", b"filename,tag\n1.jpg,x\n", "text/csv")})
+    r = await worker.client.post(
+        f"/task/upload_res/{free_form}", files={"file": ("upload.csv", b"filename,tag\n1.jpg,x\n", "text/csv")}
+    )
     _error(r, 72, "invalid task type")
 
 

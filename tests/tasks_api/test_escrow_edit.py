@@ -42,8 +42,10 @@ async def _distribute_dying_after_hold(platform, backing, db, publisher, task_id
         distributing = asyncio.create_task(publisher.client.post(f"/task/distribute/{task_id}"))
 
         async def hold_or_answer() -> int | None:
-            held = await db.fetchval("SELECT count(*) FROM auth.ledger_entries WHERE kind = 'escrow_hold' "
-                                     "AND target = $1", f"escrow:task:{task_id}")
+            held = await db.fetchval(
+                "SELECT count(*) FROM auth.ledger_entries WHERE kind = 'escrow_hold' AND target = $1",
+                f"escrow:task:{task_id}",
+            )
             return held if held or distributing.done() else None
 
         held = await eventually(hold_or_answer, timeout=30, what="the escrow hold (or the distribute's answer)")
@@ -60,7 +62,8 @@ async def _distribute_dying_after_hold(platform, backing, db, publisher, task_id
 
 @pytest.mark.parametrize("new_reward", [6, 4], ids=["raised", "lowered"])
 async def test_edit_after_interrupted_distribute_holds_exactly_what_the_task_needs(
-        platform, backing, people, admin, db, new_reward):
+    platform, backing, people, admin, db, new_reward
+):
     publisher = await people.manager()
     await people.fund(publisher, 100)  # 1000 points
     before = await total_points(db)
@@ -87,8 +90,10 @@ async def test_edit_after_interrupted_distribute_holds_exactly_what_the_task_nee
     assert await _escrow(db, task_id) == needed
     assert await people.score(publisher.user_id) == 1000 - needed
     assert await total_points(db) == before
-    moves = await db.fetch("SELECT kind, amount FROM auth.ledger_entries WHERE $1 IN (source, target) ORDER BY id",
-                           f"escrow:task:{task_id}")
+    moves = await db.fetch(
+        "SELECT kind, amount FROM auth.ledger_entries WHERE $1 IN (source, target) ORDER BY id",
+        f"escrow:task:{task_id}",
+    )
     difference = ("escrow_hold", needed - stray) if needed > stray else ("escrow_refund", stray - needed)
     assert [(m["kind"], m["amount"]) for m in moves] == [("escrow_hold", stray), difference]
 

@@ -25,10 +25,16 @@ async def test_a_task_body_larger_than_a_megabyte_creates_and_modifies_the_task(
     assert r.status_code == 200 and r.json()["code"] == 0, r.text[:300]
     task_id = r.json()["data"]["task_id"]
     assert r.json()["data"]["q_num"] == QUESTIONS
-    rows = await db.fetch("SELECT q_id, filename, tag, data_type FROM tasks.questions WHERE task_id = $1 "
-                          "AND q_id IN (1, $2) ORDER BY q_id", task_id, QUESTIONS)
-    assert [tuple(row) for row in rows] == [(1, f"1{PADDING}.txt", "1000001", "text"),
-                                            (QUESTIONS, f"{QUESTIONS}{PADDING}.txt", str(1_000_000 + QUESTIONS), "text")]
+    rows = await db.fetch(
+        "SELECT q_id, filename, tag, data_type FROM tasks.questions WHERE task_id = $1 "
+        "AND q_id IN (1, $2) ORDER BY q_id",
+        task_id,
+        QUESTIONS,
+    )
+    assert [tuple(row) for row in rows] == [
+        (1, f"1{PADDING}.txt", "1000001", "text"),
+        (QUESTIONS, f"{QUESTIONS}{PADDING}.txt", str(1_000_000 + QUESTIONS), "text"),
+    ]
 
     # A standard answer for two of the files: the edit stores it on exactly those questions.
     csv = f"filename,tag\n2{PADDING}.txt,cat\n7{PADDING}.txt,dog\n"
@@ -40,6 +46,8 @@ async def test_a_task_body_larger_than_a_megabyte_creates_and_modifies_the_task(
     assert r.status_code == 200 and r.json()["code"] == 0, r.text[:300]
     assert r.json()["data"]["q_num"] == QUESTIONS + 1
     assert await db.fetchval("SELECT count(*) FROM tasks.questions WHERE task_id = $1", task_id) == QUESTIONS + 1
-    standard = await db.fetch("SELECT q_id, std_answer FROM tasks.questions WHERE task_id = $1 "
-                              "AND std_answer IS NOT NULL ORDER BY q_id", task_id)
+    standard = await db.fetch(
+        "SELECT q_id, std_answer FROM tasks.questions WHERE task_id = $1 AND std_answer IS NOT NULL ORDER BY q_id",
+        task_id,
+    )
     assert [tuple(row) for row in standard] == [(2, "cat"), (7, "dog")]

@@ -23,10 +23,14 @@ async def test_order_offers_the_next_annotators_and_replaces_a_refusal(people, a
     await people.fund(publisher, 50)
     a, b, c = await people.annotators(3)
     # Round robin: start the deployment's cursor just before these three (the newest annotators).
-    await db.execute("INSERT INTO tasks.cursors (name, position) VALUES ('order', $1) "
-                     "ON CONFLICT (name) DO UPDATE SET position = $1", a.user_id - 1)
-    task_id = await published(admin, publisher, task_body(image_files(2), strategy="order", distribute_user_num=2,
-                                                          reward_per_q=3))
+    await db.execute(
+        "INSERT INTO tasks.cursors (name, position) VALUES ('order', $1) "
+        "ON CONFLICT (name) DO UPDATE SET position = $1",
+        a.user_id - 1,
+    )
+    task_id = await published(
+        admin, publisher, task_body(image_files(2), strategy="order", distribute_user_num=2, reward_per_q=3)
+    )
     view = await task_view(publisher.client, task_id)
     assert set(_current(view)) == {a.user_id, b.user_id}
     assert {u["state"] for u in view["current_tag_user_list"]} == {"not_handle"}
@@ -63,8 +67,9 @@ async def test_auto_acceptance_then_smart_prefers_the_accurate(people, admin, db
     r = await publisher.client.post("/review/upload_stdans", files={"file": ("std.csv", stdans, "text/csv")})
     assert r.json()["code"] == 0, r.text
     std_tag = r.json()["data"]["tag"]
-    r = await publisher.client.post("/review/upload_stdans",
-                                    files={"file": ("std.csv", "filename,tag,extra\n1.jpg,cat,x\n", "text/csv")})
+    r = await publisher.client.post(
+        "/review/upload_stdans", files={"file": ("std.csv", "filename,tag,extra\n1.jpg,cat,x\n", "text/csv")}
+    )
     assert (r.json()["code"], r.json()["message"]) == (20, "field error")
     body = task_body(image_files(8), accept_method="auto", stdans_tag=std_tag, distribute_user_num=2, reward_per_q=1)
     task_id = await published(admin, publisher, body)
@@ -97,8 +102,9 @@ async def test_agent_hands_the_task_to_annotators(people, admin, db, mailbox):
     await people.fund(publisher, 50)
     agent = await people.agent(mailbox)
     x, y = await people.annotators(2)
-    task_id = await published(admin, publisher, task_body(image_files(2), distribute_user_num=1, reward_per_q=4),
-                              distribute=False)
+    task_id = await published(
+        admin, publisher, task_body(image_files(2), distribute_user_num=1, reward_per_q=4), distribute=False
+    )
     r = await publisher.client.post(f"/task/to_agent/{task_id}", json={"agent_id": str(x.user_id)})
     assert r.json()["code"] == 1005  # not an agent
     r = await publisher.client.post(f"/task/to_agent/{task_id}", json={"agent_id": str(agent.user_id)})

@@ -77,7 +77,10 @@ async def test_toall_task_from_publishing_to_payment(platform, mailbox, people, 
     assert (r.json()["code"], r.json()["message"]) == (59, "already start")
     info = (await a.client.get(f"/task/taginfo/{task_id}")).json()["data"]
     assert [(i["q_id"], i["state"], i["q_type"]) for i in info] == [
-        (1, "started", "text"), (2, "notstarted", "text"), (3, "notstarted", "text")]
+        (1, "started", "text"),
+        (2, "notstarted", "text"),
+        (3, "notstarted", "text"),
+    ]
     assert info[2]["q_data"] == "a bird in the sky"
     await answer_all(a, task_id, {1: "cat", 2: "dog", 3: "bird"})
     r = await a.client.post(f"/task/upload_res/{task_id}/2", json={"result": "cat"})
@@ -108,8 +111,9 @@ async def test_toall_task_from_publishing_to_payment(platform, mailbox, people, 
     q_info = r.json()["data"]["q_info"]
     assert [(q["q_id"], q["result"]) for q in q_info] == [(1, "cat"), (2, "dog"), (3, "bird")]
     assert q_info[0]["data"] == "a cat\non a mat"
-    sample = (await publisher.post(f"/review/manual_check/{task_id}/{a.user_id}",
-                                   json={"check_method": "select"})).json()["data"]["q_info"]
+    sample = (
+        await publisher.post(f"/review/manual_check/{task_id}/{a.user_id}", json={"check_method": "select"})
+    ).json()["data"]["q_info"]
     assert len(sample) == 1 and sample[0]["q_id"] in (1, 2, 3)
     r = await publisher.get(f"/review/download/{task_id}")
     assert (r.json()["code"], r.json()["message"]) == (25, "review not finish")
@@ -128,8 +132,7 @@ async def test_toall_task_from_publishing_to_payment(platform, mailbox, people, 
     assert r.json()["data"] == {"paid": 15, "task_state": "finished"}
 
     ops = await settled(db, task_id)
-    assert sorted((o["kind"], o["status"]) for o in ops) == [
-        ("payout", "done"), ("payout", "done"), ("refund", "done")]
+    assert sorted((o["kind"], o["status"]) for o in ops) == [("payout", "done"), ("payout", "done"), ("refund", "done")]
     assert await people.score(a.user_id) == 15 and await people.score(e.user_id) == 15
     assert await people.score(d.user_id) == 0
     assert await people.score(account.user_id) == 1000 - 30
@@ -160,13 +163,17 @@ async def test_toall_task_from_publishing_to_payment(platform, mailbox, people, 
     assert (await c.client.post(f"/review/report/{task_id}/{a.user_id}", json={"reason": "x"})).json()["code"] == 34
     messages = [m for m in (await admin.get("/review/reportmessage")).json()["data"] if m["task_id"] == task_id]
     assert {(m["tagger_id"], m["reportee_id"], m["reason"]) for m in messages} == {
-        (d.user_id, str(d.user_id), reason), (d.user_id, str(account.user_id), "unfair review")}
+        (d.user_id, str(d.user_id), reason),
+        (d.user_id, str(account.user_id), "unfair review"),
+    }
     assert all(m["credit_score"] == 100 for m in messages)
     assert (await d.client.get("/review/reportmessage")).json()["code"] == 1006
     r = await admin.post(f"/review/acceptreport/{task_id}/{account.user_id}")
     assert r.json() == {"code": 0, "message": "succeed", "data": {"reports": 1}}
-    credit = await db.fetchrow("SELECT body, status FROM tasks.outbox WHERE kind = 'credit' AND path = $1",
-                               f"/internal/users/{d.user_id}/credit")
+    credit = await db.fetchrow(
+        "SELECT body, status FROM tasks.outbox WHERE kind = 'credit' AND path = $1",
+        f"/internal/users/{d.user_id}/credit",
+    )
     assert credit is not None and '"delta": -10' in credit["body"]
 
     async def credit_deducted() -> bool:  # the outbox delivers it to auth shortly after the commit

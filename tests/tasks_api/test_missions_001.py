@@ -11,28 +11,51 @@ from tests.helpers import eventually
 
 
 def _records(area: str, count: int) -> list[dict]:
-    return [{"data_background": f"{area} background {i}", "data_question": f"{area} question {i}?",
-             "data_answer": [{"answer": f"answer {i}a", "ranking_number": 0, "reserve": 1},
-                             {"answer": f"answer {i}b", "ranking_number": 1, "reserve": 1}],
-             "data_area": area, "data_keyword": f"kw{i}", "other": ""} for i in range(count)]
+    return [
+        {
+            "data_background": f"{area} background {i}",
+            "data_question": f"{area} question {i}?",
+            "data_answer": [
+                {"answer": f"answer {i}a", "ranking_number": 0, "reserve": 1},
+                {"answer": f"answer {i}b", "ranking_number": 1, "reserve": 1},
+            ],
+            "data_area": area,
+            "data_keyword": f"kw{i}",
+            "other": "",
+        }
+        for i in range(count)
+    ]
 
 
 async def _dataset(manager) -> int:
-    body = {"dataset_name": unique("qa"), "dataset_task_type": "问答排序", "dataset_source": "001 test",
-            "dataset_json": json.dumps(_records("law", 5) + _records("med", 2), ensure_ascii=False)}
+    body = {
+        "dataset_name": unique("qa"),
+        "dataset_task_type": "问答排序",
+        "dataset_source": "001 test",
+        "dataset_json": json.dumps(_records("law", 5) + _records("med", 2), ensure_ascii=False),
+    }
     r = await manager.client.post("/dataset/upload", json=body)
     assert r.json()["response"] == "success", r.text
     return r.json()["dataset_id"]
 
 
 def _ranked(record_id: int) -> list[dict]:
-    return [{"answer": f"best for {record_id}", "ranking_number": 0, "reserve": 1},
-            {"answer": "second", "ranking_number": 1, "reserve": 0}]
+    return [
+        {"answer": f"best for {record_id}", "ranking_number": 0, "reserve": 1},
+        {"answer": "second", "ranking_number": 1, "reserve": 0},
+    ]
 
 
 async def _label(expert, record_id: int) -> None:
-    r = await expert.client.put("/data/label", json={"data_id": record_id, "data_question": f"edited {record_id}",
-                                                      "data_answer": _ranked(record_id), "data_reserve": 1})
+    r = await expert.client.put(
+        "/data/label",
+        json={
+            "data_id": record_id,
+            "data_question": f"edited {record_id}",
+            "data_answer": _ranked(record_id),
+            "data_reserve": 1,
+        },
+    )
     assert r.json() == {"response": "success"}, r.text
 
 
@@ -60,8 +83,13 @@ async def test_manager_and_expert_flows(people, platform):
         assert (r.status_code, r.json()) == (401, {"response": "未登录"})
         r = await anonymous.post("/task/assign", json={})
         assert (r.status_code, r.json()) == (401, {"response": "未登录"})
-    assign = {"dataset_id": dataset_id, "area": "law", "expert_id_list": [e1.user_id, e2.user_id],
-              "notice": "rank by helpfulness", "due_time": "2099/01/31"}
+    assign = {
+        "dataset_id": dataset_id,
+        "area": "law",
+        "expert_id_list": [e1.user_id, e2.user_id],
+        "notice": "rank by helpfulness",
+        "due_time": "2099/01/31",
+    }
     r = await e1.client.post("/task/assign", json=assign)
     assert (r.status_code, r.json()) == (403, {"response": "非管理员用户"})
     r = await manager.client.get("/data/list", params={"mission_id": 1})
@@ -104,9 +132,15 @@ async def test_manager_and_expert_flows(people, platform):
     assert (await _mine(e1))[0]["status"] == "未完成"
     assert (await manager.client.post("/task/urgent", json={"mission_id": first})).json() == {"response": "success"}
     assert (await _mine(e1))[0]["is_highlight"] == 1
-    r = await manager.client.put("/task/reassign", json={"mission_id": first, "expert_id_list": [e3.user_id],
-                                                         "mission_notice": "please finish",
-                                                         "mission_due_time": "2099-02-15 12:00"})
+    r = await manager.client.put(
+        "/task/reassign",
+        json={
+            "mission_id": first,
+            "expert_id_list": [e3.user_id],
+            "mission_notice": "please finish",
+            "mission_due_time": "2099-02-15 12:00",
+        },
+    )
     assert r.json()["response"] == "success", r.text
     (third,) = r.json()["mission_ids"]
     r = await manager.client.put("/task/reassign", json={"mission_id": first, "expert_id_list": [e3.user_id]})
@@ -122,11 +156,16 @@ async def test_manager_and_expert_flows(people, platform):
     first_entry = history[first]
     assert (first_entry["status"], first_entry["finished_count"], first_entry["total_count"]) == ("已移交", 1, 1)
     assert (history[third]["status"], history[third]["original_id"], history[third]["total_count"]) == (
-        "标注中", str(first), 2)
+        "标注中",
+        str(first),
+        2,
+    )
     assert history[second]["original_id"] == "-"
     data = (await e3.client.get("/data/list", params={"mission_id": third})).json()
     assert data["notice"] == "please finish" and [r["data_id"] for r in data["response"]] == [
-        records[1]["data_id"], records[2]["data_id"]]
+        records[1]["data_id"],
+        records[2]["data_id"],
+    ]
 
     # Everyone finishes; the med area goes to E2; the dataset is complete once all is labelled.
     for record in data["response"]:

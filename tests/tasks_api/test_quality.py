@@ -40,7 +40,8 @@ def test_dawid_skene_beats_a_wrong_majority():
     truth, answers = constructed_case()
     ids = {name: i for i, name in enumerate(answers, start=1)}
     votes, ds, accuracy, iterations = consolidate(
-        [(q, ids[name], label) for name, by_q in answers.items() for q, label in by_q.items()])
+        [(q, ids[name], label) for name, by_q in answers.items() for q, label in by_q.items()]
+    )
     assert iterations > 0
     assert [votes[q].answer == truth[q] for q in (1, 2, 3, 4)] == [False] * 4
     assert {q: ds[q][0] for q in truth} == truth

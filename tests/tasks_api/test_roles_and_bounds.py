@@ -31,11 +31,13 @@ async def test_the_role_is_checked_before_the_body(people, admin, raw):
         r = await member.client.request(method, path, content=raw, headers=json_type)
         assert _code(r) == expected, (path, r.text)
     # The multipart routes, with a body that is no form at all.
-    r = await publisher.client.post(f"/task/upload_res/{task_id}", content=raw,
-                                    headers={"Content-Type": "multipart/form-data; boundary=x"})
+    r = await publisher.client.post(
+        f"/task/upload_res/{task_id}", content=raw, headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
     assert _code(r) == (400, 16), r.text
-    r = await tagger.client.post("/review/upload_stdans", content=raw,
-                                 headers={"Content-Type": "multipart/form-data; boundary=x"})
+    r = await tagger.client.post(
+        "/review/upload_stdans", content=raw, headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
     assert _code(r) == (400, 1006), r.text
     # 001: 非管理员用户 / 非专家用户 whatever the body.
     for path, method in (("/task/assign", "POST"), ("/task/reassign", "PUT"), ("/task/urgent", "POST")):
@@ -70,8 +72,14 @@ async def test_free_text_fields_have_maximum_lengths(people, admin):
     publisher = await people.manager()
     tagger = await people.annotator()
     files = image_files(1)
-    for bad in ({"tag_type": ["c" * 257]}, {"input_type": ["i" * 257]}, {"cut_num": "9" * 17},
-                {"strategy": "s" * 17}, {"accept_method": "m" * 17}, {"task_style": "d" * 10_001}):
+    for bad in (
+        {"tag_type": ["c" * 257]},
+        {"input_type": ["i" * 257]},
+        {"cut_num": "9" * 17},
+        {"strategy": "s" * 17},
+        {"accept_method": "m" * 17},
+        {"task_style": "d" * 10_001},
+    ):
         r = await publisher.client.post("/task/", json=task_body(files, **bad))
         assert _code(r) == (400, 1005), (bad, r.text)
         assert "at most" in r.json()["message"], r.text

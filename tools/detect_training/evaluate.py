@@ -55,16 +55,14 @@ class MetricAccumulator:
             predicted, target = predicted[None], target[None]
         pred = predicted.reshape(len(predicted), -1).astype(np.int64)
         true = target.reshape(len(target), -1).astype(np.int64)
-        self.confusion += np.bincount(
-            (true * self.num_classes + pred).ravel(), minlength=self.num_classes**2
-        ).reshape(self.num_classes, self.num_classes)
+        self.confusion += np.bincount((true * self.num_classes + pred).ravel(), minlength=self.num_classes**2).reshape(
+            self.num_classes, self.num_classes
+        )
         for class_id in DEFECT_CLASS_IDS:
             p, t = pred == class_id, true == class_id
             overlap = (p & t).sum(axis=1)
             total = p.sum(axis=1) + t.sum(axis=1)
-            self._dice[class_id].append(
-                np.where(total == 0, 1.0, 2.0 * overlap / np.maximum(total, 1))
-            )
+            self._dice[class_id].append(np.where(total == 0, 1.0, 2.0 * overlap / np.maximum(total, 1)))
             self._presence_hits += int((p.any(axis=1) == t.any(axis=1)).sum())
             self._presence_total += len(pred)
         self.images += len(pred)
@@ -105,8 +103,9 @@ def evaluate_onnx(
     providers: Sequence[str] | None = None,
 ) -> dict[str, object]:
     """Run :class:`DefectSegmenter` over a split and score its full-size masks."""
-    segmenter = DefectSegmenter(model_path, providers=providers, min_region_area=min_area,
-                                min_region_confidence=min_confidence)
+    segmenter = DefectSegmenter(
+        model_path, providers=providers, min_region_area=min_area, min_region_confidence=min_confidence
+    )
     accumulator = MetricAccumulator(len(segmenter.class_names))
     seconds = 0.0
     batch: list = []
@@ -145,11 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--split", default="test")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--min-area", type=int, default=MIN_REGION_AREA,
-                        help="drop regions below this many model pixels")
-    parser.add_argument("--min-confidence", type=float, default=MIN_REGION_CONFIDENCE,
-                        help="drop regions whose mean class probability is lower "
-                             "(with --min-area 0 and this 0 the raw argmax is scored)")
+    parser.add_argument(
+        "--min-area", type=int, default=MIN_REGION_AREA, help="drop regions below this many model pixels"
+    )
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=MIN_REGION_CONFIDENCE,
+        help="drop regions whose mean class probability is lower "
+        "(with --min-area 0 and this 0 the raw argmax is scored)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="score only the first K images")
     parser.add_argument("--cpu", action="store_true", help="force the CPU provider")
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")

@@ -75,12 +75,12 @@ async def admin_api_key(gateway_url: str, user: str, password: str, name: str = 
 def detect_files(images: Sequence[tuple[str, bytes]]) -> list[tuple[str, tuple[str, bytes, str]]]:
     """The multipart form of `POST /api/detect`: one `images` part per (file name, bytes)."""
     types = {".png": "image/png", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
-    return [("images", (name, data, types.get(Path(name).suffix.lower(), "image/jpeg")))
-            for name, data in images]
+    return [("images", (name, data, types.get(Path(name).suffix.lower(), "image/jpeg"))) for name, data in images]
 
 
-async def post_detect(client: httpx.AsyncClient, url: str, images: Sequence[tuple[str, bytes]],
-                      headers: dict[str, str]) -> list[dict[str, Any]]:
+async def post_detect(
+    client: httpx.AsyncClient, url: str, images: Sequence[tuple[str, bytes]], headers: dict[str, str]
+) -> list[dict[str, Any]]:
     response = await client.post(url, files=detect_files(images), headers=headers)
     if response.status_code != 200:
         raise RuntimeError(f"POST /api/detect answered {response.status_code}: {response.text[:300]}")
@@ -149,50 +149,79 @@ class Report:
 
     def as_json(self) -> dict[str, object]:
         def presence(score: PresenceScore) -> dict[str, object]:
-            return {"accuracy": round(score.accuracy, 4),
-                    "precision": {n: round(score.precision(i), 4) for i, n in enumerate(DEFECT_NAMES)},
-                    "recall": {n: round(score.recall(i), 4) for i, n in enumerate(DEFECT_NAMES)}}
+            return {
+                "accuracy": round(score.accuracy, 4),
+                "precision": {n: round(score.precision(i), 4) for i, n in enumerate(DEFECT_NAMES)},
+                "recall": {n: round(score.recall(i), 4) for i, n in enumerate(DEFECT_NAMES)},
+            }
 
-        return {"split": self.split, "images": self.images, "requests": self.requests,
-                "api": {**presence(self.api_presence), "mean_dice_confidence": round(float(np.mean(self.api_dice)), 4),
-                        "seconds": round(self.api_seconds, 2)},
-                "in_process": {**presence(self.local_presence),
-                               "mean_dice_confidence": round(float(np.mean(self.local_dice)), 4),
-                               "metrics": self.local_metrics, "providers": self.providers,
-                               "seconds": round(self.local_seconds, 2)},
-                "agreement": {"labels": self.agree_labels / self.images,
-                              "defect_count": self.agree_count / self.images,
-                              "dice": self.agree_dice / self.images},
-                "disagreements": self.disagreements}
+        return {
+            "split": self.split,
+            "images": self.images,
+            "requests": self.requests,
+            "api": {
+                **presence(self.api_presence),
+                "mean_dice_confidence": round(float(np.mean(self.api_dice)), 4),
+                "seconds": round(self.api_seconds, 2),
+            },
+            "in_process": {
+                **presence(self.local_presence),
+                "mean_dice_confidence": round(float(np.mean(self.local_dice)), 4),
+                "metrics": self.local_metrics,
+                "providers": self.providers,
+                "seconds": round(self.local_seconds, 2),
+            },
+            "agreement": {
+                "labels": self.agree_labels / self.images,
+                "defect_count": self.agree_count / self.images,
+                "dice": self.agree_dice / self.images,
+            },
+            "disagreements": self.disagreements,
+        }
 
     def table(self) -> str:
         from bench.common import format_table
 
         rows: list[list[object]] = [
-            ["presence accuracy (image x class pairs)", f"{self.api_presence.accuracy:.4f}",
-             f"{self.local_presence.accuracy:.4f}"],
+            [
+                "presence accuracy (image x class pairs)",
+                f"{self.api_presence.accuracy:.4f}",
+                f"{self.local_presence.accuracy:.4f}",
+            ],
             ["  the same from the masks (evaluate.py)", "-", f"{self.local_metrics['presence_accuracy']:.4f}"],
         ]
         for i, name in enumerate(DEFECT_NAMES):
-            rows.append([f"  {name}: presence precision / recall",
-                         f"{self.api_presence.precision(i):.3f} / {self.api_presence.recall(i):.3f}",
-                         f"{self.local_presence.precision(i):.3f} / {self.local_presence.recall(i):.3f}"])
+            rows.append(
+                [
+                    f"  {name}: presence precision / recall",
+                    f"{self.api_presence.precision(i):.3f} / {self.api_presence.recall(i):.3f}",
+                    f"{self.local_presence.precision(i):.3f} / {self.local_presence.recall(i):.3f}",
+                ]
+            )
         rows.append(["mean `dice` confidence", f"{np.mean(self.api_dice):.4f}", f"{np.mean(self.local_dice):.4f}"])
         m = self.local_metrics
         iou, dice = m["iou"], m["dice"]
         assert isinstance(iou, dict) and isinstance(dice, dict)
         rows += [
-            ["IoU inclusion / patches / scratches", "-",
-             " / ".join(f"{iou[n]:.3f}" for n in DEFECT_NAMES)],
+            ["IoU inclusion / patches / scratches", "-", " / ".join(f"{iou[n]:.3f}" for n in DEFECT_NAMES)],
             ["mean IoU", "-", f"{m['mean_iou']:.4f}"],
             ["Kaggle mean dice", "-", f"{m['mean_dice']:.4f}"],
             ["pixel accuracy", "-", f"{m['pixel_accuracy']:.4f}"],
             ["wall time", f"{self.api_seconds:.1f}s ({self.requests} requests)", f"{self.local_seconds:.1f}s"],
         ]
-        agreement = ", ".join(f"{what} {n}/{self.images} ({100 * n / self.images:.1f} %)" for what, n in (
-            ("labels", self.agree_labels), ("defect_count", self.agree_count), ("dice", self.agree_dice)))
-        lines = [format_table(["", "API", "in-process"], rows), "",
-                 f"API vs in-process agreement over {self.images} images: {agreement}"]
+        agreement = ", ".join(
+            f"{what} {n}/{self.images} ({100 * n / self.images:.1f} %)"
+            for what, n in (
+                ("labels", self.agree_labels),
+                ("defect_count", self.agree_count),
+                ("dice", self.agree_dice),
+            )
+        )
+        lines = [
+            format_table(["", "API", "in-process"], rows),
+            "",
+            f"API vs in-process agreement over {self.images} images: {agreement}",
+        ]
         lines += [f"  differs: {d}" for d in self.disagreements[:10]]
         if len(self.disagreements) > 10:
             lines.append(f"  ... and {len(self.disagreements) - 10} more")
@@ -221,8 +250,9 @@ async def evaluate_api(
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=120) as client:
         for first in range(0, len(uploads), batch_size):
-            answers += await post_detect(client, f"{gateway_url}/api/detect", uploads[first:first + batch_size],
-                                         headers)
+            answers += await post_detect(
+                client, f"{gateway_url}/api/detect", uploads[first : first + batch_size], headers
+            )
     api_seconds = time.perf_counter() - started
 
     # In-process, on the same images (as evaluate.py reads them), with the same batch size.
@@ -231,7 +261,7 @@ async def evaluate_api(
     local = []
     started = time.perf_counter()
     for first in range(0, len(samples), batch_size):
-        batch = samples[first:first + batch_size]
+        batch = samples[first : first + batch_size]
         results = await asyncio.to_thread(segmenter.predict_batch, [s.image for s in batch])
         for sample, result in zip(batch, results, strict=True):
             accumulator.update(result.mask, sample.mask)
@@ -244,18 +274,36 @@ async def evaluate_api(
     for sample, answer, result in zip(samples, answers, local, strict=True):
         api_presence.update(answer["labels"], sample.mask)
         local_presence.update(result.labels, sample.mask)
-        same = (answer["labels"] == result.labels, answer["defect_count"] == result.defect_count,
-                abs(answer["dice"] - result.dice) < 1e-4)
+        same = (
+            answer["labels"] == result.labels,
+            answer["defect_count"] == result.defect_count,
+            abs(answer["dice"] - result.dice) < 1e-4,
+        )
         agree_labels += same[0]
         agree_count += same[1]
         agree_dice += same[2]
         if not all(same):
-            disagreements.append(f"{sample.image_id}: API {answer['labels']} {answer['defect_count']} "
-                                 f"{answer['dice']}, in-process {result.labels} {result.defect_count} {result.dice}")
-    return Report(split, len(samples), -(-len(samples) // batch_size), api_seconds, api_presence,
-                  [float(a["dice"]) for a in answers], local_presence, [r.dice for r in local],
-                  accumulator.result(), local_seconds, agree_labels, agree_count, agree_dice, disagreements,
-                  segmenter.providers)
+            disagreements.append(
+                f"{sample.image_id}: API {answer['labels']} {answer['defect_count']} "
+                f"{answer['dice']}, in-process {result.labels} {result.defect_count} {result.dice}"
+            )
+    return Report(
+        split,
+        len(samples),
+        -(-len(samples) // batch_size),
+        api_seconds,
+        api_presence,
+        [float(a["dice"]) for a in answers],
+        local_presence,
+        [r.dice for r in local],
+        accumulator.result(),
+        local_seconds,
+        agree_labels,
+        agree_count,
+        agree_dice,
+        disagreements,
+        segmenter.providers,
+    )
 
 
 # CLI ---------------------------------------------------------------------------------------------
@@ -265,14 +313,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="NEU-Seg style dataset root")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--gateway", default=None,
-                        help="a running deployment's gateway URL (default: start a throw-away platform)")
-    parser.add_argument("--api-key", default=os.environ.get("LABELHIVE_API_KEY"),
-                        help="X-API-Key for --gateway (default: $LABELHIVE_API_KEY)")
+    parser.add_argument(
+        "--gateway", default=None, help="a running deployment's gateway URL (default: start a throw-away platform)"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("LABELHIVE_API_KEY"),
+        help="X-API-Key for --gateway (default: $LABELHIVE_API_KEY)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="images per request (and in-process call)")
     parser.add_argument("--limit", type=int, default=None, help="only the first K images")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH,
-                        help="the model the in-process reference runs (the service runs its own)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL_PATH,
+        help="the model the in-process reference runs (the service runs its own)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     return parser
 
@@ -283,17 +339,26 @@ async def run(args: argparse.Namespace) -> Report:
         if gateway_url is None:
             from bench.common import running_platform
 
-            bench = await stack.enter_async_context(
-                running_platform(["auth", "detect", "stats"], name="evaluate"))
+            bench = await stack.enter_async_context(running_platform(["auth", "detect", "stats"], name="evaluate"))
             gateway_url = bench.gateway_url
             api_key = await admin_api_key(gateway_url, bench.admin_user, bench.admin_password)
         elif not api_key:
             raise SystemExit("--gateway needs --api-key (or LABELHIVE_API_KEY)")
         gateway_url = gateway_url.rstrip("/")
-        print(f"scoring split {args.split!r} of {args.data} through {gateway_url}/api/detect, "
-              f"{args.batch_size} images per request", flush=True)
-        return await evaluate_api(gateway_url, api_key, args.data, args.split, batch_size=args.batch_size,
-                                  limit=args.limit, model_path=args.model)
+        print(
+            f"scoring split {args.split!r} of {args.data} through {gateway_url}/api/detect, "
+            f"{args.batch_size} images per request",
+            flush=True,
+        )
+        return await evaluate_api(
+            gateway_url,
+            api_key,
+            args.data,
+            args.split,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            model_path=args.model,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> Report:
@@ -305,8 +370,10 @@ def main(argv: Sequence[str] | None = None) -> Report:
     shipped = Path(args.model).resolve() == DEFAULT_MODEL_PATH.resolve()
     if args.split == "test" and "neu-seg" in str(args.data).lower() and shipped and not args.limit:
         verdict = "matches" if round(report.api_presence.accuracy, 3) == MODEL_CARD_PRESENCE else "DIFFERS FROM"
-        print(f"API presence accuracy {report.api_presence.accuracy:.3f} {verdict} the model card's "
-              f"{MODEL_CARD_PRESENCE} (NEU-Seg test split)")
+        print(
+            f"API presence accuracy {report.api_presence.accuracy:.3f} {verdict} the model card's "
+            f"{MODEL_CARD_PRESENCE} (NEU-Seg test split)"
+        )
     if args.json:
         args.json.write_text(json.dumps(report.as_json(), indent=2) + "\n")
     return report

@@ -37,15 +37,12 @@ class DoubleConv(nn.Sequential):
 class DefectUNet(nn.Module):
     """Input ``(N, 1, H, W)`` gray in 0..1; output class logits ``(N, C, H, W)``."""
 
-    def __init__(
-        self, num_classes: int = NUM_CLASSES, widths: Sequence[int] = DEFAULT_WIDTHS
-    ) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, widths: Sequence[int] = DEFAULT_WIDTHS) -> None:
         super().__init__()
         widths = tuple(widths)
         self.widths = widths
         self.encoders = nn.ModuleList(
-            [DoubleConv(1, widths[0], stride=2)]
-            + [DoubleConv(widths[i - 1], widths[i]) for i in range(1, len(widths))]
+            [DoubleConv(1, widths[0], stride=2)] + [DoubleConv(widths[i - 1], widths[i]) for i in range(1, len(widths))]
         )
         decoders = []
         previous = widths[-1]

@@ -89,16 +89,15 @@ class TrainConfig:
 # --------------------------------------------------------------------------- batches
 
 
-def augment(image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Generator
-            ) -> tuple[np.ndarray, np.ndarray]:
+def augment(image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Random crop plus one of the 8 flips/rotations: steel texture has no preferred
     orientation, so all eight are equally plausible photos."""
     height, width = image.shape
     if crop < height or crop < width:
         top = int(rng.integers(0, height - crop + 1))
         left = int(rng.integers(0, width - crop + 1))
-        image = image[top:top + crop, left:left + crop]
-        mask = mask[top:top + crop, left:left + crop]
+        image = image[top : top + crop, left : left + crop]
+        mask = mask[top : top + crop, left : left + crop]
     turns = int(rng.integers(0, 4))
     image, mask = np.rot90(image, turns), np.rot90(mask, turns)
     if rng.random() < 0.5:
@@ -106,8 +105,9 @@ def augment(image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Gener
     return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
 
-def training_batch(data: SplitArrays, indices: np.ndarray, crop: int, rng: np.random.Generator
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def training_batch(
+    data: SplitArrays, indices: np.ndarray, crop: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     pairs = [augment(data.images[i], data.masks[i], crop, rng) for i in indices]
     images = normalize(np.stack([p[0] for p in pairs]))
     # Gamma jitter: exposure curves differ between cameras; per-image standardisation in the
@@ -121,8 +121,7 @@ def training_batch(data: SplitArrays, indices: np.ndarray, crop: int, rng: np.ra
 # --------------------------------------------------------------------------- loss & schedule
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
-                      ) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Weighted cross-entropy plus batch soft-Dice over the defect classes.
 
     Dice targets the overlap metrics directly and is insensitive to the 88 % background.
@@ -152,14 +151,12 @@ def validate(model: nn.Module, data: SplitArrays, batch_size: int = 32) -> dict[
     model.eval()
     accumulator = MetricAccumulator(len(CLASS_NAMES))
     for start in range(0, len(data.ids), batch_size):
-        images = torch.from_numpy(normalize(data.images[start:start + batch_size])[:, None])
+        images = torch.from_numpy(normalize(data.images[start : start + batch_size])[:, None])
         probs = torch.softmax(model(images), dim=1).numpy()
-        cleaned = np.stack([
-            clean_mask(p.argmax(axis=0).astype(np.uint8), MIN_REGION_AREA, p,
-                       MIN_REGION_CONFIDENCE)[0]
-            for p in probs
-        ])
-        accumulator.update(cleaned, data.masks[start:start + batch_size])
+        cleaned = np.stack(
+            [clean_mask(p.argmax(axis=0).astype(np.uint8), MIN_REGION_AREA, p, MIN_REGION_CONFIDENCE)[0] for p in probs]
+        )
+        accumulator.update(cleaned, data.masks[start : start + batch_size])
     model.train()
     return accumulator.result()
 
@@ -167,14 +164,12 @@ def validate(model: nn.Module, data: SplitArrays, batch_size: int = 32) -> dict[
 # --------------------------------------------------------------------------- training
 
 
-def train(config: TrainConfig, train_data: SplitArrays, val_data: SplitArrays
-          ) -> tuple[nn.Module, dict[str, object]]:
+def train(config: TrainConfig, train_data: SplitArrays, val_data: SplitArrays) -> tuple[nn.Module, dict[str, object]]:
     """Returns the best-on-val model and a history summary."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = DefectUNet(len(CLASS_NAMES), config.widths)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     weights = torch.tensor(CLASS_WEIGHTS, dtype=torch.float32)
     steps_per_epoch = max(1, math.ceil(len(train_data.ids) / config.batch_size))
     total_steps = steps_per_epoch * config.epochs
@@ -196,9 +191,7 @@ def train(config: TrainConfig, train_data: SplitArrays, val_data: SplitArrays
                 break
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * lr_factor(progress)
-            images, masks = training_batch(
-                train_data, order[first:first + config.batch_size], crop, rng
-            )
+            images, masks = training_batch(train_data, order[first : first + config.batch_size], crop, rng)
             loss = segmentation_loss(model(images), masks, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -210,14 +203,15 @@ def train(config: TrainConfig, train_data: SplitArrays, val_data: SplitArrays
             epoch -= 1  # the time budget ran out right at an epoch boundary
             break
         progress = max(step / total_steps, (time.monotonic() - started) / budget)
-        line = (f"epoch {epoch:3d} step {step:6d} loss {running / max(batches, 1):.4f} "
-                f"lr {optimizer.param_groups[0]['lr']:.2e} "
-                f"elapsed {time.monotonic() - started:7.1f}s progress {progress:.3f}")
+        line = (
+            f"epoch {epoch:3d} step {step:6d} loss {running / max(batches, 1):.4f} "
+            f"lr {optimizer.param_groups[0]['lr']:.2e} "
+            f"elapsed {time.monotonic() - started:7.1f}s progress {progress:.3f}"
+        )
         if progress >= config.validate_from or progress >= 1.0:
             metrics = validate(model, val_data)
             score = selection_score(metrics)
-            line += (f" | val mIoU {metrics['mean_iou']:.4f} dice {metrics['mean_dice']:.4f}"
-                     f" iou {metrics['iou']}")
+            line += f" | val mIoU {metrics['mean_iou']:.4f} dice {metrics['mean_dice']:.4f} iou {metrics['iou']}"
             if score > best_score:
                 best_score, best_metrics, best_epoch = score, metrics, epoch
                 best_state = copy.deepcopy(model.state_dict())
@@ -239,8 +233,9 @@ def train(config: TrainConfig, train_data: SplitArrays, val_data: SplitArrays
 # --------------------------------------------------------------------------- export
 
 
-def export_onnx(model: nn.Module, out: Path, image_size: int, metadata: dict[str, str],
-                check_inputs: np.ndarray) -> float:
+def export_onnx(
+    model: nn.Module, out: Path, image_size: int, metadata: dict[str, str], check_inputs: np.ndarray
+) -> float:
     """Export with a dynamic batch axis, verify against PyTorch, then move into place.
 
     Returns the max abs difference of the probabilities. Raises :class:`ExportMismatchError`
@@ -257,8 +252,13 @@ def export_onnx(model: nn.Module, out: Path, image_size: int, metadata: dict[str
         # gains nothing for a plain conv net.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            wrapper, (dummy,), str(staging), dynamo=False, opset_version=ONNX_OPSET,
-            input_names=["image"], output_names=["probs"],
+            wrapper,
+            (dummy,),
+            str(staging),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["image"],
+            output_names=["probs"],
             dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}},
             do_constant_folding=True,
         )
@@ -292,8 +292,7 @@ def max_export_difference(wrapper: nn.Module, onnx_path: Path, inputs: np.ndarra
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     expected = wrapper(torch.from_numpy(inputs)).numpy()
     batched = session.run(None, {"image": inputs})[0]
-    single = np.concatenate([session.run(None, {"image": inputs[i:i + 1]})[0]
-                             for i in range(len(inputs))])
+    single = np.concatenate([session.run(None, {"image": inputs[i : i + 1]})[0] for i in range(len(inputs))])
     if batched.shape != expected.shape or single.shape != expected.shape:
         raise ExportMismatchError(f"shape {batched.shape} / {single.shape} vs {expected.shape}")
     return float(max(np.abs(batched - expected).max(), np.abs(single - expected).max()))
@@ -318,24 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-minutes", type=float, default=38.0,
-                        help="training time budget; the LR schedule compresses to fit it")
-    parser.add_argument("--limit-images", type=int, default=None,
-                        help="use only the first K images of each split (smoke tests)")
+    parser.add_argument(
+        "--max-minutes", type=float, default=38.0, help="training time budget; the LR schedule compresses to fit it"
+    )
+    parser.add_argument(
+        "--limit-images", type=int, default=None, help="use only the first K images of each split (smoke tests)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--image-size", type=int, default=200, help="model input side")
     parser.add_argument("--crop", type=int, default=128, help="training crop side")
-    parser.add_argument("--widths", default=",".join(map(str, DEFAULT_WIDTHS)),
-                        help="channels per U-Net level, comma separated")
+    parser.add_argument(
+        "--widths", default=",".join(map(str, DEFAULT_WIDTHS)), help="channels per U-Net level, comma separated"
+    )
     # One thread by default: on a shared 2-core machine, a second OpenMP thread that gets
     # descheduled makes every parallel region wait (measured 4x slower per step, not 2x faster).
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--validate-from", type=float, default=0.6,
-                        help="validate after each epoch once this much progress is made")
-    parser.add_argument("--test-split", default="test",
-                        help="split to score the exported model on ('none' to skip)")
+    parser.add_argument(
+        "--validate-from", type=float, default=0.6, help="validate after each epoch once this much progress is made"
+    )
+    parser.add_argument("--test-split", default="test", help="split to score the exported model on ('none' to skip)")
     parser.add_argument("--report", type=Path, default=None, help="also write the summary here")
     return parser
 
@@ -343,11 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(argv: Sequence[str] | None) -> tuple[TrainConfig, Path | None]:
     args = build_parser().parse_args(argv)
     config = TrainConfig(
-        data=args.data, out=args.out, epochs=args.epochs, seed=args.seed,
-        max_minutes=args.max_minutes, limit_images=args.limit_images,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        image_size=args.image_size, crop=args.crop,
-        widths=tuple(int(w) for w in args.widths.split(",")), threads=args.threads,
+        data=args.data,
+        out=args.out,
+        epochs=args.epochs,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        limit_images=args.limit_images,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        image_size=args.image_size,
+        crop=args.crop,
+        widths=tuple(int(w) for w in args.widths.split(",")),
+        threads=args.threads,
         validate_from=args.validate_from,
         test_split=None if args.test_split.lower() == "none" else args.test_split,
     )
@@ -384,8 +394,9 @@ def _run(config: TrainConfig, report_path: Path | None) -> dict[str, object]:
         "widths": ",".join(map(str, config.widths)),
         "best_epoch": str(history["best_epoch"]),
     }
-    difference = export_onnx(model, config.out, config.image_size, metadata,
-                             export_check_inputs(val_data, config.image_size, config.seed))
+    difference = export_onnx(
+        model, config.out, config.image_size, metadata, export_check_inputs(val_data, config.image_size, config.seed)
+    )
     logger.info("exported %s (onnxruntime vs PyTorch max abs diff %.2e)", config.out, difference)
 
     summary: dict[str, object] = {
@@ -399,9 +410,9 @@ def _run(config: TrainConfig, report_path: Path | None) -> dict[str, object]:
         **history,
     }
     if config.test_split:
-        summary["test"] = evaluate_onnx(config.out, config.data, config.test_split,
-                                        limit=config.limit_images,
-                                        providers=["CPUExecutionProvider"])
+        summary["test"] = evaluate_onnx(
+            config.out, config.data, config.test_split, limit=config.limit_images, providers=["CPUExecutionProvider"]
+        )
     summary["wall_seconds"] = round(time.monotonic() - wall_started, 1)
     summary["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
     text = json.dumps(summary, indent=2, default=str)

@@ -21,8 +21,9 @@ MAX_ADS_SHOWN = 50  # 003 sets no limit on `num`: a larger one gets what the poo
 
 @router.post("/advertise/publish")
 async def publish(body: PublishAd, identity: CurrentIdentity, repo: Repo, key: IdempotencyKey) -> JSONResponse:
-    ad = await wallet.publish_ad(repo, identity.user_id, body.time, body.type, body.url,
-                                 f"ad:{identity.user_id}:{key}", datetime.now(UTC))
+    ad = await wallet.publish_ad(
+        repo, identity.user_id, body.time, body.type, body.url, f"ad:{identity.user_id}:{key}", datetime.now(UTC)
+    )
     return ok_003({"ad_id": ad.id} if ad else {}, message="ad published")
 
 
@@ -42,9 +43,8 @@ async def get_my_ad(identity: CurrentIdentity, repo: Repo) -> JSONResponse:
 
 
 @router.post("/advertise/renew/{ad_id}")
-async def renew(
-    ad_id: int, body: RenewAd, identity: CurrentIdentity, repo: Repo, key: IdempotencyKey
-) -> JSONResponse:
-    await wallet.renew_ad(repo, identity.user_id, ad_id, body.time, f"ad-renew:{identity.user_id}:{key}",
-                          datetime.now(UTC))
+async def renew(ad_id: int, body: RenewAd, identity: CurrentIdentity, repo: Repo, key: IdempotencyKey) -> JSONResponse:
+    await wallet.renew_ad(
+        repo, identity.user_id, ad_id, body.time, f"ad-renew:{identity.user_id}:{key}", datetime.now(UTC)
+    )
     return ok_003(message="ad renewed")

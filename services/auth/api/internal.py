@@ -39,20 +39,27 @@ def _escrow_body(item: Escrow) -> dict[str, object]:
 
 @router.post("/escrow/hold")
 async def hold(body: EscrowMove, caller: InternalCaller, repo: Repo) -> JSONResponse:
-    return ok_003(_escrow_body(await escrow.hold(repo, body.escrow_id, body.user_id, body.amount,
-                                                 f"{caller}:{body.idempotency_key}")))
+    return ok_003(
+        _escrow_body(
+            await escrow.hold(repo, body.escrow_id, body.user_id, body.amount, f"{caller}:{body.idempotency_key}")
+        )
+    )
 
 
 @router.post("/escrow/payout")
 async def payout(body: EscrowMove, caller: InternalCaller, repo: Repo) -> JSONResponse:
-    return ok_003(_escrow_body(await escrow.pay_out(repo, body.escrow_id, body.user_id, body.amount,
-                                                    f"{caller}:{body.idempotency_key}")))
+    return ok_003(
+        _escrow_body(
+            await escrow.pay_out(repo, body.escrow_id, body.user_id, body.amount, f"{caller}:{body.idempotency_key}")
+        )
+    )
 
 
 @router.post("/escrow/refund")
 async def refund(body: EscrowRefund, caller: InternalCaller, repo: Repo) -> JSONResponse:
-    return ok_003(_escrow_body(await escrow.refund(repo, body.escrow_id, body.amount,
-                                                   f"{caller}:{body.idempotency_key}")))
+    return ok_003(
+        _escrow_body(await escrow.refund(repo, body.escrow_id, body.amount, f"{caller}:{body.idempotency_key}"))
+    )
 
 
 @router.get("/users")

@@ -49,8 +49,7 @@ async def _register(repo: AuthRepository, account: accounts.NewAccount) -> JSONR
 async def register_expert(repo: AuthRepository, body: Register001) -> JSONResponse:
     """`POST /user/register` with 001's body (routed here by the 003 router, which owns the path)."""
     area = body.user_area.strip() or None
-    return await _register(repo, accounts.NewAccount(body.username, body.password, "tag", area=area,
-                                                     checked=True))
+    return await _register(repo, accounts.NewAccount(body.username, body.password, "tag", area=area, checked=True))
 
 
 @router.post("/user/register-manager")
@@ -103,9 +102,10 @@ async def list_experts(identity: MaybeIdentity, repo: Repo) -> JSONResponse:
     if identity.role not in MANAGER_ROLES:
         raise NoPermission()
     experts = await repo.users(["tag"])
-    return _response([
-        {"expert_id": u.id, "expert_name": u.user_name, "expert_area": u.area or ""}
-        for u in experts if not u.is_banned
-    ])
-
-
+    return _response(
+        [
+            {"expert_id": u.id, "expert_name": u.user_name, "expert_area": u.area or ""}
+            for u in experts
+            if not u.is_banned
+        ]
+    )

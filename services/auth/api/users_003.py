@@ -73,8 +73,12 @@ Admin19 = Annotated[Identity, Depends(_admin_19)]
 REGISTER_DIALECTS = (Dialect.CROWD_003, Dialect.EXPERT_001)
 
 
-@router.post("/user/register", summary="Register (003 body: user_name...; 001 body: username...)",
-             openapi_extra=json_body(Register003, Register001), responses=errors_in(400, *REGISTER_DIALECTS))
+@router.post(
+    "/user/register",
+    summary="Register (003 body: user_name...; 001 body: username...)",
+    openapi_extra=json_body(Register003, Register001),
+    responses=errors_in(400, *REGISTER_DIALECTS),
+)
 async def register(request: Request, repo: Repo, codes: Codes, settings: Settings) -> JSONResponse:
     body = await read_json_object(request)
     if "username" in body and "user_name" not in body:
@@ -82,9 +86,16 @@ async def register(request: Request, repo: Repo, codes: Codes, settings: Setting
         return await users_001.register_expert(repo, validated(Register001, body, Dialect.EXPERT_001))
     data = validated(Register003, body, Dialect.CROWD_003)
     user = await accounts.register_003(
-        repo, codes, user_name=data.user_name, password=data.password, role=data.user_type,
-        email=data.email, verifycode=data.verifycode, invite_code=data.invite_code,
-        invite_reward=settings.invite_reward_points)
+        repo,
+        codes,
+        user_name=data.user_name,
+        password=data.password,
+        role=data.user_type,
+        email=data.email,
+        verifycode=data.verifycode,
+        invite_code=data.invite_code,
+        invite_reward=settings.invite_reward_points,
+    )
     return ok_003({"user_id": user.id, "user_name": user.user_name, "invite_code": user.invite_code})
 
 
@@ -185,7 +196,11 @@ async def change_email(body: ChangeEmail, identity: CurrentIdentity, repo: Repo,
 
 @router.post("/user/modifypassword_by_email")
 async def modify_password_by_email(
-    body: PasswordByEmail, identity: CurrentIdentity, repo: Repo, codes: Codes, sessions: Sessions,
+    body: PasswordByEmail,
+    identity: CurrentIdentity,
+    repo: Repo,
+    codes: Codes,
+    sessions: Sessions,
     request: Request,
 ) -> JSONResponse:
     user = await accounts.existing_user(repo, identity.user_id, lock=True)
@@ -267,15 +282,25 @@ async def face_recognition(body: FaceImage, identity: CurrentIdentity, repo: Rep
     return JSONResponse({"code": 0, "message": "success"})
 
 
-@router.post("/user/face_recognition_login", responses={401: {
-    "description": "No enrolled face matches the photo (code 60)",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error003"}}}}})
+@router.post(
+    "/user/face_recognition_login",
+    responses={
+        401: {
+            "description": "No enrolled face matches the photo (code 60)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error003"}}},
+        }
+    },
+)
 async def face_recognition_login(body: FaceImage, repo: Repo, face: Face, sessions: Sessions) -> Response:
     user = await accounts.existing_user(repo, await face.identify(body.image))
     accounts.ensure_not_banned(user)
     token = await sessions.create(user.id, user.user_name, user.user_type)
-    data: dict[str, Any] = {"user_name": user.user_name, "user_type": user.user_type,
-                            "user_id": user.id, "invite_code": user.invite_code}
+    data: dict[str, Any] = {
+        "user_name": user.user_name,
+        "user_type": user.user_type,
+        "user_id": user.id,
+        "invite_code": user.invite_code,
+    }
     response = JSONResponse({"code": 0, "message": "success", "data": data})
     set_session_cookie(response, token, sessions.ttl)
     return response

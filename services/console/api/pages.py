@@ -15,7 +15,7 @@ router = APIRouter(include_in_schema=False)
 SECURITY_HEADERS = {
     "Cache-Control": "no-cache",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-                               "script-src 'self'; frame-src 'self'; frame-ancestors 'self'",
+    "script-src 'self'; frame-src 'self'; frame-ancestors 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }

@@ -47,17 +47,27 @@ async def _dataset_id(request: Request, owner_id: int, collection_name: str) -> 
     return dataset.id
 
 
-@router.post("/data_module/create_dataset", summary="Create an image dataset with its labels",
-             openapi_extra=form_body({
-                 "name": ("text", "dataset name (unique per user; the <collection_name> of the upload URLs)"),
-                 "data_type": ("text", "1 classification, 2 face (labelled images are enrolled), 3 detection, "
-                                       "4 segmentation, or any other short code; no upload is refused for it"),
-                 "desc": ("text", "description"),
-                 "label_type": ("text", "labels '1:cat,2:dog' (or upload_file, exactly one of the two)"),
-                 "upload_file": ("file", "label file: 'id:name' per line, or a Caffe labelmap prototxt"),
-             }, ("name", "data_type", "desc")))
-async def create_dataset(request: Request, manager: Manager, upload: Upload, repo: Repo,
-                         settings: Settings) -> JSONResponse:
+@router.post(
+    "/data_module/create_dataset",
+    summary="Create an image dataset with its labels",
+    openapi_extra=form_body(
+        {
+            "name": ("text", "dataset name (unique per user; the <collection_name> of the upload URLs)"),
+            "data_type": (
+                "text",
+                "1 classification, 2 face (labelled images are enrolled), 3 detection, "
+                "4 segmentation, or any other short code; no upload is refused for it",
+            ),
+            "desc": ("text", "description"),
+            "label_type": ("text", "labels '1:cat,2:dog' (or upload_file, exactly one of the two)"),
+            "upload_file": ("file", "label file: 'id:name' per line, or a Caffe labelmap prototxt"),
+        },
+        ("name", "data_type", "desc"),
+    ),
+)
+async def create_dataset(
+    request: Request, manager: Manager, upload: Upload, repo: Repo, settings: Settings
+) -> JSONResponse:
     form = await upload.form(max_bytes=settings.max_label_file_bytes + 256 * 1024, max_files=1, max_fields=20)
     name = datasets.check_dataset_name(text_of(form, "name"))
     data_type = datasets.parse_data_type(text_of(form, "data_type"))
@@ -71,10 +81,21 @@ async def create_dataset(request: Request, manager: Manager, upload: Upload, rep
     return _ok(request, dataset.id)
 
 
-@router.post("/data_module/upload_image/{collection_name}", summary="Upload images (classification, face)",
-             openapi_extra=form_body(_UPLOAD_FIELDS, ("status",)))
-async def upload_image(collection_name: str, request: Request, manager: Manager, upload: Upload, repo: Repo,
-                       settings: Settings, slots: DecodeSlots, drainer: Drainer) -> JSONResponse:
+@router.post(
+    "/data_module/upload_image/{collection_name}",
+    summary="Upload images (classification, face)",
+    openapi_extra=form_body(_UPLOAD_FIELDS, ("status",)),
+)
+async def upload_image(
+    collection_name: str,
+    request: Request,
+    manager: Manager,
+    upload: Upload,
+    repo: Repo,
+    settings: Settings,
+    slots: DecodeSlots,
+    drainer: Drainer,
+) -> JSONResponse:
     dataset_id = await _dataset_id(request, manager.user_id, collection_name)
     form = await upload.form(max_bytes=settings.max_upload_request_bytes, max_files=settings.max_files_per_request)
     plan = await datasets.plan_labelled_upload(form, settings, slots)
@@ -83,10 +104,20 @@ async def upload_image(collection_name: str, request: Request, manager: Manager,
     return _ok(request, dataset_id)
 
 
-@router.post("/data_module/upload_images/{collection_name}", summary="Upload images (detection, segmentation)",
-             openapi_extra=form_body({**_UPLOAD_FIELDS, "label_file": ("files", "Pascal VOC XML, one per image")}))
-async def upload_images(collection_name: str, request: Request, manager: Manager, upload: Upload, repo: Repo,
-                        settings: Settings, slots: DecodeSlots) -> JSONResponse:
+@router.post(
+    "/data_module/upload_images/{collection_name}",
+    summary="Upload images (detection, segmentation)",
+    openapi_extra=form_body({**_UPLOAD_FIELDS, "label_file": ("files", "Pascal VOC XML, one per image")}),
+)
+async def upload_images(
+    collection_name: str,
+    request: Request,
+    manager: Manager,
+    upload: Upload,
+    repo: Repo,
+    settings: Settings,
+    slots: DecodeSlots,
+) -> JSONResponse:
     dataset_id = await _dataset_id(request, manager.user_id, collection_name)
     form = await upload.form(max_bytes=settings.max_upload_request_bytes, max_files=settings.max_files_per_request)
     plan = await datasets.plan_boxed_upload(form, settings, slots)

@@ -38,8 +38,12 @@ async def export(
         raise NotFound("dataset not found")
     fmt = export_files.check_format(dataset, format)
     categories = [LabelType(label.number, label.name) for label in await repo.labels(dataset.id)]
-    built = await export_files.build(dataset, fmt, images, categories, request.app.state.sessionmaker, store,
-                                     settings.scratch_dir)
+    built = await export_files.build(
+        dataset, fmt, images, categories, request.app.state.sessionmaker, store, settings.scratch_dir
+    )
     body, size = built.open_stream()
-    return StreamingResponse(body, media_type=built.media_type, headers={
-        "Content-Length": str(size), "Content-Disposition": built.content_disposition})
+    return StreamingResponse(
+        body,
+        media_type=built.media_type,
+        headers={"Content-Length": str(size), "Content-Disposition": built.content_disposition},
+    )

@@ -18,19 +18,40 @@ from shared.openapi import form_body
 router = APIRouter(tags=["image and media bed (003)"])
 
 # What the GET routes really answer: the stored bytes under their own type (errors stay 003's JSON).
-_IMAGE = {200: {"description": "the image", "content": {f"image/{kind}": {} for kind in ("jpeg", "png", "gif",
-                                                                                          "webp", "bmp", "tiff")}}}
-_MEDIA = {200: {"description": "the media file (or the requested range)",
-                "content": {kind: {} for kind in ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska",
-                                                  "video/x-msvideo", "audio/mp4", "application/ogg", "audio/mpeg",
-                                                  "audio/wav", "audio/flac")}},
-          206: {"description": "a byte range of the media file"}}
+_IMAGE = {
+    200: {
+        "description": "the image",
+        "content": {f"image/{kind}": {} for kind in ("jpeg", "png", "gif", "webp", "bmp", "tiff")},
+    }
+}
+_MEDIA = {
+    200: {
+        "description": "the media file (or the requested range)",
+        "content": {
+            kind: {}
+            for kind in (
+                "video/mp4",
+                "video/quicktime",
+                "video/webm",
+                "video/x-matroska",
+                "video/x-msvideo",
+                "audio/mp4",
+                "application/ogg",
+                "audio/mpeg",
+                "audio/wav",
+                "audio/flac",
+            )
+        },
+    },
+    206: {"description": "a byte range of the media file"},
+}
 
 
 @router.post("/picbed/", summary="Upload an image", openapi_extra=form_body({"img": ("file", "the image")}, ("img",)))
 @router.post("/picbed", include_in_schema=False)
-async def upload_picture(identity: User, upload: Upload, repo: Repo, settings: Settings,
-                         slots: DecodeSlots) -> JSONResponse:
+async def upload_picture(
+    identity: User, upload: Upload, repo: Repo, settings: Settings, slots: DecodeSlots
+) -> JSONResponse:
     url = await media.store_picture(upload, repo, identity, settings, slots)
     return ok_003({"url": url}, message="Succeed")
 
@@ -43,24 +64,25 @@ async def get_picture(name: str, request: Request, repo: Repo, store: Store) -> 
 
 
 @router.delete("/picbed/{name}", summary="Delete an image (its uploader or an admin)")
-async def delete_picture(name: str, request: Request, identity: User, repo: Repo,
-                         store: Store) -> JSONResponse:
+async def delete_picture(name: str, request: Request, identity: User, repo: Repo, store: Store) -> JSONResponse:
     await media.delete(request, repo, store, "picbed", name, identity, PictureNotFound)
     return ok_003(message="Succeed")
 
 
-@router.post("/video/", summary="Upload a media file (streamed to storage)",
-             openapi_extra=form_body({"video": ("file", "mp4, mov, m4a, webm, mkv, ogg, mp3, wav, flac or avi")},
-                                    ("video",)))
+@router.post(
+    "/video/",
+    summary="Upload a media file (streamed to storage)",
+    openapi_extra=form_body({"video": ("file", "mp4, mov, m4a, webm, mkv, ogg, mp3, wav, flac or avi")}, ("video",)),
+)
 @router.post("/video", include_in_schema=False)
-async def upload_video(request: Request, identity: User, upload: Upload, repo: Repo,
-                       settings: Settings) -> JSONResponse:
+async def upload_video(
+    request: Request, identity: User, upload: Upload, repo: Repo, settings: Settings
+) -> JSONResponse:
     url = await media.store_video(request, upload, repo, identity, settings)
     return ok_003({"url": url}, message="succeed")
 
 
-@router.get("/video/{name}", summary="A media file, with HTTP Range support", response_class=Response,
-            responses=_MEDIA)
+@router.get("/video/{name}", summary="A media file, with HTTP Range support", response_class=Response, responses=_MEDIA)
 @router.head("/video/{name}", include_in_schema=False)
 async def get_video(name: str, request: Request, repo: Repo, store: Store) -> Response:
     found = await media.find(repo, "video", name, VideoNotFound)
@@ -68,7 +90,6 @@ async def get_video(name: str, request: Request, repo: Repo, store: Store) -> Re
 
 
 @router.delete("/video/{name}", summary="Delete a media file (its uploader or an admin)")
-async def delete_video(name: str, request: Request, identity: User, repo: Repo,
-                       store: Store) -> JSONResponse:
+async def delete_video(name: str, request: Request, identity: User, repo: Repo, store: Store) -> JSONResponse:
     await media.delete(request, repo, store, "video", name, identity, VideoNotFound)
     return ok_003(message="succeed")

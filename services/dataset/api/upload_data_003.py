@@ -22,8 +22,11 @@ router = APIRouter(tags=["task data (003)"])
 DATASET_HEADER = "X-Labelhive-Dataset-Id"
 
 
-@router.post("/task/upload_data", summary="Upload question data: a zip of 1.txt, 2.txt, ... or 1.jpg, ...",
-             openapi_extra=form_body({"file": ("file", "a zip archive")}, ("file",)))
+@router.post(
+    "/task/upload_data",
+    summary="Upload question data: a zip of 1.txt, 2.txt, ... or 1.jpg, ...",
+    openapi_extra=form_body({"file": ("file", "a zip archive")}, ("file",)),
+)
 @router.post("/task/upload_data/", include_in_schema=False)
 async def upload_data(
     requester: Manager,
@@ -38,9 +41,18 @@ async def upload_data(
     outcome = await uploads.upload_data(upload, repo, requester, kind, ticket, settings, slots)
     headers = {DATASET_HEADER: str(outcome.dataset_id)}
     if outcome.check.interrupted:
-        return JSONResponse({"code": 20, "message": "file sequence interrupt",
-                             "data": {"files": outcome.files, "upload_num": outcome.check.upload_num,
-                                      "legal_num": outcome.check.legal_num}}, headers=headers)
+        return JSONResponse(
+            {
+                "code": 20,
+                "message": "file sequence interrupt",
+                "data": {
+                    "files": outcome.files,
+                    "upload_num": outcome.check.upload_num,
+                    "legal_num": outcome.check.legal_num,
+                },
+            },
+            headers=headers,
+        )
     response = ok_003(outcome.files)
     response.headers.update(headers)
     return response

@@ -13,9 +13,13 @@ from shared.identity import CurrentIdentity
 router = APIRouter(tags=["detect (004)"])
 
 
-@router.post("/api/detect", summary="Detect steel-surface defects in one or many images",
-             response_model=list[DetectionResult], responses=ERROR_ANSWERS,
-             openapi_extra={"requestBody": IMAGES_FORM})
+@router.post(
+    "/api/detect",
+    summary="Detect steel-surface defects in one or many images",
+    response_model=list[DetectionResult],
+    responses=ERROR_ANSWERS,
+    openapi_extra={"requestBody": IMAGES_FORM},
+)
 @router.post("/api/detect/", include_in_schema=False)
 async def detect(request: Request, identity: CurrentIdentity) -> JSONResponse:
     """For each image: `defect_count` (connected defect regions), `labels` (classes found:

@@ -74,10 +74,16 @@ async def stat_by_date(
     start, end = _range(start_date, end_date)
     counts = await repo.per_day(_day_start(start), _day_start(end + timedelta(days=1)))
     days = (start + timedelta(days=i) for i in range((end - start).days + 1))
-    return JSONResponse([
-        {"record_count": counts.get(d, (0, 0))[0], "stat_date": d.isoformat(), "total_num": counts.get(d, (0, 0))[1]}
-        for d in days
-    ])
+    return JSONResponse(
+        [
+            {
+                "record_count": counts.get(d, (0, 0))[0],
+                "stat_date": d.isoformat(),
+                "total_num": counts.get(d, (0, 0))[1],
+            }
+            for d in days
+        ]
+    )
 
 
 @router.get("/getPaginated", deprecated=True, summary="Pages of records (deprecated: use /search)")
@@ -99,15 +105,22 @@ async def search(
 ) -> JSONResponse:
     if start_date and end_date and start_date > end_date:
         raise InvalidRequest("startDate is after endDate")
-    flt = SearchFilter(name=name or None, num=num,
-                       start=_day_start(start_date) if start_date else None,
-                       end=_day_start(end_date + timedelta(days=1)) if end_date else None)
+    flt = SearchFilter(
+        name=name or None,
+        num=num,
+        start=_day_start(start_date) if start_date else None,
+        end=_day_start(end_date + timedelta(days=1)) if end_date else None,
+    )
     total, rows = await repo.search(flt, limit, (page - 1) * limit)
     return JSONResponse({"total": total, "data": [search_entry(r) for r in rows]})
 
 
-@router.get("/figure/{fig_id}", summary="The result image of a record (figId)", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}, "description": "the result image"}})
+@router.get(
+    "/figure/{fig_id}",
+    summary="The result image of a record (figId)",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "the result image"}},
+)
 async def figure(fig_id: int, identity: CurrentIdentity, repo: Repo) -> Response:
     image = await repo.figure(fig_id)
     if image is None:

@@ -1,6 +1,6 @@
 """Internal endpoints for other services (signed calls only; the gateway never routes /internal).
 
-    GET /internal/datasets/{dataset_id}/assignments   001's areas and who labels them: [{"area", "expert_name"}]
+GET /internal/datasets/{dataset_id}/assignments   001's areas and who labels them: [{"area", "expert_name"}]
 """
 
 from __future__ import annotations

@@ -64,8 +64,7 @@ async def assign(request: Request, identity: MaybeIdentity, repo: Repo, auth: Au
     return _response("success", mission_ids=[m.id for m in created])
 
 
-@router.put("/task/reassign", summary="Hand a mission over to other experts",
-            openapi_extra=json_body(ReassignBody))
+@router.put("/task/reassign", summary="Hand a mission over to other experts", openapi_extra=json_body(ReassignBody))
 async def reassign(request: Request, identity: MaybeIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     identity = _manager(identity)
     created = await missions.reassign(repo, auth, identity, await read_json_body(request, ReassignBody))
@@ -85,8 +84,9 @@ async def data_list(identity: MaybeIdentity, repo: Repo, dataset: Dataset, missi
     return _response(entries, notice=notice)
 
 
-@router.put("/data/label", summary="Label a record: ranked answers and the keep flag",
-            openapi_extra=json_body(LabelBody))
+@router.put(
+    "/data/label", summary="Label a record: ranked answers and the keep flag", openapi_extra=json_body(LabelBody)
+)
 async def label(request: Request, identity: MaybeIdentity, repo: Repo, dataset: Dataset) -> JSONResponse:
     identity = _expert(identity)
     await missions.label(repo, dataset, identity, await read_json_body(request, LabelBody))

@@ -31,61 +31,96 @@ CSV_ANSWER = {200: {"content": {"text/csv": {}}, "description": "a CSV file"}}
 
 
 def _csv(text: str, filename: str) -> Response:
-    return Response(text.encode("utf-8"), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        text.encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
-@router.post("/review/manual_check/{task_id}/{user_id}", summary="An annotator's answers: all or a sample",
-             openapi_extra=json_body(CheckMethod))
-async def manual_check(task_id: int, user_id: int, request: Request, identity: CurrentIdentity, repo: Repo,
-                       dataset: Dataset) -> JSONResponse:
+@router.post(
+    "/review/manual_check/{task_id}/{user_id}",
+    summary="An annotator's answers: all or a sample",
+    openapi_extra=json_body(CheckMethod),
+)
+async def manual_check(
+    task_id: int, user_id: int, request: Request, identity: CurrentIdentity, repo: Repo, dataset: Dataset
+) -> JSONResponse:
     ensure_role(identity, "demand", error=NoPermissions)  # only the task's publisher
     body = await read_json_body(request, CheckMethod)
     task, pairs = await review.manual_check(repo, identity, task_id, user_id, body.check_method)
     texts = await labeling.texts_for(dataset, task, [q for q, _ in pairs])
-    return ok_003({"q_info": [
-        {"q_id": q.q_id, "filename": q.filename, "data": texts.get(q.tag, "") if q.data_type == "text" else q.tag,
-         "data_type": q.data_type, "result": a.result, "input_result": a.input_result} for q, a in pairs]})
+    return ok_003(
+        {
+            "q_info": [
+                {
+                    "q_id": q.q_id,
+                    "filename": q.filename,
+                    "data": texts.get(q.tag, "") if q.data_type == "text" else q.tag,
+                    "data_type": q.data_type,
+                    "result": a.result,
+                    "input_result": a.input_result,
+                }
+                for q, a in pairs
+            ]
+        }
+    )
 
 
 @router.post("/review/accept/{task_id}/{user_id}", summary="Accept an annotator's work (pays them)")
-async def accept(task_id: int, user_id: int, identity: CurrentIdentity, repo: Repo,
-                 settings: Settings) -> JSONResponse:
+async def accept(task_id: int, user_id: int, identity: CurrentIdentity, repo: Repo, settings: Settings) -> JSONResponse:
     return ok_003(await review.review(repo, settings, identity, task_id, user_id, "accept"))
 
 
 @router.post("/review/refuse/{task_id}/{user_id}", summary="Refuse an annotator's work")
-async def refuse(task_id: int, user_id: int, identity: CurrentIdentity, repo: Repo,
-                 settings: Settings) -> JSONResponse:
+async def refuse(task_id: int, user_id: int, identity: CurrentIdentity, repo: Repo, settings: Settings) -> JSONResponse:
     return ok_003(await review.review(repo, settings, identity, task_id, user_id, "refuse"))
 
 
-@router.get("/review/download/{task_id}/{user_id}", summary="One annotator's answers as CSV",
-            response_class=Response, responses=CSV_ANSWER)
+@router.get(
+    "/review/download/{task_id}/{user_id}",
+    summary="One annotator's answers as CSV",
+    response_class=Response,
+    responses=CSV_ANSWER,
+)
 async def download_user(task_id: int, user_id: int, identity: CurrentIdentity, repo: Repo) -> Response:
     return _csv(await review.user_results(repo, identity, task_id, user_id), f"task-{task_id}-user-{user_id}.csv")
 
 
-@router.get("/review/download/{task_id}",
-            summary="The whole task as CSV: majority vote, Dawid-Skene and each annotator's accuracy",
-            response_class=Response, responses=CSV_ANSWER)
-async def download_task(task_id: int, identity: CurrentIdentity, repo: Repo, auth: Auth,
-                        type: Annotated[str, Query(max_length=16)] = "accepted") -> Response:
+@router.get(
+    "/review/download/{task_id}",
+    summary="The whole task as CSV: majority vote, Dawid-Skene and each annotator's accuracy",
+    response_class=Response,
+    responses=CSV_ANSWER,
+)
+async def download_task(
+    task_id: int,
+    identity: CurrentIdentity,
+    repo: Repo,
+    auth: Auth,
+    type: Annotated[str, Query(max_length=16)] = "accepted",
+) -> Response:
     questions, answers, names = await review.task_results(repo, auth, identity, task_id, type)
     text = await anyio.to_thread.run_sync(review.results_csv, questions, answers, names)
     return _csv(text, f"task-{task_id}-result.csv")
 
 
-@router.post("/review/upload_stdans", summary="Standard answers: a CSV of filename,tag",
-             openapi_extra=form_body({"file": ("file", "CSV: filename,tag")}, ("file",)))
+@router.post(
+    "/review/upload_stdans",
+    summary="Standard answers: a CSV of filename,tag",
+    openapi_extra=form_body({"file": ("file", "CSV: filename,tag")}, ("file",)),
+)
 async def upload_stdans(request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     ensure_role(identity, "demand")
     raw = await csv_file(request, "file")
     return ok_003({"tag": await review.upload_standard_answers(repo, identity, raw)})
 
 
-@router.post("/review/report/{task_id}/{user_id}", summary="Report an annotator (publisher) or a publisher",
-             openapi_extra=json_body(ReportBody))
+@router.post(
+    "/review/report/{task_id}/{user_id}",
+    summary="Report an annotator (publisher) or a publisher",
+    openapi_extra=json_body(ReportBody),
+)
 async def report(task_id: int, user_id: int, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     ensure_role(identity, "demand", "tag", error=NoPermissions)  # a task's publisher or one of its annotators
     body = await read_json_body(request, ReportBody)
@@ -102,14 +137,26 @@ ReporteeId = Annotated[int | None, Query(description="which report, when the rep
 
 
 @router.post("/review/acceptreport/{task_id}/{user_id}", summary="Accept a report: the reportee loses credit")
-async def accept_report(task_id: int, user_id: int, identity: CurrentIdentity, repo: Repo, settings: Settings,
-                        reportee_id: ReporteeId = None) -> JSONResponse:
+async def accept_report(
+    task_id: int,
+    user_id: int,
+    identity: CurrentIdentity,
+    repo: Repo,
+    settings: Settings,
+    reportee_id: ReporteeId = None,
+) -> JSONResponse:
     count = await review.decide_report(repo, settings, identity, task_id, user_id, reportee_id, True)
     return ok_003({"reports": count})
 
 
 @router.post("/review/rejectreport/{task_id}/{user_id}", summary="Reject (delete) a report")
-async def reject_report(task_id: int, user_id: int, identity: CurrentIdentity, repo: Repo, settings: Settings,
-                        reportee_id: ReporteeId = None) -> JSONResponse:
+async def reject_report(
+    task_id: int,
+    user_id: int,
+    identity: CurrentIdentity,
+    repo: Repo,
+    settings: Settings,
+    reportee_id: ReporteeId = None,
+) -> JSONResponse:
     count = await review.decide_report(repo, settings, identity, task_id, user_id, reportee_id, False)
     return ok_003({"reports": count})

@@ -53,8 +53,9 @@ Limit = Annotated[int | None, Query(ge=1, le=100_000, description="how many ques
 FREE_TASK_PREVIEW = 10  # questions shown per task in get_free_tasks
 
 
-async def _entries(repo: TasksRepository, auth: AuthClient, tasks: list[Task], identity: Identity,
-                   with_preview: bool = False) -> list[dict]:
+async def _entries(
+    repo: TasksRepository, auth: AuthClient, tasks: list[Task], identity: Identity, with_preview: bool = False
+) -> list[dict]:
     by_task = await repo.assignments_of_tasks([t.id for t in tasks])
     users = {t.publisher_id for t in tasks} | {t.agent_id for t in tasks if t.agent_id}
     users |= {a.user_id for assignments in by_task.values() for a in assignments}
@@ -63,9 +64,10 @@ async def _entries(repo: TasksRepository, auth: AuthClient, tasks: list[Task], i
     for task in tasks:
         entry = task_entry(task, by_task[task.id], profiles, identity.user_id, identity.role)
         if with_preview:
-            entry["questions"] = [{"q_id": q.q_id, "data": q.tag, "data_type": q.data_type, "result": [],
-                                   "tag_type": task.tag_type}
-                                  for q in await repo.questions(task.id, 0, FREE_TASK_PREVIEW)]
+            entry["questions"] = [
+                {"q_id": q.q_id, "data": q.tag, "data_type": q.data_type, "result": [], "tag_type": task.tag_type}
+                for q in await repo.questions(task.id, 0, FREE_TASK_PREVIEW)
+            ]
             entry["agent"] = ""
         entries.append(entry)
     return entries
@@ -118,33 +120,56 @@ async def is_distributed(task_id: TaskId, identity: CurrentIdentity, repo: Repo)
 
 
 @router.get("/task/taginfo/{task_id}", summary="My state on each question of a task")
-async def tag_info(task_id: TaskId, identity: CurrentIdentity, repo: Repo, dataset: Dataset,
-                   offset: Offset = 0, limit: Limit = None) -> JSONResponse:
+async def tag_info(
+    task_id: TaskId, identity: CurrentIdentity, repo: Repo, dataset: Dataset, offset: Offset = 0, limit: Limit = None
+) -> JSONResponse:
     return ok_003(await labeling.tag_info(repo, dataset, identity, task_id, offset, limit))
 
 
-@router.get("/task/get_batch_data/{task_id}", summary="data.zip: the questions' files and upload.csv",
-            response_class=Response, responses={200: {"content": {"application/zip": {}}, "description": "data.zip"}})
-async def get_batch_data(task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth, dataset: Dataset,
-                         offset: Offset = 0, limit: Limit = None) -> Response:
+@router.get(
+    "/task/get_batch_data/{task_id}",
+    summary="data.zip: the questions' files and upload.csv",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}, "description": "data.zip"}},
+)
+async def get_batch_data(
+    task_id: TaskId,
+    identity: CurrentIdentity,
+    repo: Repo,
+    auth: Auth,
+    dataset: Dataset,
+    offset: Offset = 0,
+    limit: Limit = None,
+) -> Response:
     task, archive = await labeling.batch_archive(repo, auth, dataset, identity, task_id, offset, limit)
-    return Response(archive, media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="task-{task.id}-data.zip"'})
+    return Response(
+        archive,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="task-{task.id}-data.zip"'},
+    )
 
 
-@router.post("/task/upload_res/{task_id}/{q_id}", summary="Submit my answer to a question (once)",
-             openapi_extra=json_body(ResultBody))
-async def upload_result(task_id: TaskId, q_id: int, request: Request, identity: CurrentIdentity, repo: Repo,
-                        settings: Settings) -> JSONResponse:
+@router.post(
+    "/task/upload_res/{task_id}/{q_id}",
+    summary="Submit my answer to a question (once)",
+    openapi_extra=json_body(ResultBody),
+)
+async def upload_result(
+    task_id: TaskId, q_id: int, request: Request, identity: CurrentIdentity, repo: Repo, settings: Settings
+) -> JSONResponse:
     ensure_role(identity, "tag", error=NoAccessPermission)
     body = await read_json_body(request, ResultBody)
     return ok_003(await labeling.submit(repo, settings, identity, task_id, q_id, body.result, body.input_result))
 
 
-@router.post("/task/upload_res/{task_id}", summary="Submit answers in bulk: the filled upload.csv",
-             openapi_extra=form_body({"file": ("file", "upload.csv")}, ("file",)))
-async def upload_results(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo,
-                         settings: Settings) -> JSONResponse:
+@router.post(
+    "/task/upload_res/{task_id}",
+    summary="Submit answers in bulk: the filled upload.csv",
+    openapi_extra=form_body({"file": ("file", "upload.csv")}, ("file",)),
+)
+async def upload_results(
+    task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo, settings: Settings
+) -> JSONResponse:
     ensure_role(identity, "tag", error=NoAccessPermission)
     raw = await csv_file(request, "file")
     return ok_003(await labeling.submit_batch(repo, settings, identity, task_id, raw), message="success")
@@ -157,32 +182,37 @@ async def start_question(task_id: TaskId, q_id: int, identity: CurrentIdentity, 
 
 
 @router.post("/task/distribute/{task_id}", summary="Distribute by the task's strategy (escrow hold)")
-async def distribute(task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth,
-                     settings: Settings) -> JSONResponse:
+async def distribute(
+    task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
+) -> JSONResponse:
     return ok_003(await distribution.distribute(repo, auth, settings, identity, task_id))
 
 
 @router.post("/task/refuse/{task_id}", summary="Refuse (give back) a task")
-async def refuse(task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth,
-                 settings: Settings) -> JSONResponse:
+async def refuse(
+    task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
+) -> JSONResponse:
     return ok_003(await distribution.refuse(repo, auth, settings, identity, task_id))
 
 
 @router.post("/task/accept/{task_id}", summary="Accept a task offered to me, or take a toall slot")
-async def accept(task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth,
-                 settings: Settings) -> JSONResponse:
+async def accept(
+    task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
+) -> JSONResponse:
     task, assignment = await distribution.accept(repo, auth, settings, identity, task_id)
     return ok_003(accepted_entry(task, assignment))
 
 
 @router.post("/task/redistribute/{task_id}", summary="Replace timed-out and review-refused annotators")
-async def redistribute(task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth,
-                       settings: Settings) -> JSONResponse:
+async def redistribute(
+    task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
+) -> JSONResponse:
     return ok_003(await distribution.redistribute(repo, auth, settings, identity, task_id))
 
 
-@router.post("/task/check_task/{task_id}", summary="Admin check of a task: accept or refuse",
-             openapi_extra=json_body(CheckBody))
+@router.post(
+    "/task/check_task/{task_id}", summary="Admin check of a task: accept or refuse", openapi_extra=json_body(CheckBody)
+)
 async def check_task(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     ensure_role(identity, "admin")
     body = await read_json_body(request, CheckBody)
@@ -190,10 +220,12 @@ async def check_task(task_id: TaskId, request: Request, identity: CurrentIdentit
     return ok_003()
 
 
-@router.post("/task/to_agent/{task_id}", summary="Delegate a task to an agent (escrow hold)",
-             openapi_extra=json_body(AgentBody))
-async def to_agent(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth,
-                   settings: Settings) -> JSONResponse:
+@router.post(
+    "/task/to_agent/{task_id}", summary="Delegate a task to an agent (escrow hold)", openapi_extra=json_body(AgentBody)
+)
+async def to_agent(
+    task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
+) -> JSONResponse:
     ensure_role(identity, "demand", error=NoDistributePermission)
     body = await read_json_body(request, AgentBody)
     try:
@@ -205,15 +237,17 @@ async def to_agent(task_id: TaskId, request: Request, identity: CurrentIdentity,
 
 
 @router.post("/task/distribute_to_user/{task_id}/{user_id}", summary="The agent gives a task to an annotator")
-async def distribute_to_user(task_id: TaskId, user_id: int, identity: CurrentIdentity, repo: Repo, auth: Auth,
-                             settings: Settings) -> JSONResponse:
+async def distribute_to_user(
+    task_id: TaskId, user_id: int, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
+) -> JSONResponse:
     await distribution.distribute_to_user(repo, auth, settings, identity, task_id, user_id)
     return ok_003(f"task {task_id} distributed to user {user_id}", message="success")
 
 
 @router.put("/task/{task_id}", summary="Modify a task before distribution", openapi_extra=json_body(TaskBody))
-async def modify_task(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo,
-                      auth: Auth) -> JSONResponse:
+async def modify_task(
+    task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth
+) -> JSONResponse:
     task = await lifecycle.modifiable(repo, identity, task_id)
     task = await lifecycle.modify(repo, auth, identity, task, await read_json_body(request, TaskBody, TASK_BODY_LIMIT))
     return ok_003({"task_id": task.id, "q_num": task.q_num, "check_result": task.check_result})
@@ -226,8 +260,9 @@ async def delete_task(task_id: TaskId, identity: CurrentIdentity, repo: Repo) ->
 
 
 @router.get("/task/{task_id}/{q_id}", summary="A question's data and answers")
-async def get_question(task_id: TaskId, q_id: int, identity: CurrentIdentity, repo: Repo, auth: Auth,
-                       dataset: Dataset) -> JSONResponse:
+async def get_question(
+    task_id: TaskId, q_id: int, identity: CurrentIdentity, repo: Repo, auth: Auth, dataset: Dataset
+) -> JSONResponse:
     return ok_003(await labeling.question_view(repo, auth, dataset, identity, task_id, q_id))
 
 
@@ -237,9 +272,11 @@ async def get_task(task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth:
     if task is None:
         raise TaskDoesNotExist()
     assignments = await repo.assignments(task.id)
-    allowed = (identity.role == "admin" or identity.user_id in (task.publisher_id, task.agent_id)
-               or any(a.user_id == identity.user_id and (a.current or a.state != AssignmentState.REFUSED)
-                      for a in assignments))
+    allowed = (
+        identity.role == "admin"
+        or identity.user_id in (task.publisher_id, task.agent_id)
+        or any(a.user_id == identity.user_id and (a.current or a.state != AssignmentState.REFUSED) for a in assignments)
+    )
     if not allowed:
         raise NoAccessPermission()
     return ok_003((await _entries(repo, auth, [task], identity))[0])
