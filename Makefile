@@ -31,6 +31,7 @@ run: install models
 
 test: install models
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	@if [ -f tests/fixtures/face_photos.py ]; then $(PY) -m tests.fixtures.face_photos; fi
 	$(PY) -m pytest -q

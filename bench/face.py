@@ -70,8 +70,15 @@ ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "2")))
 SEARCHES = int(os.environ.get("BENCH_FACE_SEARCHES", "150"))
 STORED = 10_000
 PREFIX = "/api/v1/engine/recocomp"
-PHOTOS = ("person_a_1.jpg", "person_a_2.jpg", "person_b_1.jpg", "person_b_2.jpg", "impostor_1.jpg",
-          "impostor_2.jpg", "t1.jpg")
+PHOTOS = (
+    "person_a_1.jpg",
+    "person_a_2.jpg",
+    "person_b_1.jpg",
+    "person_b_2.jpg",
+    "impostor_1.jpg",
+    "impostor_2.jpg",
+    "t1.jpg",
+)
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,9 @@ async def admin_api_key(bench: BenchPlatform) -> str:
 
 
 async def call(client: httpx.AsyncClient, url: str, key: str, path: str, body: dict) -> dict:
-    r = await client.post(url + PREFIX + path, content=json.dumps(body),
-                          headers={"Content-type": "application/json", "X-API-Key": key})
+    r = await client.post(
+        url + PREFIX + path, content=json.dumps(body), headers={"Content-type": "application/json", "X-API-Key": key}
+    )
     answer = r.json()
     if r.status_code != 200 or answer.get("err_code") != 0:
         raise RuntimeError(f"{path} answered {r.status_code}: {r.text[:300]}")
@@ -135,43 +143,79 @@ def measure_local(engine: FaceEngine, photos: Sequence[str], per_call: int, dura
         embed_in_process(engine, batch)
         latencies.append(clock() - before)
     elapsed = clock() - started
-    return Measurement(label, 1, elapsed, sorted(latencies), cpu_seconds={"in-process": time.process_time() - cpu_before})
+    return Measurement(
+        label, 1, elapsed, sorted(latencies), cpu_seconds={"in-process": time.process_time() - cpu_before}
+    )
 
 
-async def measure_api(client: httpx.AsyncClient, bench: BenchPlatform, key: str, collection: str,
-                      photos: Sequence[str], per_call: int, duration: float, label: str) -> Measurement:
+async def measure_api(
+    client: httpx.AsyncClient,
+    bench: BenchPlatform,
+    key: str,
+    collection: str,
+    photos: Sequence[str],
+    per_call: int,
+    duration: float,
+    label: str,
+) -> Measurement:
     cycle = itertools.cycle(photos)
     url = bench.gateway_url + PREFIX + "/face/insert"
     headers = {"Content-type": "application/json", "X-API-Key": key}
 
     async def request(client: httpx.AsyncClient) -> httpx.Response:
-        body = {"collection_name": collection, "face_image": [next(cycle) for _ in range(per_call)],
-                "target_id": [uuid.uuid4().hex for _ in range(per_call)]}
+        body = {
+            "collection_name": collection,
+            "face_image": [next(cycle) for _ in range(per_call)],
+            "target_id": [uuid.uuid4().hex for _ in range(per_call)],
+        }
         response = await client.post(url, content=json.dumps(body), headers=headers)
         if response.status_code == 200 and response.json().get("success_num") != per_call:
             raise httpx.HTTPError(f"stored {response.json().get('success_num')} of {per_call} faces")
         return response
 
     client_cpu = time.process_time()
-    result = await generate_load(client, request, concurrency=1, duration=duration, label=label,
-                                 cpu_of=bench.pids("face", "gateway"))
+    result = await generate_load(
+        client, request, concurrency=1, duration=duration, label=label, cpu_of=bench.pids("face", "gateway")
+    )
     result.cpu_seconds["client"] = time.process_time() - client_cpu
     return result
 
 
 def print_embedding(results: list[tuple[Row, Measurement, Measurement]]) -> None:
-    headers = ["row", "in-proc faces/s", "API faces/s", "ratio API/in-proc", "in-proc p50 ms", "in-proc p99 ms",
-               "API p50 ms", "API p99 ms", "cpu ms/face in-proc", "cpu ms/face face+gw", "errors"]
+    headers = [
+        "row",
+        "in-proc faces/s",
+        "API faces/s",
+        "ratio API/in-proc",
+        "in-proc p50 ms",
+        "in-proc p99 ms",
+        "API p50 ms",
+        "API p99 ms",
+        "cpu ms/face in-proc",
+        "cpu ms/face face+gw",
+        "errors",
+    ]
     table = []
     for row, local, api in results:
         local_faces, api_faces = local.requests * row.per_call, api.requests * row.per_call
         local_rate, api_rate = local_faces / local.elapsed, api_faces / api.elapsed
         cpu_local = local.cpu_seconds.get("in-process", math.nan) / max(local_faces, 1) * 1000
         cpu_api = (api.cpu_seconds.get("face", 0) + api.cpu_seconds.get("gateway", 0)) / max(api_faces, 1) * 1000
-        table.append([f"{row.name} per call/request", f"{local_rate:.2f}", f"{api_rate:.2f}",
-                      f"{api_rate / local_rate:.2f}" if local_rate else "n/a", f"{local.p50_ms:.0f}",
-                      f"{local.p99_ms:.0f}", f"{api.p50_ms:.0f}", f"{api.p99_ms:.0f}", f"{cpu_local:.0f}",
-                      f"{cpu_api:.0f}", api.errors])
+        table.append(
+            [
+                f"{row.name} per call/request",
+                f"{local_rate:.2f}",
+                f"{api_rate:.2f}",
+                f"{api_rate / local_rate:.2f}" if local_rate else "n/a",
+                f"{local.p50_ms:.0f}",
+                f"{local.p99_ms:.0f}",
+                f"{api.p50_ms:.0f}",
+                f"{api.p99_ms:.0f}",
+                f"{cpu_local:.0f}",
+                f"{cpu_api:.0f}",
+                api.errors,
+            ]
+        )
     print(format_table(headers, table), flush=True)
     for _, _, api in results:
         if api.errors:
@@ -197,15 +241,20 @@ async def store_directly(database_url: str, collection: str, vectors: np.ndarray
     connection = await asyncpg.connect(database_url)
     try:
         collection_id = await connection.fetchval(
-            "SELECT id FROM face.collections WHERE kind = 'public' AND name = $1", collection)
-        records = [(collection_id, f"synthetic-{i // 5}", vector.astype("<f4").tobytes())
-                   for i, vector in enumerate(vectors)]
-        await connection.copy_records_to_table("features", schema_name="face", records=records,
-                                               columns=["collection_id", "target_id", "vector"])
-        await connection.execute("UPDATE face.collections SET version = version + 1, updated_at = now() "
-                                 "WHERE id = $1", collection_id)
-        rows = await connection.fetch("SELECT id, vector FROM face.features WHERE collection_id = $1 ORDER BY id",
-                                      collection_id)
+            "SELECT id FROM face.collections WHERE kind = 'public' AND name = $1", collection
+        )
+        records = [
+            (collection_id, f"synthetic-{i // 5}", vector.astype("<f4").tobytes()) for i, vector in enumerate(vectors)
+        ]
+        await connection.copy_records_to_table(
+            "features", schema_name="face", records=records, columns=["collection_id", "target_id", "vector"]
+        )
+        await connection.execute(
+            "UPDATE face.collections SET version = version + 1, updated_at = now() WHERE id = $1", collection_id
+        )
+        rows = await connection.fetch(
+            "SELECT id, vector FROM face.features WHERE collection_id = $1 ORDER BY id", collection_id
+        )
     finally:
         await connection.close()
     ids = np.array([r["id"] for r in rows], dtype=np.int64)
@@ -226,33 +275,49 @@ def stats_ms(latencies: Sequence[float]) -> tuple[float, float]:
     return percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
 
 
-async def bench_search(client: httpx.AsyncClient, bench: BenchPlatform, key: str, engine: FaceEngine,
-                       photos: dict[str, str]) -> None:
+async def bench_search(
+    client: httpx.AsyncClient, bench: BenchPlatform, key: str, engine: FaceEngine, photos: dict[str, str]
+) -> None:
     collection = "bench_search"
     url = bench.gateway_url
     await call(client, url, key, "/create/collection", {"collection_name": collection})
-    await call(client, url, key, "/face/insert", {"collection_name": collection, "target_id": ["macron"],
-                                                  "face_image": [photos["person_a_1.jpg"]]})
+    await call(
+        client,
+        url,
+        key,
+        "/face/insert",
+        {"collection_name": collection, "target_id": ["macron"], "face_image": [photos["person_a_1.jpg"]]},
+    )
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     ids, stored = await store_directly(bench.database_url, collection, synthetic_vectors(STORED - 1, engine.dim, rng))
-    print(f"stored {len(ids):,} vectors in PostgreSQL directly in {time.perf_counter() - started:.1f}s "
-          f"({STORED - 1:,} synthetic + 1 real face through the API)", flush=True)
+    print(
+        f"stored {len(ids):,} vectors in PostgreSQL directly in {time.perf_counter() - started:.1f}s "
+        f"({STORED - 1:,} synthetic + 1 real face through the API)",
+        flush=True,
+    )
     body = {"collection_name": collection, "face_image": photos["person_a_2.jpg"], "top_k": 1}
     started = time.perf_counter()
     first = await call(client, url, key, "/face/search", body)  # the service reloads the collection here
-    print(f"first search after the direct write (wait for a change event, then reload from PostgreSQL): "
-          f"{(time.perf_counter() - started) * 1000:.0f} ms; answer {first['status']}", flush=True)
+    print(
+        f"first search after the direct write (wait for a change event, then reload from PostgreSQL): "
+        f"{(time.perf_counter() - started) * 1000:.0f} ms; answer {first['status']}",
+        flush=True,
+    )
     if first["status"][0]["result"] != "macron":
         raise AssertionError(f"the API did not find the enrolled face at rank 1: {first}")
 
     async def search(client: httpx.AsyncClient) -> httpx.Response:
-        return await client.post(url + PREFIX + "/face/search", content=json.dumps(body),
-                                 headers={"Content-type": "application/json", "X-API-Key": key})
+        return await client.post(
+            url + PREFIX + "/face/search",
+            content=json.dumps(body),
+            headers={"Content-type": "application/json", "X-API-Key": key},
+        )
 
     await generate_load(client, search, concurrency=1, count=5, label="warm-up")
-    api = await generate_load(client, search, concurrency=1, count=SEARCHES, label="API search",
-                              cpu_of=bench.pids("face", "gateway"))
+    api = await generate_load(
+        client, search, concurrency=1, count=SEARCHES, label="API search", cpu_of=bench.pids("face", "gateway")
+    )
 
     # The same collection in this process; FaceIndex searches on one OpenMP thread, as in the service.
     index = FaceIndex(engine.dim, IndexSettings())
@@ -276,19 +341,35 @@ async def bench_search(client: httpx.AsyncClient, bench: BenchPlatform, key: str
     api_p50, api_p99 = api.p50_ms, api.p99_ms
     rows = [
         ["API face/search (gateway, top_k 1)", f"{api_p50:.1f}", f"{api_p99:.1f}", "1.00", api.errors],
-        ["in-process: decode + detect + embed + index", *(f"{x:.1f}" for x in stats_ms(full)),
-         f"{api_p50 / stats_ms(full)[0]:.2f}", 0],
-        [f"in-process: FaceIndex.search only ({index.kind})", *(f"{x:.3f}" for x in stats_ms(index_only)),
-         f"{api_p50 / stats_ms(index_only)[0]:.0f}", 0],
-        ["in-process: exact NumPy scan", *(f"{x:.3f}" for x in stats_ms(numpy_scan)),
-         f"{api_p50 / stats_ms(numpy_scan)[0]:.0f}", 0],
+        [
+            "in-process: decode + detect + embed + index",
+            *(f"{x:.1f}" for x in stats_ms(full)),
+            f"{api_p50 / stats_ms(full)[0]:.2f}",
+            0,
+        ],
+        [
+            f"in-process: FaceIndex.search only ({index.kind})",
+            *(f"{x:.3f}" for x in stats_ms(index_only)),
+            f"{api_p50 / stats_ms(index_only)[0]:.0f}",
+            0,
+        ],
+        [
+            "in-process: exact NumPy scan",
+            *(f"{x:.3f}" for x in stats_ms(numpy_scan)),
+            f"{api_p50 / stats_ms(numpy_scan)[0]:.0f}",
+            0,
+        ],
     ]
-    print(f"\n1:N search at {len(ids):,} stored vectors ({SEARCHES} API searches, one client; "
-          f"ratio = API p50 / that row's p50)")
+    print(
+        f"\n1:N search at {len(ids):,} stored vectors ({SEARCHES} API searches, one client; "
+        f"ratio = API p50 / that row's p50)"
+    )
     print(format_table(["path", "p50 ms", "p99 ms", "API p50 / p50", "errors"], rows))
-    print(f"rank-1: API found the enrolled face at rank 1 (score {first['status'][0]['score']:.3f}); in-process index "
-          f"top-1 is the same vector as the exact scan: {int(found[0, 0]) == int(ids[real_row])}; "
-          f"recall@1 of {len(synthetic_queries)} synthetic queries against the exact scan: {recall:.3f}")
+    print(
+        f"rank-1: API found the enrolled face at rank 1 (score {first['status'][0]['score']:.3f}); in-process index "
+        f"top-1 is the same vector as the exact scan: {int(found[0, 0]) == int(ids[real_row])}; "
+        f"recall@1 of {len(synthetic_queries)} synthetic queries against the exact scan: {recall:.3f}"
+    )
     cpu = api.cpu_ms_per_request("face", "gateway")
     print(f"API cpu ms/search (face + gateway): {cpu:.0f}", flush=True)
 
@@ -306,18 +387,23 @@ async def main() -> None:
     if engine is None:
         raise SystemExit(missing)
     model_dir = str(getattr(selection, "detector", directory).parent)
-    print(f"in-process: {engine.model_name} ({engine.dim}-d) on {engine.providers}; models from {model_dir}",
-          flush=True)
+    print(
+        f"in-process: {engine.model_name} ({engine.dim}-d) on {engine.providers}; models from {model_dir}", flush=True
+    )
     embed_photos = [photos[name] for name in PHOTOS]
     async with running_platform(["auth", "face"], name="face", extra_env={"LABELHIVE_MODEL_DIR": model_dir}) as bench:
-        print(f"face service: {service_providers(bench)} (from its log); 2 inference threads, embed batches of 32",
-              flush=True)
+        print(
+            f"face service: {service_providers(bench)} (from its log); 2 inference threads, embed batches of 32",
+            flush=True,
+        )
         key = await admin_api_key(bench)
         async with load_client(2, timeout=120) as client:
             await call(client, bench.gateway_url, key, "/create/collection", {"collection_name": "bench_embed"})
-            print(f"\nfaces embedded per second: {len(PHOTOS)} photos ({', '.join(PHOTOS)}); each measurement "
-                  f"{WARMUP:g}s warm-up, then {DURATION:g}s in {ROUNDS} slices alternating in-process and API",
-                  flush=True)
+            print(
+                f"\nfaces embedded per second: {len(PHOTOS)} photos ({', '.join(PHOTOS)}); each measurement "
+                f"{WARMUP:g}s warm-up, then {DURATION:g}s in {ROUNDS} slices alternating in-process and API",
+                flush=True,
+            )
             results = []
             for row in ROWS:
                 if WARMUP > 0:
@@ -325,10 +411,16 @@ async def main() -> None:
                     await measure_api(client, bench, key, "bench_embed", embed_photos, row.per_call, WARMUP, "warm-up")
                 local_parts, api_parts = [], []
                 for _ in range(ROUNDS):
-                    local_parts.append(await asyncio.to_thread(measure_local, engine, embed_photos, row.per_call,
-                                                               DURATION / ROUNDS, row.name))
-                    api_parts.append(await measure_api(client, bench, key, "bench_embed", embed_photos,
-                                                       row.per_call, DURATION / ROUNDS, row.name))
+                    local_parts.append(
+                        await asyncio.to_thread(
+                            measure_local, engine, embed_photos, row.per_call, DURATION / ROUNDS, row.name
+                        )
+                    )
+                    api_parts.append(
+                        await measure_api(
+                            client, bench, key, "bench_embed", embed_photos, row.per_call, DURATION / ROUNDS, row.name
+                        )
+                    )
                 results.append((row, merge(local_parts), merge(api_parts)))
             print_embedding(results)
             await bench_search(client, bench, key, engine, photos)

@@ -72,20 +72,30 @@ def create_app(settings: FaceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine, missing = await asyncio.to_thread(load_engine, settings)
-        recognizer = Recognizer(engine, missing, settings.face_inference_workers, settings.face_max_image_bytes,
-                                settings.quality_thresholds(), settings.orientation())
-        index_settings = IndexSettings(approximate_threshold=settings.face_approximate_threshold,
-                                       ef_search=settings.face_hnsw_ef_search)
+        recognizer = Recognizer(
+            engine,
+            missing,
+            settings.face_inference_workers,
+            settings.face_max_image_bytes,
+            settings.quality_thresholds(),
+            settings.orientation(),
+        )
+        index_settings = IndexSettings(
+            approximate_threshold=settings.face_approximate_threshold, ef_search=settings.face_hnsw_ef_search
+        )
         registry = IndexRegistry(app.state.sessionmaker, index_settings, settings.face_event_wait_seconds)
         async with app.state.sessionmaker.begin() as session:
-            await FaceRepository(session).ensure_collection(USERS, None, USERS_COLLECTION,
-                                                            engine.model_name if engine else None,
-                                                            engine.dim if engine else None)
+            await FaceRepository(session).ensure_collection(
+                USERS, None, USERS_COLLECTION, engine.model_name if engine else None, engine.dim if engine else None
+            )
         bus = ChangeBus(app.state.redis, app.state.keys, registry, settings.face_sync_interval_seconds)
         await bus.start()
         app.state.face = FaceContext(settings, recognizer, registry, bus)
-        log.info("face indexes loaded: %d collection(s), %d vector(s)", len(registry.describe()),
-                 sum(int(c["size"]) for c in registry.describe().values()))
+        log.info(
+            "face indexes loaded: %d collection(s), %d vector(s)",
+            len(registry.describe()),
+            sum(int(c["size"]) for c in registry.describe().values()),
+        )
 
         async def model_check() -> str:
             return "ok" if recognizer.available else "missing"
@@ -101,9 +111,13 @@ def create_app(settings: FaceSettings | None = None) -> FastAPI:
             recognizer.shutdown()
 
     app = build_service_app(
-        name="face", settings=settings, routers=[recocomp.router, internal.router], lifespan=lifespan,
+        name="face",
+        settings=settings,
+        routers=[recocomp.router, internal.router],
+        lifespan=lifespan,
         title="Labelhive face",
         description="Face recognition engine (document 002): collections, 1:N search, 1:1 compare; face login "
-                    "and face datasets for the other services.")
+        "and face datasets for the other services.",
+    )
     install_face_error_handlers(app)
     return app

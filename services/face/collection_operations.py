@@ -154,8 +154,10 @@ async def _meanwhile(lookup: Awaitable[T], inference: Awaitable[U]) -> tuple[T, 
 
 def check_model(collection: CollectionRow, model: str, has_vectors: bool) -> None:
     if has_vectors and collection.model is not None and collection.model != model:
-        raise ModelMismatch(f"collection {collection.name!r} holds {collection.model} vectors and the engine runs "
-                            f"{model}: they cannot be compared; use another collection or switch the model back")
+        raise ModelMismatch(
+            f"collection {collection.name!r} holds {collection.model} vectors and the engine runs "
+            f"{model}: they cannot be compared; use another collection or switch the model back"
+        )
 
 
 # --- collections ---------------------------------------------------------------------------------
@@ -173,8 +175,9 @@ async def create(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str
         raise CollectionQuotaExceeded(f"an owner holds at most {limit} collections")
     engine = ctx.recognizer.engine
     try:
-        row = await repo.create_collection(PUBLIC, owner, name, engine.model_name if engine else None,
-                                           engine.dim if engine else None)
+        row = await repo.create_collection(
+            PUBLIC, owner, name, engine.model_name if engine else None, engine.dim if engine else None
+        )
     except IntegrityError:
         raise CollectionExists(f"collection {name!r} already exists") from None
     ctx.publish_after(after_commit, Change(row.id, row.version, row.dim))
@@ -208,8 +211,9 @@ async def drop(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, 
 async def statuses(repo: FaceRepository, scope: Scope, names: list[str]) -> list[dict[str, Any]]:
     rows = await repo.collections(PUBLIC, scope.namespace, every_owner=scope.every_owner, names=names or None)
     if names:
-        picked = {name: scope.pick(name, [row for row in rows if row.name == name], CheckCollectionName)
-                  for name in names}
+        picked = {
+            name: scope.pick(name, [row for row in rows if row.name == name], CheckCollectionName) for name in names
+        }
         missing = [name for name, row in picked.items() if row is None]
         if missing:
             raise CheckCollectionName(f"no collection named {', '.join(map(repr, missing))}")
@@ -217,8 +221,12 @@ async def statuses(repo: FaceRepository, scope: Scope, names: list[str]) -> list
     counts = await repo.feature_counts([row.id for row in rows])
     answer = []
     for row in rows:
-        entry: dict[str, Any] = {"collection_name": row.name, "create_time": ctime(row.created_at),
-                                 "update_time": ctime(row.updated_at), "feature_num": counts.get(row.id, 0)}
+        entry: dict[str, Any] = {
+            "collection_name": row.name,
+            "create_time": ctime(row.created_at),
+            "update_time": ctime(row.updated_at),
+            "feature_num": counts.get(row.id, 0),
+        }
         if scope.admin:  # admins reach every owner's collections: say whose each one is
             entry["owner_id"] = NO_OWNER if row.owner_id is None else row.owner_id
         answer.append(entry)
@@ -236,8 +244,9 @@ class WriteResult:
     target_invalid: list[str]
 
 
-def _valid_by_target(targets: list[str], embedded: list[np.ndarray | ImageProblem],
-                     skip: AbstractSet[str] = frozenset()) -> tuple[dict[str, list[np.ndarray]], list[ImageProblem]]:
+def _valid_by_target(
+    targets: list[str], embedded: list[np.ndarray | ImageProblem], skip: AbstractSet[str] = frozenset()
+) -> tuple[dict[str, list[np.ndarray]], list[ImageProblem]]:
     grouped: dict[str, list[np.ndarray]] = {}
     problems: list[ImageProblem] = []
     for target, result in zip(targets, embedded):
@@ -260,11 +269,19 @@ async def _embed_subset(ctx: FaceContext, images: list[Any], wanted: list[bool])
     return out
 
 
-async def insert(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, images: list[Any],
-                 targets: list[str], after_commit: AfterCommit) -> WriteResult:
+async def insert(
+    ctx: FaceContext,
+    repo: FaceRepository,
+    scope: Scope,
+    name: str,
+    images: list[Any],
+    targets: list[str],
+    after_commit: AfterCommit,
+) -> WriteResult:
     engine = ctx.recognizer.require()
-    found, embedded = await _meanwhile(ctx.peek(scope, name, CollectionMissing),
-                                       ctx.recognizer.embed_images(images, gate=True))
+    found, embedded = await _meanwhile(
+        ctx.peek(scope, name, CollectionMissing), ctx.recognizer.embed_images(images, gate=True)
+    )
     grouped, problems = _valid_by_target(targets, embedded)
 
     row = await _locked(repo, found, CollectionMissing)
@@ -275,20 +292,28 @@ async def insert(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str
     exceeded = [t for t, vectors in grouped.items() if len(existing.get(t, [])) + len(vectors) > limit]
     accepted = [NewFeature(t, v) for t, vectors in grouped.items() if t not in exceeded for v in vectors]
     if exceeded and not accepted:
-        raise TargetQuotaExceeded(f"target ids that would hold more than {limit} faces: {', '.join(exceeded)}",
-                                  data=WriteResult(0, problems, exceeded, []))
+        raise TargetQuotaExceeded(
+            f"target ids that would hold more than {limit} faces: {', '.join(exceeded)}",
+            data=WriteResult(0, problems, exceeded, []),
+        )
     if accepted:
         ids = await repo.insert_features(row.id, accepted)
         retag = row.model != engine.model_name
-        version = await repo.bump(row.id, model=engine.model_name if retag else None,
-                                  dim=engine.dim if retag else None)
+        version = await repo.bump(row.id, model=engine.model_name if retag else None, dim=engine.dim if retag else None)
         change = Change(row.id, version, engine.dim, added=[(i, f.target_id, f.vector) for i, f in zip(ids, accepted)])
         ctx.publish_after(after_commit, change)
     return WriteResult(len(accepted), problems, exceeded, [])
 
 
-async def update(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, images: list[Any],
-                 targets: list[str], after_commit: AfterCommit) -> WriteResult:
+async def update(
+    ctx: FaceContext,
+    repo: FaceRepository,
+    scope: Scope,
+    name: str,
+    images: list[Any],
+    targets: list[str],
+    after_commit: AfterCommit,
+) -> WriteResult:
     engine = ctx.recognizer.require()
     found = await ctx.peek(scope, name, CollectionMissing)
     present = await ctx.read(lambda repo: repo.targets_present(found.id, targets))
@@ -304,25 +329,32 @@ async def update(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str
     exceeded = [t for t, vectors in grouped.items() if len(vectors) > limit]
     replaced = {t: vectors for t, vectors in grouped.items() if t not in exceeded}
     if exceeded and not replaced:
-        raise TargetQuotaExceeded(f"at most {limit} faces per target id: {', '.join(exceeded)}",
-                                  data=WriteResult(0, problems, exceeded, invalid_targets))
+        raise TargetQuotaExceeded(
+            f"at most {limit} faces per target id: {', '.join(exceeded)}",
+            data=WriteResult(0, problems, exceeded, invalid_targets),
+        )
     if replaced:
         removed = [i for t in replaced for i in existing[t]]
         await repo.delete_features(removed)
         accepted = [NewFeature(t, v) for t, vectors in replaced.items() for v in vectors]
         ids = await repo.insert_features(row.id, accepted)
         retag = row.model != engine.model_name
-        version = await repo.bump(row.id, model=engine.model_name if retag else None,
-                                  dim=engine.dim if retag else None)
-        change = Change(row.id, version, engine.dim, removed=removed,
-                        added=[(i, f.target_id, f.vector) for i, f in zip(ids, accepted)])
+        version = await repo.bump(row.id, model=engine.model_name if retag else None, dim=engine.dim if retag else None)
+        change = Change(
+            row.id,
+            version,
+            engine.dim,
+            removed=removed,
+            added=[(i, f.target_id, f.vector) for i, f in zip(ids, accepted)],
+        )
         ctx.publish_after(after_commit, change)
         return WriteResult(len(accepted), problems, exceeded, invalid_targets)
     return WriteResult(0, problems, exceeded, invalid_targets)
 
 
-async def delete_targets(ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, targets: list[str],
-                         after_commit: AfterCommit) -> None:
+async def delete_targets(
+    ctx: FaceContext, repo: FaceRepository, scope: Scope, name: str, targets: list[str], after_commit: AfterCommit
+) -> None:
     row = await _find_locked(repo, scope, name, CheckCollectionName)
     existing = await repo.feature_ids_by_target(row.id, targets)
     missing = [t for t in targets if t not in existing]

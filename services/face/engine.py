@@ -631,8 +631,10 @@ class FaceEngine:
                 break
         if best is None:
             if found_any:
-                raise NoPlausibleFace("no plausible face: none is upright with eyes above the nose above the mouth "
-                                      "and a good detector score, in any orientation")
+                raise NoPlausibleFace(
+                    "no plausible face: none is upright with eyes above the nose above the mouth "
+                    "and a good detector score, in any orientation"
+                )
             raise NoFaceFound("no face found in the image")
         return best
 

@@ -13,7 +13,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from shared.errors import LabelhiveError, NotFound
 
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+)
 
 
 def is_database_error(exc: BaseException) -> bool:

@@ -80,8 +80,9 @@ def _searchable(state: CollectionIndex | None, dim: int) -> bool:
 # --- face login ----------------------------------------------------------------------------------
 
 
-async def enroll_user(ctx: FaceContext, repo: FaceRepository, user_id: int, image: Any,
-                      after_commit: AfterCommit) -> None:
+async def enroll_user(
+    ctx: FaceContext, repo: FaceRepository, user_id: int, image: Any, after_commit: AfterCommit
+) -> None:
     engine = ctx.recognizer.require()
     vector = await _vector(ctx, image)
     await repo.ensure_collection(USERS, None, USERS_COLLECTION, engine.model_name, engine.dim)
@@ -132,11 +133,16 @@ class Enrolment:
     enrolment_id: int
 
 
-async def enroll_image(ctx: FaceContext, repo: FaceRepository, enrolment: Enrolment,
-                       after_commit: AfterCommit) -> dict[str, Any]:
+async def enroll_image(
+    ctx: FaceContext, repo: FaceRepository, enrolment: Enrolment, after_commit: AfterCommit
+) -> dict[str, Any]:
     def answer(feature_id: int, duplicate: bool) -> dict[str, Any]:
-        return {"collection": enrolment.collection, "target_id": enrolment.target_id, "feature_id": feature_id,
-                "duplicate": duplicate}
+        return {
+            "collection": enrolment.collection,
+            "target_id": enrolment.target_id,
+            "feature_id": feature_id,
+            "duplicate": duplicate,
+        }
 
     if done := await ctx.read(lambda r: r.feature_by_enrolment(enrolment.enrolment_id)):
         return answer(done[0], True)  # a retry whose first answer was lost
@@ -156,10 +162,12 @@ async def enroll_image(ctx: FaceContext, repo: FaceRepository, enrolment: Enrolm
     limit = ctx.settings.face_max_features_per_target
     if held >= limit:
         raise Refusal(409, "quota_exceeded", f"target {enrolment.target_id!r} already holds {limit} faces")
-    [feature_id] = await repo.insert_features(row.id, [NewFeature(enrolment.target_id, vector, enrolment.image_key,
-                                                                   enrolment.enrolment_id)])
+    [feature_id] = await repo.insert_features(
+        row.id, [NewFeature(enrolment.target_id, vector, enrolment.image_key, enrolment.enrolment_id)]
+    )
     retag = row.model != engine.model_name
     version = await repo.bump(row.id, model=engine.model_name if retag else None, dim=engine.dim if retag else None)
-    ctx.publish_after(after_commit, Change(row.id, version, engine.dim,
-                                           added=[(feature_id, enrolment.target_id, vector)]))
+    ctx.publish_after(
+        after_commit, Change(row.id, version, engine.dim, added=[(feature_id, enrolment.target_id, vector)])
+    )
     return answer(feature_id, False)

@@ -47,7 +47,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Why an image was refused: the `reason` of the internal API, and what 002's `invalid` says.
-NOT_BASE64, NOT_AN_IMAGE, TRUNCATED, TOO_LARGE, NO_FACE = "not_base64", "not_an_image", "truncated", "too_large", "no_face"
+NOT_BASE64, NOT_AN_IMAGE, TRUNCATED, TOO_LARGE, NO_FACE = (
+    "not_base64",
+    "not_an_image",
+    "truncated",
+    "too_large",
+    "no_face",
+)
 NO_PLAUSIBLE_FACE = "no_plausible_face"
 DECODE_REASONS = frozenset({NOT_BASE64, NOT_AN_IMAGE, TRUNCATED, TOO_LARGE})
 _DECODE_REASONS: list[tuple[type[Exception], str]] = [
@@ -104,8 +110,15 @@ def load_engine(settings: FaceSettings) -> tuple[FaceEngine | None, str]:
 
 
 class Recognizer:
-    def __init__(self, engine: FaceEngine | None, missing_reason: str, workers: int, max_image_bytes: int,
-                 thresholds: QualityThresholds, orientation: OrientationSettings | None = None) -> None:
+    def __init__(
+        self,
+        engine: FaceEngine | None,
+        missing_reason: str,
+        workers: int,
+        max_image_bytes: int,
+        thresholds: QualityThresholds,
+        orientation: OrientationSettings | None = None,
+    ) -> None:
         self.engine = engine
         self.missing_reason = missing_reason
         self.max_image_bytes = max_image_bytes
@@ -119,8 +132,10 @@ class Recognizer:
 
     def require(self) -> FaceEngine:
         if self.engine is None:
-            raise ModelUnavailable("face models are not installed: run `make models` "
-                                   "(python -m services.face.model_files fetch)", details=self.missing_reason)
+            raise ModelUnavailable(
+                "face models are not installed: run `make models` (python -m services.face.model_files fetch)",
+                details=self.missing_reason,
+            )
         return self.engine
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
@@ -145,8 +160,11 @@ class Recognizer:
             raise ImageProblem(index, NO_FACE, f"image {index}: no face found") from None
         face = upright.face
         aligned = engine.align(upright.image, face)
-        if gate and (refused := refusal(measure(face.landmark_array(), face.width, face.score, aligned),
-                                        self.thresholds)) is not None:
+        if (
+            gate
+            and (refused := refusal(measure(face.landmark_array(), face.width, face.score, aligned), self.thresholds))
+            is not None
+        ):
             reason, detail = refused
             raise ImageProblem(index, reason, f"image {index}: {detail}")
         if upright.turned:
@@ -168,8 +186,9 @@ class Recognizer:
         except ImageProblem as problem:
             return problem
 
-    async def embed_images(self, images: Sequence[object], indices: Sequence[int] | None = None, *,
-                           gate: bool = False) -> list[np.ndarray | ImageProblem]:
+    async def embed_images(
+        self, images: Sequence[object], indices: Sequence[int] | None = None, *, gate: bool = False
+    ) -> list[np.ndarray | ImageProblem]:
         """Per image, in order: its largest plausible face's unit vector, or why it cannot be used. `indices`
         are the images' positions in the request (default 0, 1, ...), as problems report them; `gate`
         (enrolment, face login) refuses faces that fail the quality gate."""

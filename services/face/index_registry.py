@@ -33,6 +33,7 @@ from services.face.vector_index import EMPTY_ID, FaceIndex, IndexSettings
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Change:
     collection_id: int
@@ -44,19 +45,36 @@ class Change:
     drop: bool = False
 
     def to_message(self, origin: str) -> str:
-        return json.dumps({
-            "origin": origin, "collection_id": self.collection_id, "version": self.version, "dim": self.dim,
-            "removed": self.removed, "clear": self.clear, "drop": self.drop,
-            "added": [[i, t, base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()] for i, t, v in self.added],
-        }, separators=(",", ":"))
+        return json.dumps(
+            {
+                "origin": origin,
+                "collection_id": self.collection_id,
+                "version": self.version,
+                "dim": self.dim,
+                "removed": self.removed,
+                "clear": self.clear,
+                "drop": self.drop,
+                "added": [[i, t, base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()] for i, t, v in self.added],
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_message(cls, message: str) -> tuple[str, Change]:
         data = json.loads(message)
-        added = [(int(i), str(t), np.frombuffer(base64.b64decode(v), dtype="<f4").astype(np.float32))
-                 for i, t, v in data.get("added", [])]
-        change = cls(int(data["collection_id"]), int(data["version"]), data.get("dim"), added,
-                     [int(i) for i in data.get("removed", [])], bool(data.get("clear")), bool(data.get("drop")))
+        added = [
+            (int(i), str(t), np.frombuffer(base64.b64decode(v), dtype="<f4").astype(np.float32))
+            for i, t, v in data.get("added", [])
+        ]
+        change = cls(
+            int(data["collection_id"]),
+            int(data["version"]),
+            data.get("dim"),
+            added,
+            [int(i) for i in data.get("removed", [])],
+            bool(data.get("clear")),
+            bool(data.get("drop")),
+        )
         return str(data.get("origin", "")), change
 
 
@@ -89,8 +107,9 @@ class Counters:
 
 
 class IndexRegistry:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: IndexSettings,
-                 event_wait_seconds: float = 0.5) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], settings: IndexSettings, event_wait_seconds: float = 0.5
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.event_wait_seconds = event_wait_seconds
@@ -105,8 +124,10 @@ class IndexRegistry:
         return self._states.get(collection_id)
 
     def describe(self) -> dict[str, dict[str, object]]:
-        return {str(cid): {"version": s.version, "size": s.size, "kind": s.index.kind, "dim": s.dim}
-                for cid, s in sorted(self._states.items())}
+        return {
+            str(cid): {"version": s.version, "size": s.size, "kind": s.index.kind, "dim": s.dim}
+            for cid, s in sorted(self._states.items())
+        }
 
     async def current(self, collection_id: int, version: int) -> CollectionIndex | None:
         """The collection's index at `version` or later (waits for the change, else reloads)."""
@@ -166,8 +187,11 @@ class IndexRegistry:
             elif state is not None and change.version <= state.version:
                 self.counters.ignored += 1
                 return
-            elif (state is None or change.version != state.version + 1
-                  or (change.dim is not None and change.dim != state.dim)):
+            elif (
+                state is None
+                or change.version != state.version + 1
+                or (change.dim is not None and change.dim != state.dim)
+            ):
                 await self._reload_locked(change.collection_id)
             else:
                 await asyncio.to_thread(self._apply_in_place, state, change)
@@ -211,8 +235,9 @@ class IndexRegistry:
         index = FaceIndex(dim, self.settings)
         if snapshot.ids:
             index.build_from(np.asarray(snapshot.ids, dtype=np.int64), vectors_from(snapshot.blobs, dim))
-        return CollectionIndex(snapshot.collection.id, dim, snapshot.collection.version, index,
-                               dict(zip(snapshot.ids, snapshot.targets)))
+        return CollectionIndex(
+            snapshot.collection.id, dim, snapshot.collection.version, index, dict(zip(snapshot.ids, snapshot.targets))
+        )
 
     async def reconcile(self) -> int:
         """Compare every collection's version with PostgreSQL; reload what differs, forget what is gone.

@@ -27,8 +27,11 @@ Base = declarative_base("face")
 
 class Collection(Base):
     __tablename__ = "collections"
-    __table_args__ = (UniqueConstraint("kind", "owner_id", "name", name="uq_collections_kind_owner_name",
-                                       postgresql_nulls_not_distinct=True),)
+    __table_args__ = (
+        UniqueConstraint(
+            "kind", "owner_id", "name", name="uq_collections_kind_owner_name", postgresql_nulls_not_distinct=True
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))

@@ -30,7 +30,13 @@ import numpy as np
 __all__ = ["FaceQuality", "QualityThresholds", "Shape", "measure", "refusal", "shape"]
 
 # Why a face is refused: the `reason` of an ImageProblem, shown in 002's `invalid_reason` with spaces.
-TOO_SMALL, UNCLEAR, BLURRED, TURNED, TILTED = "face_too_small", "face_unclear", "face_blurred", "face_turned", "face_tilted"
+TOO_SMALL, UNCLEAR, BLURRED, TURNED, TILTED = (
+    "face_too_small",
+    "face_unclear",
+    "face_blurred",
+    "face_turned",
+    "face_tilted",
+)
 
 # Inter-eye distance over box width: 0.39-0.56 for the upright evaluation faces, 0.18-0.40 for the same
 # faces turned by 90 degrees; a profile (yaw near 90) also falls below the lower bound.

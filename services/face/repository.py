@@ -79,16 +79,20 @@ class FaceRepository:
 
     # collections -------------------------------------------------------------------------------
 
-    async def collection(self, kind: str, owner_id: int | None, name: str, *, lock: bool = False) -> CollectionRow | None:
+    async def collection(
+        self, kind: str, owner_id: int | None, name: str, *, lock: bool = False
+    ) -> CollectionRow | None:
         """The collection `name` of `owner_id` (None: the one with no owner)."""
-        query = select(*_COLUMNS).where(Collection.kind == kind, Collection.owner_id.is_not_distinct_from(owner_id),
-                                        Collection.name == name)
+        query = select(*_COLUMNS).where(
+            Collection.kind == kind, Collection.owner_id.is_not_distinct_from(owner_id), Collection.name == name
+        )
         if lock:
             query = query.with_for_update()
         return _row((await self.session.execute(query)).first())
 
-    async def collections(self, kind: str, owner_id: int | None, *, every_owner: bool = False,
-                          names: Sequence[str] | None = None) -> list[CollectionRow]:
+    async def collections(
+        self, kind: str, owner_id: int | None, *, every_owner: bool = False, names: Sequence[str] | None = None
+    ) -> list[CollectionRow]:
         """The collections of `owner_id` (or of every owner), those named `names` only when given; oldest first."""
         query = select(*_COLUMNS).where(Collection.kind == kind).order_by(Collection.created_at, Collection.id)
         if not every_owner:
@@ -108,23 +112,34 @@ class FaceRepository:
         await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('labelhive:face:create'))"))
 
     async def count_collections(self, kind: str, owner_id: int | None) -> int:
-        query = (select(func.count()).select_from(Collection)
-                 .where(Collection.kind == kind, Collection.owner_id.is_not_distinct_from(owner_id)))
+        query = (
+            select(func.count())
+            .select_from(Collection)
+            .where(Collection.kind == kind, Collection.owner_id.is_not_distinct_from(owner_id))
+        )
         return int((await self.session.execute(query)).scalar_one())
 
-    async def create_collection(self, kind: str, owner_id: int | None, name: str, model: str | None,
-                                dim: int | None) -> CollectionRow:
-        statement = (insert(Collection).values(kind=kind, owner_id=owner_id, name=name, model=model, dim=dim)
-                     .returning(*_COLUMNS))
+    async def create_collection(
+        self, kind: str, owner_id: int | None, name: str, model: str | None, dim: int | None
+    ) -> CollectionRow:
+        statement = (
+            insert(Collection)
+            .values(kind=kind, owner_id=owner_id, name=name, model=model, dim=dim)
+            .returning(*_COLUMNS)
+        )
         row = _row((await self.session.execute(statement)).first())
         assert row is not None
         return row
 
-    async def ensure_collection(self, kind: str, owner_id: int | None, name: str, model: str | None,
-                                dim: int | None) -> CollectionRow:
+    async def ensure_collection(
+        self, kind: str, owner_id: int | None, name: str, model: str | None, dim: int | None
+    ) -> CollectionRow:
         """The collection, created if missing (concurrent callers end with the same row)."""
-        statement = (pg_insert(Collection).values(kind=kind, owner_id=owner_id, name=name, model=model, dim=dim)
-                     .on_conflict_do_nothing(constraint="uq_collections_kind_owner_name"))
+        statement = (
+            pg_insert(Collection)
+            .values(kind=kind, owner_id=owner_id, name=name, model=model, dim=dim)
+            .on_conflict_do_nothing(constraint="uq_collections_kind_owner_name")
+        )
         await self.session.execute(statement)
         row = await self.collection(kind, owner_id, name)
         assert row is not None
@@ -132,8 +147,11 @@ class FaceRepository:
 
     async def claim_ownerless(self, kind: str, name: str, owner_id: int) -> None:
         """Give `owner_id` the collection `name` made before collections had owners, if there is one."""
-        await self.session.execute(update(Collection).where(
-            Collection.kind == kind, Collection.name == name, Collection.owner_id.is_(None)).values(owner_id=owner_id))
+        await self.session.execute(
+            update(Collection)
+            .where(Collection.kind == kind, Collection.name == name, Collection.owner_id.is_(None))
+            .values(owner_id=owner_id)
+        )
 
     async def delete_collection(self, collection_id: int) -> None:
         await self.session.execute(delete(Collection).where(Collection.id == collection_id))
@@ -150,8 +168,11 @@ class FaceRepository:
         """Vectors stored per collection (those holding none are absent)."""
         if not collection_ids:
             return {}
-        query = (select(Feature.collection_id, func.count()).where(Feature.collection_id.in_(list(collection_ids)))
-                 .group_by(Feature.collection_id))
+        query = (
+            select(Feature.collection_id, func.count())
+            .where(Feature.collection_id.in_(list(collection_ids)))
+            .group_by(Feature.collection_id)
+        )
         return {int(i): int(n) for i, n in (await self.session.execute(query)).all()}
 
     async def versions(self) -> dict[int, int]:
@@ -168,8 +189,11 @@ class FaceRepository:
         wanted = sorted(set(targets))
         if not wanted:
             return {}
-        query = (select(Feature.target_id, Feature.id)
-                 .where(Feature.collection_id == collection_id, Feature.target_id.in_(wanted)).order_by(Feature.id))
+        query = (
+            select(Feature.target_id, Feature.id)
+            .where(Feature.collection_id == collection_id, Feature.target_id.in_(wanted))
+            .order_by(Feature.id)
+        )
         found: dict[str, list[int]] = {}
         for target, feature_id in (await self.session.execute(query)).all():
             found.setdefault(target, []).append(int(feature_id))
@@ -181,8 +205,16 @@ class FaceRepository:
     async def insert_features(self, collection_id: int, features: Sequence[NewFeature]) -> list[int]:
         if not features:
             return []
-        rows = [{"collection_id": collection_id, "target_id": f.target_id, "vector": vector_bytes(f.vector),
-                 "image_key": f.image_key, "enrolment_id": f.enrolment_id} for f in features]
+        rows = [
+            {
+                "collection_id": collection_id,
+                "target_id": f.target_id,
+                "vector": vector_bytes(f.vector),
+                "image_key": f.image_key,
+                "enrolment_id": f.enrolment_id,
+            }
+            for f in features
+        ]
         result = await self.session.execute(insert(Feature).values(rows).returning(Feature.id))
         return [int(i) for i in result.scalars().all()]
 
@@ -201,8 +233,13 @@ class FaceRepository:
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
     async def feature_by_image(self, collection_id: int, target_id: str, image_key: str) -> int | None:
-        query = select(Feature.id).where(Feature.collection_id == collection_id, Feature.target_id == target_id,
-                                         Feature.image_key == image_key).limit(1)
+        query = (
+            select(Feature.id)
+            .where(
+                Feature.collection_id == collection_id, Feature.target_id == target_id, Feature.image_key == image_key
+            )
+            .limit(1)
+        )
         found = (await self.session.execute(query)).scalar_one_or_none()
         return None if found is None else int(found)
 
@@ -214,8 +251,11 @@ class FaceRepository:
         collection = await self.collection_by_id(collection_id)
         if collection is None:
             return None
-        query = (select(Feature.id, Feature.target_id, Feature.vector)
-                 .where(Feature.collection_id == collection_id).order_by(Feature.id))
+        query = (
+            select(Feature.id, Feature.target_id, Feature.vector)
+            .where(Feature.collection_id == collection_id)
+            .order_by(Feature.id)
+        )
         size = (collection.dim or 0) * 4
         ids: list[int] = []
         targets: list[str] = []

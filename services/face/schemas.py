@@ -105,8 +105,8 @@ def collection_name(fields: Fields, field: str = "collection_name") -> str:
 def check_collection_name(value: object) -> str:
     if not isinstance(value, str) or not COLLECTION_NAME.fullmatch(value):
         raise InvalidCollectionName(
-            f"{value!r}: a collection name is 1-64 ASCII letters, digits, '_' or '-', starting with a letter "
-            "or digit")
+            f"{value!r}: a collection name is 1-64 ASCII letters, digits, '_' or '-', starting with a letter or digit"
+        )
     return value
 
 
@@ -177,8 +177,9 @@ def images_and_targets(fields: Fields, max_images: int) -> tuple[list[str], list
     if not images:
         raise InvalidRequest("face_image is empty")
     if len(images) != len(targets):
-        raise InvalidRequest(f"face_image has {len(images)} images but target_id has {len(targets)} ids: "
-                             "they must correspond one to one")
+        raise InvalidRequest(
+            f"face_image has {len(images)} images but target_id has {len(targets)} ids: they must correspond one to one"
+        )
     if len(images) > max_images:
         raise InvalidRequest(f"at most {max_images} images per request, got {len(images)}")
     return images, targets
@@ -249,12 +250,21 @@ def invalid_block(problems: list[ImageProblem], targets: list[str]) -> dict[str,
 
 # --- documentation only --------------------------------------------------------------------------
 
-_NAME = Field(pattern=f"^{COLLECTION_NAME.pattern}$", examples=["face_col"],
-              description="the collection (1-64 ASCII letters, digits, '_' or '-')")
+_NAME = Field(
+    pattern=f"^{COLLECTION_NAME.pattern}$",
+    examples=["face_col"],
+    description="the collection (1-64 ASCII letters, digits, '_' or '-')",
+)
 _TARGET = Field(min_length=1, max_length=MAX_TARGET_ID)
-_OWNER = Field(None, ge=0, le=MAX_OWNER_ID, description=(
-    "admins only (others may name only themselves): whose collection; 0: those made before collections had "
-    "owners. Without it: the caller's own, or, for an admin, the only one of that name"))
+_OWNER = Field(
+    None,
+    ge=0,
+    le=MAX_OWNER_ID,
+    description=(
+        "admins only (others may name only themselves): whose collection; 0: those made before collections had "
+        "owners. Without it: the caller's own, or, for an admin, the only one of that name"
+    ),
+)
 
 
 class CollectionBody(BaseModel):
@@ -264,24 +274,29 @@ class CollectionBody(BaseModel):
 
 class StatusBody(BaseModel):
     collection_name: list[Annotated[str, Field(pattern=f"^{COLLECTION_NAME.pattern}$")]] = Field(
-        default_factory=list, examples=[["face_col"]], description="[]: every collection")
+        default_factory=list, examples=[["face_col"]], description="[]: every collection"
+    )
     owner_id: int | SkipJsonSchema[None] = _OWNER
 
 
 class FacesBody(BaseModel):
     collection_name: str = _NAME
-    face_image: list[str] = Field(min_length=1, description="base64 images, one face each (the largest face is "
-                                  "used); at most 100 per request")
+    face_image: list[str] = Field(
+        min_length=1, description="base64 images, one face each (the largest face is used); at most 100 per request"
+    )
     target_id: list[Annotated[str, _TARGET]] = Field(
-        min_length=1, examples=[["dmai", "dmai", "dmai1"]],
-        description="one per image; a target id holds at most 5 faces")
+        min_length=1,
+        examples=[["dmai", "dmai", "dmai1"]],
+        description="one per image; a target id holds at most 5 faces",
+    )
     owner_id: int | SkipJsonSchema[None] = _OWNER
 
 
 class DeleteIdBody(BaseModel):
     collection_name: str = _NAME
     target_id: Annotated[str, _TARGET] | list[Annotated[str, _TARGET]] = Field(
-        examples=["huge"], description="a target id (or a list of them)")
+        examples=["huge"], description="a target id (or a list of them)"
+    )
     owner_id: int | SkipJsonSchema[None] = _OWNER
 
 
@@ -304,7 +319,8 @@ class FaceError(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": FaceError, "description": description} for status, description in [
+    status: {"model": FaceError, "description": description}
+    for status, description in [
         (400, "bad input (400), collection quota (1002), invalid collection name (1003), target quota (1007)"),
         (401, "no session and no X-API-Key"),
         (403, "a cross-site write without its CSRF token"),
@@ -323,6 +339,8 @@ def documented(model: type[BaseModel], method: str) -> dict[str, Any]:
     body = {"content": {"application/json": {"schema": schema}}}
     if method != "GET":
         return {"requestBody": {**body, "required": True}}
-    parameters = [{"name": name, "in": "query", "required": False, "schema": field}
-                  for name, field in schema["properties"].items()]
+    parameters = [
+        {"name": name, "in": "query", "required": False, "schema": field}
+        for name, field in schema["properties"].items()
+    ]
     return {"parameters": parameters, "requestBody": {**body, "required": False}}

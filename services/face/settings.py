@@ -65,9 +65,13 @@ class FaceSettings(PlatformSettings):
     face_upright_score: float = Field(OrientationSettings.upright_score, ge=0, le=1)
 
     def quality_thresholds(self) -> QualityThresholds:
-        return QualityThresholds(min_eye_distance=self.face_min_eye_distance_px,
-                                 min_score=self.face_min_detector_score, min_sharpness=self.face_min_sharpness,
-                                 max_yaw=self.face_max_yaw_degrees, max_roll=self.face_max_roll_degrees)
+        return QualityThresholds(
+            min_eye_distance=self.face_min_eye_distance_px,
+            min_score=self.face_min_detector_score,
+            min_sharpness=self.face_min_sharpness,
+            max_yaw=self.face_max_yaw_degrees,
+            max_roll=self.face_max_roll_degrees,
+        )
 
     def orientation(self) -> OrientationSettings:
         return OrientationSettings(plausible_score=self.face_plausible_score, upright_score=self.face_upright_score)

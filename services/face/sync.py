@@ -45,15 +45,20 @@ class ChangeBus:
         try:
             await self.registry.apply(change)
         except Exception:  # the data is committed: a reload will catch the index up
-            log.exception("applying change v%d of collection %d failed; reloading", change.version,
-                          change.collection_id)
+            log.exception(
+                "applying change v%d of collection %d failed; reloading", change.version, change.collection_id
+            )
             with contextlib.suppress(Exception):
                 await self.registry.reload(change.collection_id)
         try:
             await self.redis.publish(self.channel, change.to_message(self.origin))
         except RedisError as exc:
-            log.warning("could not publish change v%d of collection %d (%s): other replicas catch up at their "
-                        "next check", change.version, change.collection_id, type(exc).__name__)
+            log.warning(
+                "could not publish change v%d of collection %d (%s): other replicas catch up at their next check",
+                change.version,
+                change.collection_id,
+                type(exc).__name__,
+            )
 
     async def start(self) -> None:
         """Load every index (after subscribing, so that no change falls between), then listen."""

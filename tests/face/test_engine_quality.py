@@ -57,8 +57,9 @@ def test_a_turned_photo_is_turned_back_and_matches_its_upright_self(engine, name
     original = upright_vector(engine, image)
     upright = engine.upright_face(cv2.rotate(image, turn))
     # The photo is turned back the other way round: 90 clockwise is undone by 270 clockwise.
-    assert upright.turned == {cv2.ROTATE_90_CLOCKWISE: 270, cv2.ROTATE_180: 180,
-                              cv2.ROTATE_90_COUNTERCLOCKWISE: 90}[turn]
+    assert (
+        upright.turned == {cv2.ROTATE_90_CLOCKWISE: 270, cv2.ROTATE_180: 180, cv2.ROTATE_90_COUNTERCLOCKWISE: 90}[turn]
+    )
     vector = engine.embed_faces([(upright.image, upright.face)])[0]
     assert for_model(engine.model_name).is_same_person(float(vector @ original))
     assert float(vector @ original) > 0.9
@@ -71,9 +72,11 @@ def test_an_upright_photo_is_taken_as_sent(engine):
 
 def test_exif_orientation_is_honoured_by_the_decoder():
     source = Image.open(face_photo_dir() / "person_b_1.jpg").convert("RGB")
-    for orientation, stored in ((6, source.transpose(Image.Transpose.ROTATE_90)),
-                                (3, source.transpose(Image.Transpose.ROTATE_180)),
-                                (8, source.transpose(Image.Transpose.ROTATE_270))):
+    for orientation, stored in (
+        (6, source.transpose(Image.Transpose.ROTATE_90)),
+        (3, source.transpose(Image.Transpose.ROTATE_180)),
+        (8, source.transpose(Image.Transpose.ROTATE_270)),
+    ):
         exif = Image.Exif()
         exif[0x0112] = orientation
         out = io.BytesIO()

@@ -18,8 +18,15 @@ from tests.fixtures.face_photos import face_photo_dir
 from tests.helpers import admin_client
 
 PREFIX = "/api/v1/engine/recocomp"
-PHOTOS = ("person_a_1.jpg", "person_a_2.jpg", "person_b_1.jpg", "person_b_2.jpg", "impostor_1.jpg",
-          "impostor_2.jpg", "t1.jpg")
+PHOTOS = (
+    "person_a_1.jpg",
+    "person_a_2.jpg",
+    "person_b_1.jpg",
+    "person_b_2.jpg",
+    "impostor_1.jpg",
+    "impostor_2.jpg",
+    "t1.jpg",
+)
 
 
 @pytest.fixture(scope="session")
@@ -73,23 +80,27 @@ async def face(platform, api_key) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def call(client: httpx.AsyncClient, path: str, body: dict[str, Any] | None = None, method: str = "POST",
-               **kwargs: Any) -> httpx.Response:
+async def call(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any] | None = None, method: str = "POST", **kwargs: Any
+) -> httpx.Response:
     """As 002's examples: `requests.post(url, data=json.dumps(resq), headers={'Content-type': 'application/json'})`."""
     content = None if body is None else json.dumps(body)
-    return await client.request(method, PREFIX + path, content=content,
-                                headers={"Content-type": "application/json"}, **kwargs)
+    return await client.request(
+        method, PREFIX + path, content=content, headers={"Content-type": "application/json"}, **kwargs
+    )
 
 
-async def ok(client: httpx.AsyncClient, path: str, body: dict[str, Any] | None = None, method: str = "POST",
-             **kwargs: Any) -> dict[str, Any]:
+async def ok(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any] | None = None, method: str = "POST", **kwargs: Any
+) -> dict[str, Any]:
     response = await call(client, path, body, method, **kwargs)
     assert response.status_code == 200 and response.json()["err_code"] == 0, response.text[:500]
     return response.json()
 
 
-async def refused(client: httpx.AsyncClient, path: str, body: dict[str, Any] | None, code: int, status: int,
-                  method: str = "POST") -> dict[str, Any]:
+async def refused(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any] | None, code: int, status: int, method: str = "POST"
+) -> dict[str, Any]:
     response = await call(client, path, body, method)
     assert response.status_code == status, response.text[:500]
     answer = response.json()
@@ -103,7 +114,8 @@ async def new_collection(client: httpx.AsyncClient, prefix: str = "col") -> str:
     return name
 
 
-async def search(client: httpx.AsyncClient, collection: str, image: str, top_k: int = 5,
-                 method: str = "POST") -> list[dict[str, Any]]:
+async def search(
+    client: httpx.AsyncClient, collection: str, image: str, top_k: int = 5, method: str = "POST"
+) -> list[dict[str, Any]]:
     body = {"collection_name": collection, "face_image": image, "top_k": top_k}
     return (await ok(client, "/face/search", body, method))["status"]

@@ -18,25 +18,41 @@ async def test_nobody_else_reaches_a_users_collection(platform, mailbox, photos)
     try:
         private = unique("alice_")
         await ok(alice, "/create/collection", {"collection_name": private})
-        await ok(alice, "/face/insert", {"collection_name": private, "face_image": [photos["person_a_1.jpg"]],
-                                         "target_id": ["macron"]})
+        await ok(
+            alice,
+            "/face/insert",
+            {"collection_name": private, "face_image": [photos["person_a_1.jpg"]], "target_id": ["macron"]},
+        )
         never_made = unique("nobody_")
 
         # Every way in answers exactly as for a collection that does not exist, by POST and by GET.
         for method in ("POST", "GET"):
             for path, body, code in [
                 ("/collection/status", {"collection_name": [private]}, 1005),
-                ("/face/search", {"collection_name": private, "face_image": photos["person_a_2.jpg"], "top_k": 1}, 1005),
-                ("/face/insert", {"collection_name": private, "face_image": [photos["person_b_1.jpg"]],
-                                  "target_id": ["x"]}, 1006),
-                ("/face/update", {"collection_name": private, "face_image": [photos["person_b_1.jpg"]],
-                                  "target_id": ["macron"]}, 1006),
+                (
+                    "/face/search",
+                    {"collection_name": private, "face_image": photos["person_a_2.jpg"], "top_k": 1},
+                    1005,
+                ),
+                (
+                    "/face/insert",
+                    {"collection_name": private, "face_image": [photos["person_b_1.jpg"]], "target_id": ["x"]},
+                    1006,
+                ),
+                (
+                    "/face/update",
+                    {"collection_name": private, "face_image": [photos["person_b_1.jpg"]], "target_id": ["macron"]},
+                    1006,
+                ),
                 ("/delete/id", {"collection_name": private, "target_id": "macron"}, 1005),
                 ("/clear/collection", {"collection_name": private}, 1005),
                 ("/delete/collection", {"collection_name": private}, 1005),
             ]:
                 theirs = await refused(mallory, path, body, code, 404, method)
-                body_of_nothing = {**body, "collection_name": [never_made] if path == "/collection/status" else never_made}
+                body_of_nothing = {
+                    **body,
+                    "collection_name": [never_made] if path == "/collection/status" else never_made,
+                }
                 nothing = await refused(mallory, path, body_of_nothing, code, 404, method)
                 assert theirs["err_msg"] == nothing["err_msg"]
                 assert theirs["detail"].replace(private, "?") == nothing["detail"].replace(never_made, "?")
@@ -61,16 +77,24 @@ async def test_each_owner_has_their_own_names(platform, mailbox, photos, face):
         name = unique("COL")
         for client, person, photo in ((alice, "macron", "person_a_1.jpg"), (bob, "ardern", "person_b_1.jpg")):
             assert await ok(client, "/create/collection", {"collection_name": name}) == {
-                "err_code": 0, "status": "Create collection successfully!"}
-            await ok(client, "/face/insert", {"collection_name": name, "face_image": [photos[photo]],
-                                              "target_id": [person]})
+                "err_code": 0,
+                "status": "Create collection successfully!",
+            }
+            await ok(
+                client, "/face/insert", {"collection_name": name, "face_image": [photos[photo]], "target_id": [person]}
+            )
         await refused(alice, "/create/collection", {"collection_name": name}, 1004, 409)
         # Each owner's search sees only their own faces, whoever is in the other one.
         assert [r["result"] for r in await search(alice, name, photos["person_b_2.jpg"], 5)] == ["macron"]
         assert [r["result"] for r in await search(bob, name, photos["person_a_2.jpg"], 5)] == ["ardern"]
         # An API key works in its creator's namespace (an admin's), and has no admin's reach.
-        await refused(face, "/face/search", {"collection_name": name, "face_image": photos["person_a_2.jpg"],
-                                             "top_k": 1}, 1005, 404)
+        await refused(
+            face,
+            "/face/search",
+            {"collection_name": name, "face_image": photos["person_a_2.jpg"], "top_k": 1},
+            1005,
+            404,
+        )
 
         await ok(bob, "/clear/collection", {"collection_name": name})
         await ok(bob, "/delete/collection", {"collection_name": name})
@@ -90,13 +114,19 @@ async def test_admins_reach_every_owners_collections(platform, mailbox, photos, 
         only_alice, shared_name = unique("only_"), unique("both_")
         for client, name in ((alice, only_alice), (alice, shared_name), (bob, shared_name)):
             await ok(client, "/create/collection", {"collection_name": name})
-        await ok(alice, "/face/insert", {"collection_name": only_alice, "face_image": [photos["person_a_1.jpg"]],
-                                         "target_id": ["macron"]})
+        await ok(
+            alice,
+            "/face/insert",
+            {"collection_name": only_alice, "face_image": [photos["person_a_1.jpg"]], "target_id": ["macron"]},
+        )
 
         # Listing everything, an admin sees every owner's collections, each with its owner.
         owners = {(e["collection_name"], e["owner_id"]) for e in await _listed(admin)}
-        assert {(only_alice, alice_account.user_id), (shared_name, alice_account.user_id),
-                (shared_name, bob_account.user_id)} <= owners
+        assert {
+            (only_alice, alice_account.user_id),
+            (shared_name, alice_account.user_id),
+            (shared_name, bob_account.user_id),
+        } <= owners
         mine = await _listed(admin, {"collection_name": [], "owner_id": bob_account.user_id})
         assert [(e["collection_name"], e["owner_id"]) for e in mine] == [(shared_name, bob_account.user_id)]
 

@@ -73,8 +73,9 @@ async def test_turned_photos_are_recognised_or_refused_never_enrolled_blind(face
     for degrees in (90, 180):
         body = {"face_image1": turned(photo_bytes, "person_a_2.jpg", degrees), "face_image2": photos["person_a_1.jpg"]}
         assert (await ok(face, "/face/compare", body))["score"] > 0.5, degrees
-        assert (await search(face, name, turned(photo_bytes, "person_b_2.jpg", degrees), 1))[0]["result"] \
-            .startswith("ardern")
+        assert (await search(face, name, turned(photo_bytes, "person_b_2.jpg", degrees), 1))[0]["result"].startswith(
+            "ardern"
+        )
 
 
 async def test_exif_orientation_is_honoured(face, photos, photo_bytes):
@@ -92,8 +93,9 @@ async def test_exif_orientation_is_honoured(face, photos, photo_bytes):
 async def test_tiny_and_blurred_faces_are_refused_at_enrolment_with_their_reason(face, photos, photo_bytes):
     name = await new_collection(face, "quality")
     images = [photos["person_b_1.jpg"], tiny(photo_bytes), blurred(photo_bytes)]
-    answer = await ok(face, "/face/insert", {"collection_name": name, "face_image": images,
-                                             "target_id": ["good", "tiny", "blurred"]})
+    answer = await ok(
+        face, "/face/insert", {"collection_name": name, "face_image": images, "target_id": ["good", "tiny", "blurred"]}
+    )
     assert answer["success_num"] == 1, answer  # the good photo still enrols
     message = answer["invalid"]["message"]
     assert message["invalid_id"] == ["tiny", "blurred"] and message["invalid_index"] == [1, 2]
@@ -104,15 +106,20 @@ async def test_tiny_and_blurred_faces_are_refused_at_enrolment_with_their_reason
     assert status["feature_num"] == 1
 
     # Update never replaces a good template with a useless one.
-    answer = await ok(face, "/face/update", {"collection_name": name, "face_image": [blurred(photo_bytes)],
-                                             "target_id": ["good"]})
+    answer = await ok(
+        face, "/face/update", {"collection_name": name, "face_image": [blurred(photo_bytes)], "target_id": ["good"]}
+    )
     assert answer["success_num"] == 0 and answer["invalid"]["message"]["invalid_reason"] == ["face blurred"]
     [best] = await search(face, name, photos["person_b_2.jpg"], top_k=1)
     assert best["result"] == "good" and best["score"] > 0.5
 
     # Search and compare take such faces (the gate is for enrolment): they answer, they do not refuse.
-    assert isinstance((await ok(face, "/face/compare", {"face_image1": tiny(photo_bytes),
-                                                        "face_image2": photos["person_b_2.jpg"]}))["score"], float)
+    assert isinstance(
+        (await ok(face, "/face/compare", {"face_image1": tiny(photo_bytes), "face_image2": photos["person_b_2.jpg"]}))[
+            "score"
+        ],
+        float,
+    )
 
 
 async def test_face_binding_and_face_login_refuse_an_unusable_face_with_the_reason(platform, mailbox, photo_bytes):
@@ -134,20 +141,31 @@ async def test_face_binding_and_face_login_refuse_an_unusable_face_with_the_reas
 async def test_face_datasets_reject_a_tiny_face(platform, mailbox, db, photo_bytes):
     client, _ = await user_client(platform, mailbox)
     name = unique("quality")
-    r = await client.post("/data_module/create_dataset", files={
-        "name": (None, name), "data_type": (None, "2"), "desc": (None, "faces"), "label_type": (None, "1:ardern")})
+    r = await client.post(
+        "/data_module/create_dataset",
+        files={
+            "name": (None, name),
+            "data_type": (None, "2"),
+            "desc": (None, "faces"),
+            "label_type": (None, "1:ardern"),
+        },
+    )
     assert r.json()["err_no"] == 0, r.text
     dataset_id = int(r.json()["dataset_id"])
     uploads = (("good.jpg", photo_bytes["person_b_1.jpg"]), ("tiny.jpg", base64.b64decode(tiny(photo_bytes))))
     for filename, data in uploads:
-        r = await client.post(f"/data_module/upload_image/{name}", data={"status": "1:ardern"},
-                              files={"upload_image_site": (filename, data, "image/jpeg")})
+        r = await client.post(
+            f"/data_module/upload_image/{name}",
+            data={"status": "1:ardern"},
+            files={"upload_image_site": (filename, data, "image/jpeg")},
+        )
         assert r.json()["err_no"] == 0, r.text
     await client.aclose()
 
     async def enrolments_settled() -> list | None:
-        rows = await db.fetch("SELECT status, last_error FROM dataset.enrolment_outbox WHERE dataset_id = $1 "
-                              "ORDER BY id", dataset_id)
+        rows = await db.fetch(
+            "SELECT status, last_error FROM dataset.enrolment_outbox WHERE dataset_id = $1 ORDER BY id", dataset_id
+        )
         return rows if len(rows) == 2 and all(row["status"] != "queued" for row in rows) else None
 
     rows = await eventually(enrolments_settled, timeout=30, what="two settled enrolments")

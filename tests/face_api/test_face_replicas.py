@@ -26,13 +26,30 @@ async def replica(platform) -> AsyncIterator[str]:
     log = None
     if platform.log_dir is not None:
         log = open(platform.log_dir / "face-replica.log", "ab")  # noqa: SIM115 - closed below
-    command = [sys.executable, "-m", "uvicorn", "services.face.app:create_app", "--factory", "--host", "127.0.0.1",
-               "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "services.face.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
     # No periodic version check during the test (what it sees must have come through Redis), and the
     # approximate index (HNSW) from the first vector on, while the gateway's replica stays exact.
-    env = {**platform.env(), "LABELHIVE_FACE_SYNC_INTERVAL_SECONDS": "3600", "LABELHIVE_FACE_APPROXIMATE_THRESHOLD": "0"}
-    platform.processes["face-replica"] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
-                                                          stderr=subprocess.STDOUT if log else None)
+    env = {
+        **platform.env(),
+        "LABELHIVE_FACE_SYNC_INTERVAL_SECONDS": "3600",
+        "LABELHIVE_FACE_APPROXIMATE_THRESHOLD": "0",
+    }
+    platform.processes["face-replica"] = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT if log else None
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         await platform.wait_ready(f"{url}/readyz", "face-replica")
@@ -69,8 +86,15 @@ async def test_a_second_replica_follows_every_change(platform, replica, face, ph
 
         seen = await replica_at(0)  # the creation reached it through Redis
         assert seen["subscribed"] is True
-        await ok(face, "/face/insert", {"collection_name": name, "target_id": ["macron", "ardern"],
-                                        "face_image": [photos["person_a_1.jpg"], photos["person_b_1.jpg"]]})
+        await ok(
+            face,
+            "/face/insert",
+            {
+                "collection_name": name,
+                "target_id": ["macron", "ardern"],
+                "face_image": [photos["person_a_1.jpg"], photos["person_b_1.jpg"]],
+            },
+        )
         after = await replica_at(1)
         # Applied from the published change, in place: no reload from PostgreSQL was needed.
         assert after["collections"][collection_id]["size"] == 2
@@ -86,8 +110,11 @@ async def test_a_second_replica_follows_every_change(platform, replica, face, ph
         assert "macron" not in [x["result"] for x in await search(face, name, photos["person_a_2.jpg"], 5)]
 
         # Updated through the gateway: the replica answers with the new face at once.
-        await ok(face, "/face/update", {"collection_name": name, "target_id": ["ardern"],
-                                        "face_image": [photos["impostor_1.jpg"]]})
+        await ok(
+            face,
+            "/face/update",
+            {"collection_name": name, "target_id": ["ardern"], "face_image": [photos["impostor_1.jpg"]]},
+        )
         r = await other.post("/face/search", json={**body, "face_image": photos["impostor_1.jpg"], "top_k": 1})
         top = r.json()["status"][0]
         assert top["result"] == "ardern" and top["score"] > 0.5
@@ -118,8 +145,11 @@ async def refusal(face, name: str) -> None:
 
 async def test_restart_rebuilds_and_missing_models_are_a_clear_503(platform, face, photos, login_photos, tmp_path):
     name = await new_collection(face, "durable")
-    await ok(face, "/face/insert", {"collection_name": name, "target_id": ["macron"],
-                                    "face_image": [photos["person_a_1.jpg"]]})
+    await ok(
+        face,
+        "/face/insert",
+        {"collection_name": name, "target_id": ["macron"], "face_image": [photos["person_a_1.jpg"]]},
+    )
     url = f"{platform.service_url('face')}/readyz"
     platform.stop_service("face")
     try:
@@ -139,8 +169,10 @@ async def test_restart_rebuilds_and_missing_models_are_a_clear_503(platform, fac
         for path, body in [
             ("/face/search", {"collection_name": name, "face_image": photos["person_a_2.jpg"], "top_k": 1}),
             ("/face/insert", {"collection_name": name, "face_image": [photos["person_b_1.jpg"]], "target_id": ["x"]}),
-            ("/face/update", {"collection_name": name, "face_image": [photos["person_b_1.jpg"]],
-                              "target_id": ["macron"]}),
+            (
+                "/face/update",
+                {"collection_name": name, "face_image": [photos["person_b_1.jpg"]], "target_id": ["macron"]},
+            ),
             ("/face/compare", {"face_image1": photos["person_a_1.jpg"], "face_image2": photos["person_a_2.jpg"]}),
         ]:
             r = await call(face, path, body)
@@ -209,10 +241,21 @@ async def test_database_down_is_1001(platform):
     netloc = parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc
     env = {**platform.env(), "DATABASE_URL": urlunsplit(parts._replace(netloc=f"{netloc}:{port}"))}
     service_port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "services.face.app:create_app", "--factory", "--host", "127.0.0.1",
-               "--port", str(service_port), "--no-access-log"]
-    platform.processes["face-nodb"] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                                       stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "services.face.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(service_port),
+        "--no-access-log",
+    ]
+    platform.processes["face-nodb"] = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         url = f"http://127.0.0.1:{service_port}"
         await platform.wait_ready(f"{url}/readyz", "face-nodb")
@@ -221,9 +264,11 @@ async def test_database_down_is_1001(platform):
             r = await client.post("/collection/status", json={"collection_name": []})
             assert r.status_code == 200 and r.json()["err_code"] == 0
             await proxy.cut()
-            for path, body in [("/collection/status", {"collection_name": []}),
-                               ("/create/collection", {"collection_name": "while_down"}),
-                               ("/delete/id", {"collection_name": "while_down", "target_id": "x"})]:
+            for path, body in [
+                ("/collection/status", {"collection_name": []}),
+                ("/create/collection", {"collection_name": "while_down"}),
+                ("/delete/id", {"collection_name": "while_down", "target_id": "x"}),
+            ]:
                 r = await client.post(path, json=body)
                 assert r.status_code == 503, (path, r.text)
                 assert r.json()["err_code"] == 1001 and r.json()["err_msg"] == "Database error", r.text
@@ -242,8 +287,12 @@ async def test_an_engine_failure_while_storing_is_1008(platform, backing, photos
     from services.face.app import create_app
     from services.face.settings import FaceSettings
 
-    settings = FaceSettings(database_url=backing.database_url, redis_url=backing.redis_url,
-                            redis_namespace=backing.namespace, internal_secret=platform.secret)
+    settings = FaceSettings(
+        database_url=backing.database_url,
+        redis_url=backing.redis_url,
+        redis_namespace=backing.namespace,
+        internal_secret=platform.secret,
+    )
     app = create_app(settings)
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level  # the service configures logging for itself
@@ -256,7 +305,9 @@ async def test_an_engine_failure_while_storing_is_1008(platform, backing, photos
                 raise RuntimeError("CUDA failure 2: out of memory")
 
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://face" + PREFIX, headers=headers) as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://face" + PREFIX, headers=headers
+            ) as client:
                 name = f"faults_{free_port()}"
                 r = await client.post("/create/collection", json={"collection_name": name})
                 assert r.json()["err_code"] == 0

@@ -38,18 +38,23 @@ async def test_wrong_json_types_are_refused_with_the_field_named(face, photos):
         await refused(face, "/collection/status", {"collection_name": name}, 400, 400)
         answer = await refused(face, "/delete/id", {"collection_name": name, "target_id": 5}, 400, 400)
         assert "target_id must be a string or a list of strings" in answer["err_msg"]
-        response = await face.post(PREFIX + "/face/search", content=b'{"top_k": ' + b"[" * 100_000 + b"]" * 100_000
-                                   + b"}", headers={"Content-type": "application/json"})
+        response = await face.post(
+            PREFIX + "/face/search",
+            content=b'{"top_k": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            headers={"Content-type": "application/json"},
+        )
         assert response.status_code == 400 and response.json()["err_code"] == 400, response.text[:300]
 
         # A query parameter is text: there one name is a list of one, and a number is its digits.
         [entry] = (await face.get(PREFIX + "/collection/status", params={"collection_name": name})).json()["status"]
         assert entry["collection_name"] == name
-        response = await face.get(PREFIX + "/face/search", params={"collection_name": name, "top_k": "2",
-                                                                   "face_image": photos["blank"]})
+        response = await face.get(
+            PREFIX + "/face/search", params={"collection_name": name, "top_k": "2", "face_image": photos["blank"]}
+        )
         assert response.status_code == 400 and "no face" in response.json()["err_msg"]  # top_k was fine
-        response = await face.get(PREFIX + "/face/search", params={"collection_name": name, "top_k": "two",
-                                                                   "face_image": photo})
+        response = await face.get(
+            PREFIX + "/face/search", params={"collection_name": name, "top_k": "two", "face_image": photo}
+        )
         assert response.status_code == 400 and "top_k" in response.json()["err_msg"]
         [entry] = (await ok(face, "/collection/status", {"collection_name": [name]}))["status"]
         assert entry["feature_num"] == 0  # nothing was stored by any of them
@@ -59,8 +64,12 @@ async def test_wrong_json_types_are_refused_with_the_field_named(face, photos):
 
 async def test_the_schema_has_one_operation_per_method_with_its_request(client):
     spec = (await client.get("/openapi.json")).json()
-    operations = {(path, method): operation for path, item in spec["paths"].items()
-                  if path.startswith(PREFIX) for method, operation in item.items()}
+    operations = {
+        (path, method): operation
+        for path, item in spec["paths"].items()
+        if path.startswith(PREFIX)
+        for method, operation in item.items()
+    }
     assert len(operations) == 22  # 11 endpoints, GET and POST
     ids = [operation["operationId"] for operation in operations.values()]
     assert len(set(ids)) == len(ids), ids
@@ -78,9 +87,17 @@ async def test_the_schema_has_one_operation_per_method_with_its_request(client):
     search = operations[(PREFIX + "/face/search", "get")]
     assert search["requestBody"]["required"] is False
     assert {p["name"]: p["in"] for p in search["parameters"]} == {
-        "collection_name": "query", "face_image": "query", "top_k": "query", "owner_id": "query"}
-    assert operations[(PREFIX + "/face/search", "post")]["requestBody"]["content"]["application/json"][
-        "schema"]["properties"]["top_k"]["type"] == "integer"
+        "collection_name": "query",
+        "face_image": "query",
+        "top_k": "query",
+        "owner_id": "query",
+    }
+    assert (
+        operations[(PREFIX + "/face/search", "post")]["requestBody"]["content"]["application/json"]["schema"][
+            "properties"
+        ]["top_k"]["type"]
+        == "integer"
+    )
     for path in ("/version", "/license"):
         assert "requestBody" not in operations[(PREFIX + path, "post")]
     for operation in operations.values():

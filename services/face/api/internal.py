@@ -1,13 +1,13 @@
 """Internal endpoints (signed service calls only; the gateway never routes /internal).
 
-    POST /internal/face-login/enroll    {"user_id", "image"}  -> 200 {"user_id"}             (auth)
-    POST /internal/face-login/identify  {"image"}             -> 200 {"user_id"}             (auth)
-    POST /internal/datasets/enroll      {"collection", "owner_id", "target_id", "image_key", "image",
-                                         "enrolment_id"}
-                                        -> 200 {"collection", "target_id", "feature_id", "duplicate"} (dataset)
-    refusals: {"reason", "detail"} (and "check" for unusable_face) with 422, 413 or 409
-              (services/face/face_login_and_datasets.py)
-    GET  /internal/face/indexes         this replica's indexes: version, size and kind per collection id
+POST /internal/face-login/enroll    {"user_id", "image"}  -> 200 {"user_id"}             (auth)
+POST /internal/face-login/identify  {"image"}             -> 200 {"user_id"}             (auth)
+POST /internal/datasets/enroll      {"collection", "owner_id", "target_id", "image_key", "image",
+                                     "enrolment_id"}
+                                    -> 200 {"collection", "target_id", "feature_id", "duplicate"} (dataset)
+refusals: {"reason", "detail"} (and "check" for unusable_face) with 422, 413 or 409
+          (services/face/face_login_and_datasets.py)
+GET  /internal/face/indexes         this replica's indexes: version, size and kind per collection id
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ def refused(refusal: Refusal) -> JSONResponse:
 
 
 @router.post("/face-login/enroll")
-async def enroll_user(request: Request, caller: InternalCaller, ctx: Context, repo: Repo,
-                      hook: AfterCommitHook) -> JSONResponse:
+async def enroll_user(
+    request: Request, caller: InternalCaller, ctx: Context, repo: Repo, hook: AfterCommitHook
+) -> JSONResponse:
     body: EnrollUser = await _parse(request, ctx, EnrollUser)
     await face_login_and_datasets.enroll_user(ctx, repo, body.user_id, body.image, hook)
     return JSONResponse({"user_id": body.user_id})
@@ -78,20 +79,26 @@ async def identify_user(request: Request, caller: InternalCaller, ctx: Context) 
 
 
 @router.post("/datasets/enroll")
-async def enroll_dataset_image(request: Request, caller: InternalCaller, ctx: Context, repo: Repo,
-                               hook: AfterCommitHook) -> JSONResponse:
+async def enroll_dataset_image(
+    request: Request, caller: InternalCaller, ctx: Context, repo: Repo, hook: AfterCommitHook
+) -> JSONResponse:
     body: DatasetEnrolment = await _parse(request, ctx, DatasetEnrolment)
-    enrolment = Enrolment(body.collection, body.owner_id, body.target_id, body.image_key, body.image,
-                          body.enrolment_id)
+    enrolment = Enrolment(body.collection, body.owner_id, body.target_id, body.image_key, body.image, body.enrolment_id)
     return JSONResponse(await face_login_and_datasets.enroll_image(ctx, repo, enrolment, hook))
 
 
 @router.get("/face/indexes")
 async def indexes(caller: InternalCaller, ctx: Context) -> JSONResponse:
     counters = ctx.registry.counters
-    return JSONResponse({
-        "replica": ctx.bus.origin, "subscribed": ctx.bus.subscribed, "received": ctx.bus.received,
-        "applied": counters.applied, "reloads": counters.reloads, "ignored": counters.ignored,
-        "model": ctx.recognizer.engine.model_name if ctx.recognizer.engine else None,
-        "collections": ctx.registry.describe(),
-    })
+    return JSONResponse(
+        {
+            "replica": ctx.bus.origin,
+            "subscribed": ctx.bus.subscribed,
+            "received": ctx.bus.received,
+            "applied": counters.applied,
+            "reloads": counters.reloads,
+            "ignored": counters.ignored,
+            "model": ctx.recognizer.engine.model_name if ctx.recognizer.engine else None,
+            "collections": ctx.registry.describe(),
+        }
+    )

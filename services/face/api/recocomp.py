@@ -68,10 +68,16 @@ def endpoint(path: str, summary: str, body: type[BaseModel] | None = None):  # t
 
     def register(function: Callable[..., Awaitable[JSONResponse]]) -> Callable[..., Awaitable[JSONResponse]]:
         for method in ("GET", "POST"):
-            router.add_api_route(PREFIX + path, function, methods=[method], summary=summary,
-                                 operation_id=f"{function.__name__}_{method.lower()}",
-                                 openapi_extra=documented(body, method) if body is not None else None,
-                                 responses=ERROR_RESPONSES, response_class=JSONResponse)
+            router.add_api_route(
+                PREFIX + path,
+                function,
+                methods=[method],
+                summary=summary,
+                operation_id=f"{function.__name__}_{method.lower()}",
+                openapi_extra=documented(body, method) if body is not None else None,
+                responses=ERROR_RESPONSES,
+                response_class=JSONResponse,
+            )
         router.add_api_route(PREFIX + path + "/", function, methods=["GET", "POST"], include_in_schema=False)
         return function
 
@@ -108,24 +114,27 @@ async def license_status(identity: CurrentIdentity) -> JSONResponse:
 
 
 @endpoint("/create/collection", "Create a collection (at most 30 per owner)", CollectionBody)
-async def create_collection(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
-                            hook: AfterCommitHook) -> JSONResponse:
+async def create_collection(
+    request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
+) -> JSONResponse:
     fields = await _fields(request, ctx)
     await ops.create(ctx, repo, _scope(identity, fields), collection_name(fields), hook)
     return ok(status="Create collection successfully!")
 
 
 @endpoint("/clear/collection", "Remove every face of a collection", CollectionBody)
-async def clear_collection(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
-                           hook: AfterCommitHook) -> JSONResponse:
+async def clear_collection(
+    request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
+) -> JSONResponse:
     fields = await _fields(request, ctx)
     await ops.clear(ctx, repo, _scope(identity, fields), collection_name(fields), hook)
     return ok(status="Clear collection successfully!")
 
 
 @endpoint("/delete/collection", "Delete a collection and its faces", CollectionBody)
-async def delete_collection(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
-                            hook: AfterCommitHook) -> JSONResponse:
+async def delete_collection(
+    request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
+) -> JSONResponse:
     fields = await _fields(request, ctx)
     await ops.drop(ctx, repo, _scope(identity, fields), collection_name(fields), hook)
     return ok(status="Delete collection successfully!")
@@ -140,20 +149,26 @@ async def collection_status(request: Request, identity: CurrentIdentity, ctx: Co
 # --- faces ---------------------------------------------------------------------------------------
 
 
-def _write_answer(result: WriteResult, targets: list[str], status: str, update: bool,
-                  error: TargetQuotaExceeded | None = None) -> JSONResponse:
+def _write_answer(
+    result: WriteResult, targets: list[str], status: str, update: bool, error: TargetQuotaExceeded | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"err_code": 0}
     if error is not None:
         body = {"err_code": error.code, "err_msg": error.message, "detail": error.details}
-    body |= {"invalid": invalid_block(result.problems, targets), "quota_exceeded_target_id": result.quota_exceeded,
-             "status": status, "success_num": result.success_num}
+    body |= {
+        "invalid": invalid_block(result.problems, targets),
+        "quota_exceeded_target_id": result.quota_exceeded,
+        "status": status,
+        "success_num": result.success_num,
+    }
     if update:
         body["target_invalid"] = result.target_invalid
     return JSONResponse(body, status_code=error.status_code if error is not None else 200)
 
 
-async def _write(request: Request, identity: Identity, ctx: ops.FaceContext, repo: Any, hook: Any,
-                 update: bool) -> JSONResponse:
+async def _write(
+    request: Request, identity: Identity, ctx: ops.FaceContext, repo: Any, hook: Any, update: bool
+) -> JSONResponse:
     fields = await _fields(request, ctx)
     scope, name = _scope(identity, fields), collection_name(fields)
     images, targets = images_and_targets(fields, ctx.settings.face_max_images_per_request)
@@ -174,20 +189,23 @@ async def _write(request: Request, identity: Identity, ctx: ops.FaceContext, rep
 
 
 @endpoint("/face/insert", "Add faces to target ids (at most 5 per target id)", FacesBody)
-async def face_insert(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
-                      hook: AfterCommitHook) -> JSONResponse:
+async def face_insert(
+    request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
+) -> JSONResponse:
     return await _write(request, identity, ctx, repo, hook, update=False)
 
 
 @endpoint("/face/update", "Replace the faces of target ids", FacesBody)
-async def face_update(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
-                      hook: AfterCommitHook) -> JSONResponse:
+async def face_update(
+    request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
+) -> JSONResponse:
     return await _write(request, identity, ctx, repo, hook, update=True)
 
 
 @endpoint("/delete/id", "Delete a target id and all its faces", DeleteIdBody)
-async def delete_id(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo,
-                    hook: AfterCommitHook) -> JSONResponse:
+async def delete_id(
+    request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
+) -> JSONResponse:
     fields = await _fields(request, ctx)
     scope, name = _scope(identity, fields), collection_name(fields)
     await ops.delete_targets(ctx, repo, scope, name, targets_to_delete(fields), hook)
