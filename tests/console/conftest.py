@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from shared.launcher import ROOT
 from tests.conftest import random_ip
-from tests.tasks_api.conftest import admin, people  # noqa: F401 - the tasks tests' people, shared here
+from tests.tasks_api.conftest import people  # noqa: F401 - the tasks tests' people, shared here
 
 CHROMIUM = os.environ.get("LABELHIVE_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / "docs" / "screenshots"
