@@ -13,6 +13,7 @@ from services.auth.api.deps import IdempotencyKey, Repo
 from services.auth.schemas import AD_TYPE_CHARS, PublishAd, RenewAd, ad_entry
 from shared.envelopes import ok_003
 from shared.identity import CurrentIdentity
+from shared.params import Id
 
 router = APIRouter(tags=["ads (003)"])
 
@@ -43,7 +44,7 @@ async def get_my_ad(identity: CurrentIdentity, repo: Repo) -> JSONResponse:
 
 
 @router.post("/advertise/renew/{ad_id}")
-async def renew(ad_id: int, body: RenewAd, identity: CurrentIdentity, repo: Repo, key: IdempotencyKey) -> JSONResponse:
+async def renew(ad_id: Id, body: RenewAd, identity: CurrentIdentity, repo: Repo, key: IdempotencyKey) -> JSONResponse:
     await wallet.renew_ad(
         repo, identity.user_id, ad_id, body.time, f"ad-renew:{identity.user_id}:{key}", datetime.now(UTC)
     )

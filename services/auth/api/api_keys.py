@@ -14,6 +14,7 @@ from services.auth.schemas import NewApiKey, api_key_entry
 from shared.db import after_commit
 from shared.envelopes import ok_003
 from shared.identity import Identity, require_roles
+from shared.params import Id
 
 router = APIRouter(tags=["API keys"])
 Admin = Annotated[Identity, Depends(require_roles("admin"))]
@@ -32,7 +33,7 @@ async def list_keys(admin: Admin, repo: Repo) -> JSONResponse:
 
 
 @router.delete("/user/api_keys/{key_id}", summary="Revoke an API key")
-async def revoke_key(key_id: int, admin: Admin, repo: Repo, sessions: Sessions, request: Request) -> JSONResponse:
+async def revoke_key(key_id: Id, admin: Admin, repo: Repo, sessions: Sessions, request: Request) -> JSONResponse:
     key = await api_keys.revoke(repo, key_id, datetime.now(UTC))
     after_commit(request, lambda: sessions.withdraw_api_key(key.key_hash))
     return ok_003(api_key_entry(key), message="revoked")

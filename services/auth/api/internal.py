@@ -15,6 +15,7 @@ from services.auth.models import Escrow
 from services.auth.schemas import EscrowMove, EscrowRefund, public_profile
 from shared.envelopes import ok_003
 from shared.identity import InternalCaller
+from shared.params import Id
 
 router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
 
@@ -76,19 +77,19 @@ async def users_page(
 
 
 @router.post("/users/{user_id}/grow_value")
-async def grow_value(user_id: int, body: GrowValue, caller: InternalCaller, repo: Repo) -> JSONResponse:
+async def grow_value(user_id: Id, body: GrowValue, caller: InternalCaller, repo: Repo) -> JSONResponse:
     user = await adjustments.adjust(repo, user_id, "grow_value", body.amount, f"{caller}:{body.idempotency_key}")
     return ok_003({"user_id": user.id, "grow_value": user.grow_value})
 
 
 @router.post("/users/{user_id}/credit")
-async def credit(user_id: int, body: Credit, caller: InternalCaller, repo: Repo) -> JSONResponse:
+async def credit(user_id: Id, body: Credit, caller: InternalCaller, repo: Repo) -> JSONResponse:
     user = await adjustments.adjust(repo, user_id, "credit", body.delta, f"{caller}:{body.idempotency_key}")
     return ok_003({"user_id": user.id, "credit_score": user.credit_score})
 
 
 @router.get("/users/{user_id}")
-async def user(user_id: int, caller: InternalCaller, repo: Repo) -> JSONResponse:
+async def user(user_id: Id, caller: InternalCaller, repo: Repo) -> JSONResponse:
     found = await accounts.existing_user(repo, user_id)
     return ok_003({**public_profile(found, datetime.now(UTC)), "area": found.area})
 

@@ -52,6 +52,7 @@ from shared.envelopes import ok_003
 from shared.errors import NoPermission
 from shared.identity import CurrentIdentity, Identity, require_roles
 from shared.openapi import errors_in, json_body
+from shared.params import Id
 
 router = APIRouter(tags=["users (003)"])
 
@@ -129,7 +130,7 @@ async def modify_password(
 
 
 @router.get("/user/userinfo/{user_id}")
-async def user_info(user_id: int, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+async def user_info(user_id: Id, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     user = await accounts.existing_user(repo, user_id)
     if user.id != identity.user_id:
         return ok_003(public_profile(user, _now()))
@@ -231,7 +232,7 @@ async def _set_banned(repo: Repo, user_id: int, banned: bool) -> None:
 
 
 @router.post("/user/ban_user/{user_id}")
-async def ban_user(user_id: int, admin: Admin19, repo: Repo, sessions: Sessions, request: Request) -> JSONResponse:
+async def ban_user(user_id: Id, admin: Admin19, repo: Repo, sessions: Sessions, request: Request) -> JSONResponse:
     await _set_banned(repo, user_id, True)
     keys = await api_keys.revoke_all_of(repo, user_id, _now())
     after_commit(request, lambda: sessions.revoke_user(user_id))
@@ -240,13 +241,13 @@ async def ban_user(user_id: int, admin: Admin19, repo: Repo, sessions: Sessions,
 
 
 @router.post("/user/unban_user/{user_id}")
-async def unban_user(user_id: int, admin: Admin19, repo: Repo) -> JSONResponse:
+async def unban_user(user_id: Id, admin: Admin19, repo: Repo) -> JSONResponse:
     await _set_banned(repo, user_id, False)
     return ok_003(message="user unbanned")
 
 
 @router.post("/user/check_user/{user_id}")
-async def check_user(user_id: int, admin: Admin19, repo: Repo) -> JSONResponse:
+async def check_user(user_id: Id, admin: Admin19, repo: Repo) -> JSONResponse:
     user = await accounts.existing_user(repo, user_id, lock=True)
     user.is_checked = True
     return ok_003("user checked")

@@ -16,6 +16,7 @@ from services.stats.schemas import record_entry, search_entry
 from shared.db import DbSession
 from shared.errors import InvalidRequest, NotFound
 from shared.identity import CurrentIdentity
+from shared.params import BigId
 
 router = APIRouter(prefix="/api/data", tags=["data (004)"])
 
@@ -121,7 +122,7 @@ async def search(
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}, "description": "the result image"}},
 )
-async def figure(fig_id: int, identity: CurrentIdentity, repo: Repo) -> Response:
+async def figure(fig_id: BigId, identity: CurrentIdentity, repo: Repo) -> Response:
     image = await repo.figure(fig_id)
     if image is None:
         raise NotFound(f"no record {fig_id}")

@@ -23,6 +23,7 @@ from shared.edge import read_json_body
 from shared.envelopes import ok_003
 from shared.identity import CurrentIdentity
 from shared.openapi import form_body, json_body
+from shared.params import Id
 
 router = APIRouter(tags=["review (003)"])
 
@@ -44,7 +45,7 @@ def _csv(text: str, filename: str) -> Response:
     openapi_extra=json_body(CheckMethod),
 )
 async def manual_check(
-    task_id: int, user_id: int, request: Request, identity: CurrentIdentity, repo: Repo, dataset: Dataset
+    task_id: Id, user_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, dataset: Dataset
 ) -> JSONResponse:
     ensure_role(identity, "demand", error=NoPermissions)  # only the task's publisher
     body = await read_json_body(request, CheckMethod)
@@ -68,12 +69,12 @@ async def manual_check(
 
 
 @router.post("/review/accept/{task_id}/{user_id}", summary="Accept an annotator's work (pays them)")
-async def accept(task_id: int, user_id: int, identity: CurrentIdentity, repo: Repo, settings: Settings) -> JSONResponse:
+async def accept(task_id: Id, user_id: Id, identity: CurrentIdentity, repo: Repo, settings: Settings) -> JSONResponse:
     return ok_003(await review.review(repo, settings, identity, task_id, user_id, "accept"))
 
 
 @router.post("/review/refuse/{task_id}/{user_id}", summary="Refuse an annotator's work")
-async def refuse(task_id: int, user_id: int, identity: CurrentIdentity, repo: Repo, settings: Settings) -> JSONResponse:
+async def refuse(task_id: Id, user_id: Id, identity: CurrentIdentity, repo: Repo, settings: Settings) -> JSONResponse:
     return ok_003(await review.review(repo, settings, identity, task_id, user_id, "refuse"))
 
 
@@ -83,7 +84,7 @@ async def refuse(task_id: int, user_id: int, identity: CurrentIdentity, repo: Re
     response_class=Response,
     responses=CSV_ANSWER,
 )
-async def download_user(task_id: int, user_id: int, identity: CurrentIdentity, repo: Repo) -> Response:
+async def download_user(task_id: Id, user_id: Id, identity: CurrentIdentity, repo: Repo) -> Response:
     return _csv(await review.user_results(repo, identity, task_id, user_id), f"task-{task_id}-user-{user_id}.csv")
 
 
@@ -94,7 +95,7 @@ async def download_user(task_id: int, user_id: int, identity: CurrentIdentity, r
     responses=CSV_ANSWER,
 )
 async def download_task(
-    task_id: int,
+    task_id: Id,
     identity: CurrentIdentity,
     repo: Repo,
     auth: Auth,
@@ -121,7 +122,7 @@ async def upload_stdans(request: Request, identity: CurrentIdentity, repo: Repo)
     summary="Report an annotator (publisher) or a publisher",
     openapi_extra=json_body(ReportBody),
 )
-async def report(task_id: int, user_id: int, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+async def report(task_id: Id, user_id: Id, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     ensure_role(identity, "demand", "tag", error=NoPermissions)  # a task's publisher or one of its annotators
     body = await read_json_body(request, ReportBody)
     await review.report(repo, identity, task_id, user_id, body.reason)
@@ -138,8 +139,8 @@ ReporteeId = Annotated[int | None, Query(description="which report, when the rep
 
 @router.post("/review/acceptreport/{task_id}/{user_id}", summary="Accept a report: the reportee loses credit")
 async def accept_report(
-    task_id: int,
-    user_id: int,
+    task_id: Id,
+    user_id: Id,
     identity: CurrentIdentity,
     repo: Repo,
     settings: Settings,
@@ -151,8 +152,8 @@ async def accept_report(
 
 @router.post("/review/rejectreport/{task_id}/{user_id}", summary="Reject (delete) a report")
 async def reject_report(
-    task_id: int,
-    user_id: int,
+    task_id: Id,
+    user_id: Id,
     identity: CurrentIdentity,
     repo: Repo,
     settings: Settings,

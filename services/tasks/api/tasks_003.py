@@ -44,10 +44,10 @@ from shared.envelopes import ok_003
 from shared.errors import InvalidRequest, NoPermission
 from shared.identity import CurrentIdentity, Identity
 from shared.openapi import form_body, json_body
+from shared.params import Id
 
 router = APIRouter(tags=["tasks (003)"])
 
-TaskId = int
 Offset = Annotated[int, Query(ge=0, description="first question (0-based), for large tasks")]
 Limit = Annotated[int | None, Query(ge=1, le=100_000, description="how many questions")]
 FREE_TASK_PREVIEW = 10  # questions shown per task in get_free_tasks
@@ -111,7 +111,7 @@ async def get_all_tasks(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JS
 
 
 @router.get("/task/is_distributed/{task_id}", summary="Whether a task was distributed (its publisher, admins)")
-async def is_distributed(task_id: TaskId, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+async def is_distributed(task_id: Id, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     task = await repo.task(task_id)
     # Other users learn nothing of a task, not even that it exists.
     if task is None or (identity.role != "admin" and task.publisher_id != identity.user_id):
@@ -121,7 +121,7 @@ async def is_distributed(task_id: TaskId, identity: CurrentIdentity, repo: Repo)
 
 @router.get("/task/taginfo/{task_id}", summary="My state on each question of a task")
 async def tag_info(
-    task_id: TaskId, identity: CurrentIdentity, repo: Repo, dataset: Dataset, offset: Offset = 0, limit: Limit = None
+    task_id: Id, identity: CurrentIdentity, repo: Repo, dataset: Dataset, offset: Offset = 0, limit: Limit = None
 ) -> JSONResponse:
     return ok_003(await labeling.tag_info(repo, dataset, identity, task_id, offset, limit))
 
@@ -133,7 +133,7 @@ async def tag_info(
     responses={200: {"content": {"application/zip": {}}, "description": "data.zip"}},
 )
 async def get_batch_data(
-    task_id: TaskId,
+    task_id: Id,
     identity: CurrentIdentity,
     repo: Repo,
     auth: Auth,
@@ -155,7 +155,7 @@ async def get_batch_data(
     openapi_extra=json_body(ResultBody),
 )
 async def upload_result(
-    task_id: TaskId, q_id: int, request: Request, identity: CurrentIdentity, repo: Repo, settings: Settings
+    task_id: Id, q_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, settings: Settings
 ) -> JSONResponse:
     ensure_role(identity, "tag", error=NoAccessPermission)
     body = await read_json_body(request, ResultBody)
@@ -168,7 +168,7 @@ async def upload_result(
     openapi_extra=form_body({"file": ("file", "upload.csv")}, ("file",)),
 )
 async def upload_results(
-    task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo, settings: Settings
+    task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, settings: Settings
 ) -> JSONResponse:
     ensure_role(identity, "tag", error=NoAccessPermission)
     raw = await csv_file(request, "file")
@@ -176,36 +176,32 @@ async def upload_results(
 
 
 @router.post("/task/startquestion/{task_id}/{q_id}")
-async def start_question(task_id: TaskId, q_id: int, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+async def start_question(task_id: Id, q_id: Id, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     await labeling.start_question(repo, identity, task_id, q_id)
     return ok_003()
 
 
 @router.post("/task/distribute/{task_id}", summary="Distribute by the task's strategy (escrow hold)")
 async def distribute(
-    task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
+    task_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
 ) -> JSONResponse:
     return ok_003(await distribution.distribute(repo, auth, settings, identity, task_id))
 
 
 @router.post("/task/refuse/{task_id}", summary="Refuse (give back) a task")
-async def refuse(
-    task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
-) -> JSONResponse:
+async def refuse(task_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings) -> JSONResponse:
     return ok_003(await distribution.refuse(repo, auth, settings, identity, task_id))
 
 
 @router.post("/task/accept/{task_id}", summary="Accept a task offered to me, or take a toall slot")
-async def accept(
-    task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
-) -> JSONResponse:
+async def accept(task_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings) -> JSONResponse:
     task, assignment = await distribution.accept(repo, auth, settings, identity, task_id)
     return ok_003(accepted_entry(task, assignment))
 
 
 @router.post("/task/redistribute/{task_id}", summary="Replace timed-out and review-refused annotators")
 async def redistribute(
-    task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
+    task_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
 ) -> JSONResponse:
     return ok_003(await distribution.redistribute(repo, auth, settings, identity, task_id))
 
@@ -213,7 +209,7 @@ async def redistribute(
 @router.post(
     "/task/check_task/{task_id}", summary="Admin check of a task: accept or refuse", openapi_extra=json_body(CheckBody)
 )
-async def check_task(task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+async def check_task(task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     ensure_role(identity, "admin")
     body = await read_json_body(request, CheckBody)
     await lifecycle.check(repo, identity, task_id, body.result)
@@ -224,7 +220,7 @@ async def check_task(task_id: TaskId, request: Request, identity: CurrentIdentit
     "/task/to_agent/{task_id}", summary="Delegate a task to an agent (escrow hold)", openapi_extra=json_body(AgentBody)
 )
 async def to_agent(
-    task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
+    task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
 ) -> JSONResponse:
     ensure_role(identity, "demand", error=NoDistributePermission)
     body = await read_json_body(request, AgentBody)
@@ -238,36 +234,34 @@ async def to_agent(
 
 @router.post("/task/distribute_to_user/{task_id}/{user_id}", summary="The agent gives a task to an annotator")
 async def distribute_to_user(
-    task_id: TaskId, user_id: int, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
+    task_id: Id, user_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
 ) -> JSONResponse:
     await distribution.distribute_to_user(repo, auth, settings, identity, task_id, user_id)
     return ok_003(f"task {task_id} distributed to user {user_id}", message="success")
 
 
 @router.put("/task/{task_id}", summary="Modify a task before distribution", openapi_extra=json_body(TaskBody))
-async def modify_task(
-    task_id: TaskId, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth
-) -> JSONResponse:
+async def modify_task(task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     task = await lifecycle.modifiable(repo, identity, task_id)
     task = await lifecycle.modify(repo, auth, identity, task, await read_json_body(request, TaskBody, TASK_BODY_LIMIT))
     return ok_003({"task_id": task.id, "q_num": task.q_num, "check_result": task.check_result})
 
 
 @router.delete("/task/{task_id}", summary="Delete a task (refunds what the escrow holds)")
-async def delete_task(task_id: TaskId, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+async def delete_task(task_id: Id, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     await lifecycle.delete(repo, identity, task_id)
     return ok_003()
 
 
 @router.get("/task/{task_id}/{q_id}", summary="A question's data and answers")
 async def get_question(
-    task_id: TaskId, q_id: int, identity: CurrentIdentity, repo: Repo, auth: Auth, dataset: Dataset
+    task_id: Id, q_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, dataset: Dataset
 ) -> JSONResponse:
     return ok_003(await labeling.question_view(repo, auth, dataset, identity, task_id, q_id))
 
 
 @router.get("/task/{task_id}", summary="A task: admins, its publisher, its agent and its annotators")
-async def get_task(task_id: TaskId, identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
+async def get_task(task_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     task = await repo.task(task_id)
     if task is None:
         raise TaskDoesNotExist()
