@@ -215,7 +215,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise NotFound()
         if service not in request.app.state.upstreams:
             raise ServiceUnavailable(f"the {service} service is not deployed")
-        limit = body_limit(method, path)
+        multipart = request.headers.get("content-type", "").lower().startswith("multipart/")
+        limit = body_limit(method, path, multipart)
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:  # refused before a byte of it is read
             raise too_large(limit, dialect_for(method, path))

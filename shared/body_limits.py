@@ -19,6 +19,10 @@ _FORM_OVERHEAD = 1 * MB
 # 003's task body (create and modify) lists every question: up to 200,000 files (tasks' TaskBody),
 # about 60 bytes each with the tags upload_data returns.
 TASK_BODY_LIMIT = 32 * MB
+# The largest body a route reads whole (JSON, or a form of fields): 002's base64 images. The larger
+# limits below are for multipart uploads, which stream; any other body above this is refused, so
+# that a raw body sent to an upload route is never held in memory up to the upload's limit.
+WHOLE_BODY_LIMIT = 64 * MB
 
 # Ordered: the first match wins. (methods or None for any, path regex, limit in bytes)
 _ROUTE_LIMITS: list[tuple[frozenset[str] | None, re.Pattern[str], int]] = [
@@ -47,10 +51,11 @@ _ROUTE_LIMITS: list[tuple[frozenset[str] | None, re.Pattern[str], int]] = [
 ]
 
 
-def body_limit(method: str, path: str) -> int:
-    """The largest body, in bytes, that `method path` accepts."""
+def body_limit(method: str, path: str, multipart: bool = True) -> int:
+    """The largest body, in bytes, that `method path` accepts; a body that is not multipart is read
+    whole, and never beyond WHOLE_BODY_LIMIT."""
     method = method.upper()
     for methods, pattern, limit in _ROUTE_LIMITS:
         if (methods is None or method in methods) and pattern.search(path):
-            return limit
+            return limit if multipart else min(limit, WHOLE_BODY_LIMIT)
     return DEFAULT_BODY_LIMIT

@@ -199,13 +199,14 @@ class EdgeGuardMiddleware:
         try:
             if problem := _url_problem(scope, dialect):
                 raise problem
-            limit = body_limit(method, path)
             headers = Headers(scope=scope)
+            content_type = headers.get("content-type", "").lower()
+            multipart = content_type.startswith("multipart/")
+            limit = body_limit(method, path, multipart)
             declared = _declared_length(headers, dialect)
             if declared is not None and declared > limit:
                 raise too_large(limit, dialect)
-            content_type = headers.get("content-type", "").lower()
-            if content_type.startswith("multipart/"):
+            if multipart:
                 receive = _counting(receive, limit)
             else:
                 body = await _read_whole(receive, limit, dialect)

@@ -3,6 +3,7 @@ gets a 4xx in the route's envelope, never a 500, whichever service owns the rout
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ import pytest
 import pytest_asyncio
 from fastapi import APIRouter, Query
 
-from shared.body_limits import DEFAULT_BODY_LIMIT
+from shared.body_limits import DEFAULT_BODY_LIMIT, WHOLE_BODY_LIMIT
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from shared.params import Id
 from shared.requestctx import current_request_id
@@ -186,6 +187,33 @@ async def test_a_multipart_body_streamed_past_its_routes_limit_is_a_413(platform
             headers=headers,
         )
         assert upload.status_code == 413 and upload.json()["err_no"] == "4004", upload.text
+
+
+async def test_a_raw_body_to_an_upload_route_is_held_to_the_whole_body_limit(platform, requester):
+    """Upload routes stream multipart files; anything else is read whole, so it never gets their limit."""
+    _, account = requester
+    identity = sign_identity(Identity(account.user_id, account.user_name, account.role), platform.secret)
+    chunk = b"x" * (1024 * 1024)
+
+    async def raw() -> AsyncIterator[bytes]:  # no Content-Length: counted while it streams
+        for _ in range(WHOLE_BODY_LIMIT // len(chunk) + 1):
+            yield chunk
+
+    headers = {"Content-Type": "application/octet-stream", IDENTITY_HEADER: identity}
+    async with httpx.AsyncClient(timeout=60) as direct:
+        streamed = await direct.post(f"{platform.service_url('dataset')}/video/", content=raw(), headers=headers)
+        assert streamed.status_code == 413 and str(WHOLE_BODY_LIMIT) in streamed.json()["message"], streamed.text
+    # The gateway refuses the same from its declared length, before a byte of the body is sent.
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.gateway_port)
+    cookie = "; ".join(f"{name}={value}" for name, value in requester[0].cookies.items())
+    writer.write(
+        f"POST /video/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {WHOLE_BODY_LIMIT + 1}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+    writer.close()
+    assert status_line.split()[1] == b"413", status_line
 
 
 async def test_upload_routes_take_more_than_the_default(requester):
