@@ -119,22 +119,24 @@ class CredentialCache:
         self.store = store
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, Identity]] = {}
+        # Keyed by kind too: a key's digest presented as a session token (or the reverse) must not find
+        # the other kind's identity here, or what a key opens would depend on what was cached.
+        self._entries: dict[tuple[Credential, str], tuple[float, Identity]] = {}
         self._following = False
         # Counts revocations and subscription changes: a read that one overtook is not remembered.
         self._generation = 0
 
     async def resolve_session(self, token: str) -> Identity | None:
-        return await self._resolve(digest(token), self.store.session_by_id)
+        return await self._resolve(Credential.SESSION, digest(token), self.store.session_by_id)
 
     async def resolve_api_key(self, key: str) -> Identity | None:
-        return await self._resolve(digest(key), self.store.api_key_by_hash)
+        return await self._resolve(Credential.API_KEY, digest(key), self.store.api_key_by_hash)
 
     async def _resolve(
-        self, credential_id: str, lookup: Callable[[str], Awaitable[Identity | None]]
+        self, kind: Credential, credential_id: str, lookup: Callable[[str], Awaitable[Identity | None]]
     ) -> Identity | None:
         now = time.monotonic()
-        entry = self._entries.get(credential_id)
+        entry = self._entries.get((kind, credential_id))
         if entry is not None and entry[0] > now:
             return entry[1]
         generation = self._generation
@@ -142,13 +144,14 @@ class CredentialCache:
         if identity is not None and self.ttl > 0 and self._following and generation == self._generation:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-            self._entries[credential_id] = (now + self.ttl, identity)
+            self._entries[(kind, credential_id)] = (now + self.ttl, identity)
         return identity
 
     def forget(self, credential_ids: str) -> None:
         self._generation += 1
         for credential_id in credential_ids.split():
-            self._entries.pop(credential_id, None)
+            for kind in Credential:
+                self._entries.pop((kind, credential_id), None)
 
     async def follow_revocations(self, retry_seconds: float = 1.0) -> None:
         """Runs for the gateway's lifetime: subscribes to revocations and drops each from the cache."""

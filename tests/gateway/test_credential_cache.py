@@ -72,6 +72,26 @@ async def test_a_revoked_api_key_stops_working_at_once(platform):
     await admin.aclose()
 
 
+async def test_a_cached_api_key_is_no_session_token(platform, mailbox):
+    """The cache remembers each kind of credential apart: a key just used on an AI route, presented as
+    a session token elsewhere, is still no credential there (and a session is no API key)."""
+    admin = await admin_client(platform)
+    key = (await admin.post("/user/api_keys", json={"name": unique("key-")})).json()["data"]["key"]
+    await admin.aclose()
+    async with gateway_client(platform, headers={"X-API-Key": key}) as machine:
+        assert (await machine.post(f"{FACE}/version")).json()["err_code"] == 0  # now cached
+    assert not await _recognised(platform, key)
+    async with gateway_client(platform, headers=_bearer(key)) as c:
+        assert (await c.post("/user/recharge", json={"amount": 1})).status_code == 401
+
+    user, _ = await user_client(platform, mailbox)
+    token = user.cookies[SESSION_COOKIE]
+    assert await _recognised(platform, token)  # now cached as a session
+    async with gateway_client(platform, headers={"X-API-Key": token}) as c:
+        assert (await c.post(f"{FACE}/version")).status_code == 401
+    await user.aclose()
+
+
 async def test_revocations_while_requests_are_in_flight_leave_nothing_behind(platform, mailbox):
     """Requests that resolve a session while it is being revoked must not put it back in the cache."""
     client, _ = await user_client(platform, mailbox)
