@@ -191,9 +191,10 @@ async def create(repo: TasksRepository, identity: Identity, body: TaskBody) -> T
     return task
 
 
-async def modifiable(repo: TasksRepository, identity: Identity, task_id: int) -> Task:
-    """The task, locked, if it exists (11) and `identity` published it (12): checked before the body is read."""
-    task = await repo.task(task_id, lock=True)
+async def modifiable(repo: TasksRepository, identity: Identity, task_id: int, *, lock: bool = False) -> Task:
+    """The task if it exists (11) and `identity` published it (12). The route asks before it reads the
+    body, without a lock (a body of up to 32 MB may take long to arrive); `modify` asks again, locked."""
+    task = await repo.task(task_id, lock=lock)
     if task is None:
         raise TaskDoesNotExist()
     if task.publisher_id != identity.user_id:
@@ -201,10 +202,11 @@ async def modifiable(repo: TasksRepository, identity: Identity, task_id: int) ->
     return task
 
 
-async def modify(repo: TasksRepository, auth: AuthClient, identity: Identity, task: Task, body: TaskBody) -> Task:
+async def modify(repo: TasksRepository, auth: AuthClient, identity: Identity, task_id: int, body: TaskBody) -> Task:
     """Only before distribution (annotators' terms never change under them); the admin checks the
     new version again. 003's code 10 when the requester's points could not pay for it."""
     fields = check_task_body(body)
+    task = await modifiable(repo, identity, task_id, lock=True)
     if task.status != TaskStatus.CREATED:
         raise NoPermissionToModify(data={"reason": "task has been distributed"})
     await ensure_checked_requester(auth, identity)

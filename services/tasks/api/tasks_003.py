@@ -242,8 +242,9 @@ async def distribute_to_user(
 
 @router.put("/task/{task_id}", summary="Modify a task before distribution", openapi_extra=json_body(TaskBody))
 async def modify_task(task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
-    task = await lifecycle.modifiable(repo, identity, task_id)
-    task = await lifecycle.modify(repo, auth, identity, task, await read_json_body(request, TaskBody, TASK_BODY_LIMIT))
+    await lifecycle.modifiable(repo, identity, task_id)  # who may, before the body is read
+    body = await read_json_body(request, TaskBody, TASK_BODY_LIMIT)
+    task = await lifecycle.modify(repo, auth, identity, task_id, body)
     return ok_003({"task_id": task.id, "q_num": task.q_num, "check_result": task.check_result})
 
 
