@@ -143,13 +143,16 @@ class FaceContext:
 
 
 async def _meanwhile(lookup: Awaitable[T], inference: Awaitable[U]) -> tuple[T, U]:
-    """The collection's lookup and the model's work at once, so that the model never waits on PostgreSQL;
-    errors answer as if they had run in that order (a missing collection before a bad image)."""
-    found, computed = await asyncio.gather(lookup, inference, return_exceptions=True)
-    for outcome in (found, computed):
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return found, computed  # type: ignore[return-value]
+    """The collection's lookup and the model's work at once, so that the model never waits on PostgreSQL.
+    A lookup that fails (a collection missing or not the caller's) cancels the model's work, so a name
+    one cannot reach buys no inference, and its error comes before any image's."""
+    work = asyncio.ensure_future(inference)
+    try:
+        found = await lookup
+    except BaseException:
+        work.cancel()
+        raise
+    return found, await work
 
 
 def check_model(collection: CollectionRow, model: str, has_vectors: bool) -> None:
