@@ -28,6 +28,7 @@ from services.face.settings import FaceSettings
 from services.face.sync import ChangeBus
 from services.face.vector_index import IndexSettings
 from shared.contract import Dialect, dialect_for
+from shared.db import database_unavailable
 from shared.envelopes import error_response
 from shared.errors import ServiceUnavailable
 from shared.service_app import build_service_app, refused_input_response
@@ -47,8 +48,11 @@ def install_face_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=exc.status_code)
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, DBAPIError) and (response := refused_input_response(request, exc)) is not None:
-            return response
+        if isinstance(exc, DBAPIError):
+            if (response := refused_input_response(request, exc)) is not None:
+                return response
+            if not database_unavailable(exc):
+                raise exc  # a real failure: logged and answered 500 with its request id, as elsewhere
         log.error("database error on %s %s: %r", request.method, request.url.path, exc)
         dialect = dialect_for(request.method, request.url.path)
         if dialect is Dialect.FACE_002:
