@@ -181,8 +181,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             return name, {
                 **best,
                 "replicas": [
-                    {"url": address, "in_rotation": replicas.in_rotation(address), **result}
-                    for address, result in zip(replicas.urls, results, strict=True)
+                    # Numbered, not named: an anonymous caller learns no internal address.
+                    {"replica": number, "in_rotation": replicas.in_rotation(address), **result}
+                    for number, (address, result) in enumerate(zip(replicas.urls, results, strict=True), 1)
                 ],
             }
 

@@ -102,10 +102,15 @@ async def _served(replica: str, route: str) -> float:
     )
 
 
+SECOND = 2  # the replica this module's fixture starts: second in LABELHIVE_AUTH_URL
+
+
 async def _auth_replicas(gateway: httpx.AsyncClient) -> dict[str, dict]:
     response = await gateway.get("/healthz")
     assert response.status_code == 200, response.text  # one replica ready is a healthy service
-    return {r["url"]: r for r in response.json()["data"]["services"]["auth"]["replicas"]}
+    # Replicas are numbered in the order of LABELHIVE_AUTH_URL; no internal address is shown.
+    assert "127.0.0.1" not in response.text, response.text
+    return {r["replica"]: r for r in response.json()["data"]["services"]["auth"]["replicas"]}
 
 
 async def test_a_replica_stopped_mid_run_costs_no_client_an_error_and_comes_back(
@@ -147,7 +152,7 @@ async def test_a_replica_stopped_mid_run_costs_no_client_an_error_and_comes_back
         assert len(statuses) > 20 and set(statuses) == {200}, sorted(set(statuses))
 
         async def second_out() -> dict | None:
-            second = (await _auth_replicas(gateway))[replicas.second]
+            second = (await _auth_replicas(gateway))[SECOND]
             return second if not second["in_rotation"] and second["status"] == "down" else None
 
         await eventually(second_out, timeout=10, what="the stopped replica out of the rotation")
@@ -157,7 +162,7 @@ async def test_a_replica_stopped_mid_run_costs_no_client_an_error_and_comes_back
         await platform.wait_ready(f"{replicas.second}/readyz", SECOND_AUTH)
 
         async def second_back() -> bool:
-            return (await _auth_replicas(gateway))[replicas.second]["in_rotation"]
+            return (await _auth_replicas(gateway))[SECOND]["in_rotation"]
 
         await eventually(second_back, timeout=15, what="the restarted replica back in the rotation")
         for _ in range(10):
