@@ -31,7 +31,7 @@ from urllib.parse import unquote_plus
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.body_limits import body_limit
@@ -113,8 +113,8 @@ async def _read_whole(receive: Receive, limit: int, dialect: Dialect) -> bytes:
     body = bytearray()
     while True:
         message = await receive()
-        if message["type"] != "http.request":  # the client left
-            return bytes(body)
+        if message["type"] != "http.request":  # the client left: a cut-off body is no request
+            raise ClientDisconnect()
         body.extend(message.get("body", b""))
         if len(body) > limit:
             raise too_large(limit, dialect)
@@ -222,6 +222,8 @@ class EdgeGuardMiddleware:
         except LabelhiveError as error:
             await error_response(dialect, error, path)(scope, receive, send)
             return
+        except ClientDisconnect:
+            return  # nobody to answer
         await self.app(scope, receive, send)
 
 
