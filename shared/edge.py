@@ -227,7 +227,8 @@ class EdgeGuardMiddleware:
         await self.app(scope, receive, send)
 
 
-def _request_dialect(request: Request) -> Dialect:
+def request_dialect(request: Request) -> Dialect:
+    """The document a request's answer speaks: the route's own choice (e.g. 001's register), else its path's."""
     return getattr(request.state, "dialect", None) or dialect_for(request.method, request.url.path)
 
 
@@ -236,7 +237,7 @@ async def read_json_object(request: Request, max_bytes: int | None = None) -> di
     size, depth and text were checked at the edge; `max_bytes` is a service's own, lower limit. A large
     body is parsed off the event loop."""
     body = await request.body()
-    dialect = _request_dialect(request)
+    dialect = request_dialect(request)
     if max_bytes is not None and len(body) > max_bytes:
         raise too_large(max_bytes, dialect)
     if not body.strip():
@@ -256,7 +257,7 @@ async def read_json_object(request: Request, max_bytes: int | None = None) -> di
 
 async def read_json_body(request: Request, model: type[M], max_bytes: int | None = None) -> M:
     """The request's JSON body validated as `model` (declare it with shared.openapi.json_body(model))."""
-    return validated(model, await read_json_object(request, max_bytes), _request_dialect(request))
+    return validated(model, await read_json_object(request, max_bytes), request_dialect(request))
 
 
 def validated(model: type[M], data: Mapping[str, Any], dialect: Dialect) -> M:

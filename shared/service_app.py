@@ -21,9 +21,9 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.contract import Dialect, dialect_for
+from shared.contract import Dialect
 from shared.db import RefusedInput, create_engine, create_sessionmaker, database_unavailable, refused_input
-from shared.edge import BodyTooLarge, EdgeGuardMiddleware, invalid_input, say
+from shared.edge import BodyTooLarge, EdgeGuardMiddleware, invalid_input, request_dialect, say
 from shared.envelopes import error_response
 from shared.errors import (
     InternalError,
@@ -102,17 +102,13 @@ class RequestContextMiddleware:
             request = Request(scope)
             # The id goes in the body too where the envelope has room (003's data, 004's details).
             error = InternalError(data={"request_id": request_id}, details=f"request id {request_id}")
-            await error_response(_dialect(request), error, request.url.path)(scope, receive, send_with_id)
+            await error_response(request_dialect(request), error, request.url.path)(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             observe(self.service, scope["method"], template, status, time.perf_counter() - started)
             current_request_id.reset(id_token)
             request_started_at.reset(time_token)
-
-
-def _dialect(request: Request):  # type: ignore[no-untyped-def]
-    return getattr(request.state, "dialect", None) or dialect_for(request.method, request.url.path)
 
 
 def _names_nothing(request: Request) -> bool:
@@ -142,7 +138,7 @@ def refused_input_response(request: Request, exc: DBAPIError) -> JSONResponse | 
     refused = refused_input(exc)
     if refused is None:
         return None
-    dialect = _dialect(request)
+    dialect = request_dialect(request)
     # Worth a line: a router could refuse such a value more precisely.
     log.warning("database refused %s on %s %s", refused, request.method, request.url.path)
     error: LabelhiveError
@@ -159,7 +155,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def labelhive_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, LabelhiveError)
-        return error_response(_dialect(request), exc, request.url.path)
+        return error_response(request_dialect(request), exc, request.url.path)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -170,8 +166,8 @@ def install_error_handlers(app: FastAPI) -> None:
         ):
             error = NotFound()  # an id outside its type's range (shared/params.py) names nothing
         else:
-            error = invalid_input(errors, _dialect(request))
-        return error_response(_dialect(request), error, request.url.path)
+            error = invalid_input(errors, request_dialect(request))
+        return error_response(request_dialect(request), error, request.url.path)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -184,7 +180,7 @@ def install_error_handlers(app: FastAPI) -> None:
             error = PayloadTooLarge(str(exc.detail) if isinstance(exc, BodyTooLarge) else None)
         else:
             error = InvalidRequest(str(exc.detail), status_code=exc.status_code)
-        return error_response(_dialect(request), error, request.url.path)
+        return error_response(request_dialect(request), error, request.url.path)
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DBAPIError)
@@ -192,7 +188,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return response
         if database_unavailable(exc):
             log.error("database unavailable on %s %s: %r", request.method, request.url.path, exc.orig)
-            return error_response(_dialect(request), ServiceUnavailable("database unavailable"), request.url.path)
+            return error_response(
+                request_dialect(request), ServiceUnavailable("database unavailable"), request.url.path
+            )
         raise exc  # a real failure: RequestContextMiddleware logs it and answers 500
 
     app.add_exception_handler(LabelhiveError, labelhive_error)
