@@ -31,6 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field
 DataT = TypeVar("DataT")
 
 
+class Empty(BaseModel):
+    """The `data` of a 003 answer that has nothing to say: `{}` (`Envelope003[Empty]`)."""
+
+
 class Envelope003(BaseModel, Generic[DataT]):
     """003's envelope, also that of every endpoint no document has. `code` is 0 on success."""
 
