@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.auth.membership import membership_level, vip_timestamp
 from services.auth.models import Ad, ApiKey, User
+from shared.response_models import Envelope000User, Envelope001
 
 # Outer bounds on free text. Names and passwords have tighter rules with documented codes (003's 2 and
 # 3, checked in `accounts`); these bounds only keep absurd sizes from reaching them.
@@ -157,6 +158,132 @@ class EscrowRefund(Body):
     escrow_id: str = Field(min_length=1, max_length=128)
     amount: int | None = Field(None, gt=0, description="omitted: everything left")
     idempotency_key: str = Field(min_length=8, max_length=200)
+
+
+# Answers ----------------------------------------------------------------------------------------
+# What the routes answer inside their document's envelope (shared/response_models.py); the dicts the
+# functions below build have exactly these fields (tests/openapi checks every route's answers).
+
+
+class Registered003(BaseModel):
+    user_id: int
+    user_name: str
+    invite_code: str
+
+
+class LoggedIn003(BaseModel):
+    user_id: int
+    user_name: str
+    user_type: str
+
+
+class FaceLoggedIn(LoggedIn003):
+    invite_code: str
+
+
+class PublicProfile(BaseModel):
+    user_id: int
+    user_name: str
+    user_type: str
+    membership_level: int = Field(description="0 none, 1 silver, 2 gold, 3 diamond")
+    credit_score: int
+    grow_value: int
+    is_checked: bool
+    is_banned: bool
+    tag_score: int
+
+
+class OwnProfile(PublicProfile):
+    score: int
+    invite_code: str
+    bank_account: str
+    account_balance: int
+    vip_expire_time: float = Field(description="Unix time; 0 when never a VIP")
+    email: str
+
+
+class AgentListEntry(BaseModel):
+    user_id: int
+    user_name: str
+    membership_level: int
+    credit_score: int
+    is_checked: bool
+    is_banned: bool
+    user_type: str
+
+
+class AdminListEntry(AgentListEntry):
+    score: int
+    vip_expire_time: float
+
+
+class AgentList(BaseModel):
+    agent_list: list[PublicProfile]
+
+
+class AgentListAnswer(BaseModel):
+    """get_agent_list's envelope: 003 documents its `code` as the text "0"."""
+
+    code: str
+    message: str
+    data: AgentList
+
+
+class FaceBound(BaseModel):
+    """face_recognition's envelope: 003 documents it without `data`."""
+
+    code: int
+    message: str
+
+
+class InviteCode(BaseModel):
+    invite_code: str
+
+
+class AdPublished(BaseModel):
+    ad_id: int | None = Field(None, description="absent when the request was a retry (same Idempotency-Key)")
+
+
+class AdEntry(BaseModel):
+    src: str
+    expire_at: int
+    publish_at: int
+    ad_id: int
+    type: str
+
+
+class ApiKeyEntry(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_by: int
+    created_at: int
+    revoked: bool
+
+
+class NewApiKeyEntry(ApiKeyEntry):
+    key: str = Field(description="the key itself, shown this once")
+
+
+class UserAnswer000(Envelope000User):
+    user_name: str
+
+
+class LoggedIn001(Envelope001[str]):
+    session_id: str = Field(alias="Session-Id", description="the session token (also set as a cookie)")
+
+
+class CurrentUser001(Envelope001[str]):
+    """get-current: 已登录 with who, or 未登录 alone."""
+
+    username: str | None = None
+    usertype: str | None = Field(None, description="manager, expert or agent")
+
+
+class Expert001(BaseModel):
+    expert_id: int
+    expert_name: str
+    expert_area: str
 
 
 def public_profile(user: User, now: datetime) -> dict[str, Any]:

@@ -8,14 +8,14 @@ from fastapi.responses import JSONResponse
 from services.auth import accounts
 from services.auth.api.deps import Repo, Sessions, set_session_cookie
 from services.auth.errors import ExistingUsername, PasswordFormat, UsernameFormat
-from services.auth.schemas import Login000, Register000
+from services.auth.schemas import Login000, Register000, UserAnswer000
 from shared.envelopes import envelope_000
 from shared.errors import InvalidRequest, LabelhiveError
 
 router = APIRouter(tags=["users (000)"])
 
 
-@router.post("/api/users")
+@router.post("/api/users", response_model=UserAnswer000)
 async def create_user(body: Register000, request: Request, repo: Repo) -> JSONResponse:
     try:
         await accounts.ensure_new_name(repo, body.user_name)
@@ -28,7 +28,7 @@ async def create_user(body: Register000, request: Request, repo: Repo) -> JSONRe
     return JSONResponse(envelope_000("0", "OK", request.url.path, user_name=body.user_name))
 
 
-@router.post("/login")
+@router.post("/login", response_model=UserAnswer000)
 async def login(body: Login000, request: Request, repo: Repo, sessions: Sessions) -> JSONResponse:
     if not body.name:
         raise InvalidRequest("参数错误: username is required")

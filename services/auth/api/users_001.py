@@ -17,10 +17,11 @@ from services.auth.api.deps import (
 )
 from services.auth.errors import ExistingUsername, PasswordFormat, UsernameFormat
 from services.auth.repository import AuthRepository
-from services.auth.schemas import Credentials001, Register001
+from services.auth.schemas import Credentials001, CurrentUser001, Expert001, LoggedIn001, Register001
 from shared.access import Credential
 from shared.errors import InvalidRequest, LabelhiveError, NoPermission, NotLoggedIn
 from shared.identity import MaybeIdentity
+from shared.response_models import Envelope001
 
 router = APIRouter(tags=["users (001)"])
 
@@ -52,12 +53,12 @@ async def register_expert(repo: AuthRepository, body: Register001) -> JSONRespon
     return await _register(repo, accounts.NewAccount(body.username, body.password, "tag", area=area, checked=True))
 
 
-@router.post("/user/register-manager")
+@router.post("/user/register-manager", response_model=Envelope001[str])
 async def register_manager(body: Credentials001, repo: Repo) -> JSONResponse:
     return await _register(repo, accounts.NewAccount(body.username, body.password, "demand", checked=True))
 
 
-@router.get("/user/login")
+@router.get("/user/login", response_model=LoggedIn001)
 async def login(
     repo: Repo,
     sessions: Sessions,
@@ -78,7 +79,7 @@ async def login(
     return response
 
 
-@router.get("/user/logout")
+@router.get("/user/logout", response_model=Envelope001[str])
 async def logout(identity: MaybeIdentity, sessions: Sessions) -> JSONResponse:
     if identity is not None and identity.via == Credential.SESSION:
         await sessions.revoke(identity)
@@ -87,7 +88,7 @@ async def logout(identity: MaybeIdentity, sessions: Sessions) -> JSONResponse:
     return response
 
 
-@router.get("/user/get-current")
+@router.get("/user/get-current", response_model=CurrentUser001)
 async def get_current(identity: MaybeIdentity) -> JSONResponse:
     # The login-state probe of 001's front end: "not logged in" is an answer here, not an error.
     if identity is None:
@@ -95,7 +96,7 @@ async def get_current(identity: MaybeIdentity) -> JSONResponse:
     return _response("已登录", username=identity.user_name, usertype=USERTYPE_001.get(identity.role, identity.role))
 
 
-@router.get("/user/list")
+@router.get("/user/list", response_model=Envelope001[list[Expert001]])
 async def list_experts(identity: MaybeIdentity, repo: Repo) -> JSONResponse:
     if identity is None:
         raise NotLoggedIn()

@@ -29,16 +29,26 @@ from services.auth.errors import (
     WrongCredentials,
 )
 from services.auth.schemas import (
+    AdminListEntry,
+    AgentListAnswer,
+    AgentListEntry,
     Amount,
     BankAccountBody,
     ChangeEmail,
     EmailBody,
+    FaceBound,
     FaceImage,
+    FaceLoggedIn,
+    InviteCode,
+    LoggedIn003,
     Login003,
     ModifyPassword,
+    OwnProfile,
     PasswordByEmail,
+    PublicProfile,
     Register001,
     Register003,
+    Registered003,
     VipPackage,
     admin_list_entry,
     agent_list_entry,
@@ -53,6 +63,7 @@ from shared.errors import NoPermission
 from shared.identity import CurrentIdentity, Identity, require_roles
 from shared.openapi import errors_in, json_body
 from shared.params import Id
+from shared.response_models import Empty, Envelope001, Envelope003
 
 router = APIRouter(tags=["users (003)"])
 
@@ -79,6 +90,7 @@ REGISTER_DIALECTS = (Dialect.CROWD_003, Dialect.EXPERT_001)
     summary="Register (003 body: user_name...; 001 body: username...)",
     openapi_extra=json_body(Register003, Register001),
     responses=errors_in(400, *REGISTER_DIALECTS),
+    response_model=Envelope003[Registered003] | Envelope001[str],
 )
 async def register(request: Request, repo: Repo, codes: Codes, settings: Settings) -> JSONResponse:
     body = await read_json_object(request)
@@ -100,7 +112,7 @@ async def register(request: Request, repo: Repo, codes: Codes, settings: Setting
     return ok_003({"user_id": user.id, "user_name": user.user_name, "invite_code": user.invite_code})
 
 
-@router.post("/user/login")
+@router.post("/user/login", response_model=Envelope003[LoggedIn003])
 async def login(body: Login003, repo: Repo, sessions: Sessions) -> JSONResponse:
     user = await accounts.authenticate(repo, body.user_name, body.password)
     if user is None:
@@ -112,7 +124,7 @@ async def login(body: Login003, repo: Repo, sessions: Sessions) -> JSONResponse:
     return response
 
 
-@router.post("/user/logout")
+@router.post("/user/logout", response_model=Envelope003[Empty])
 async def logout(identity: CurrentIdentity, sessions: Sessions) -> JSONResponse:
     await sessions.revoke(identity)
     response = ok_003()
@@ -120,7 +132,7 @@ async def logout(identity: CurrentIdentity, sessions: Sessions) -> JSONResponse:
     return response
 
 
-@router.post("/user/modifypassword")
+@router.post("/user/modifypassword", response_model=Envelope003[Empty])
 async def modify_password(
     body: ModifyPassword, identity: CurrentIdentity, repo: Repo, sessions: Sessions, request: Request
 ) -> JSONResponse:
@@ -129,7 +141,11 @@ async def modify_password(
     return ok_003()
 
 
-@router.get("/user/userinfo/{user_id}")
+@router.get(
+    "/user/userinfo/{user_id}",
+    response_model=Envelope003[OwnProfile | PublicProfile],
+    description="Your own profile, or another user's public one.",
+)
 async def user_info(user_id: Id, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     user = await accounts.existing_user(repo, user_id)
     if user.id != identity.user_id:
@@ -138,19 +154,19 @@ async def user_info(user_id: Id, identity: CurrentIdentity, repo: Repo) -> JSONR
     return ok_003(own_profile(user, wallet.bank_balance(card), _now()))
 
 
-@router.post("/user/recharge")
+@router.post("/user/recharge", response_model=Envelope003[Empty])
 async def recharge(body: Amount, identity: CurrentIdentity, repo: Repo, key: IdempotencyKey) -> JSONResponse:
     await wallet.recharge(repo, identity.user_id, body.amount, f"recharge:{identity.user_id}:{key}", _now())
     return ok_003()
 
 
-@router.post("/user/withdraw")
+@router.post("/user/withdraw", response_model=Envelope003[Empty])
 async def withdraw(body: Amount, identity: CurrentIdentity, repo: Repo, key: IdempotencyKey) -> JSONResponse:
     await wallet.withdraw(repo, identity.user_id, body.amount, f"withdraw:{identity.user_id}:{key}")
     return ok_003()
 
 
-@router.post("/user/modifybankaccount")
+@router.post("/user/modifybankaccount", response_model=Envelope003[Empty])
 async def modify_bank_account(body: BankAccountBody, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     await wallet.bind_bank_account(repo, identity.user_id, body.bank_account)
     return ok_003()
@@ -164,7 +180,7 @@ async def _send_code(codes: Codes, mailer: MailerDep, settings: Settings, email:
         raise SendCodeFailed(data=type(exc).__name__) from exc
 
 
-@router.post("/user/get_verifycode")
+@router.post("/user/get_verifycode", response_model=Envelope003[Empty])
 async def get_verify_code(
     body: EmailBody, repo: Repo, codes: Codes, mailer: MailerDep, settings: Settings
 ) -> JSONResponse:
@@ -174,7 +190,7 @@ async def get_verify_code(
     return ok_003(message="verify code sent")
 
 
-@router.post("/user/verifycode_current_email")
+@router.post("/user/verifycode_current_email", response_model=Envelope003[Empty])
 async def verify_code_current_email(
     identity: CurrentIdentity, repo: Repo, codes: Codes, mailer: MailerDep, settings: Settings
 ) -> JSONResponse:
@@ -185,7 +201,7 @@ async def verify_code_current_email(
     return ok_003(message="verify code sent")
 
 
-@router.post("/user/change_email")
+@router.post("/user/change_email", response_model=Envelope003[Empty])
 async def change_email(body: ChangeEmail, identity: CurrentIdentity, repo: Repo, codes: Codes) -> JSONResponse:
     if await repo.user_by_email(body.newemail) is not None:
         raise EmailAlreadyBound()
@@ -195,7 +211,7 @@ async def change_email(body: ChangeEmail, identity: CurrentIdentity, repo: Repo,
     return ok_003(message="email changed")
 
 
-@router.post("/user/modifypassword_by_email")
+@router.post("/user/modifypassword_by_email", response_model=Envelope003[Empty])
 async def modify_password_by_email(
     body: PasswordByEmail,
     identity: CurrentIdentity,
@@ -214,13 +230,13 @@ async def modify_password_by_email(
     return ok_003(message="password changed")
 
 
-@router.post("/user/reset_invite_code")
+@router.post("/user/reset_invite_code", response_model=Envelope003[InviteCode])
 async def reset_invite_code(identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     code = await accounts.reset_invite_code(repo, identity.user_id)
     return ok_003({"invite_code": code}, message="invite code reset")
 
 
-@router.post("/user/getvip")
+@router.post("/user/getvip", response_model=Envelope003[Empty])
 async def get_vip(body: VipPackage, identity: CurrentIdentity, repo: Repo, key: IdempotencyKey) -> JSONResponse:
     await wallet.buy_vip(repo, identity.user_id, body.package_type, f"vip:{identity.user_id}:{key}", _now())
     return ok_003(message="vip activated")
@@ -231,7 +247,7 @@ async def _set_banned(repo: Repo, user_id: int, banned: bool) -> None:
     user.is_banned = banned
 
 
-@router.post("/user/ban_user/{user_id}")
+@router.post("/user/ban_user/{user_id}", response_model=Envelope003[Empty])
 async def ban_user(user_id: Id, admin: Admin19, repo: Repo, sessions: Sessions, request: Request) -> JSONResponse:
     await _set_banned(repo, user_id, True)
     keys = await api_keys.revoke_all_of(repo, user_id, _now())
@@ -240,20 +256,24 @@ async def ban_user(user_id: Id, admin: Admin19, repo: Repo, sessions: Sessions, 
     return ok_003()
 
 
-@router.post("/user/unban_user/{user_id}")
+@router.post("/user/unban_user/{user_id}", response_model=Envelope003[Empty])
 async def unban_user(user_id: Id, admin: Admin19, repo: Repo) -> JSONResponse:
     await _set_banned(repo, user_id, False)
     return ok_003(message="user unbanned")
 
 
-@router.post("/user/check_user/{user_id}")
+@router.post("/user/check_user/{user_id}", response_model=Envelope003[str])
 async def check_user(user_id: Id, admin: Admin19, repo: Repo) -> JSONResponse:
     user = await accounts.existing_user(repo, user_id, lock=True)
     user.is_checked = True
     return ok_003("user checked")
 
 
-@router.get("/user/get_all_users")
+@router.get(
+    "/user/get_all_users",
+    response_model=Envelope003[list[AdminListEntry] | list[AgentListEntry]],
+    description="Admins see every user (or the annotators); agents the annotators, without points or VIP dates.",
+)
 async def get_all_users(
     # The role dependency runs before the query is validated: others get 1006 whatever they send.
     identity: Annotated[Identity, Depends(require_roles("admin", "agent"))],
@@ -267,7 +287,7 @@ async def get_all_users(
     return ok_003([agent_list_entry(u, now) for u in await repo.users(["tag"])])
 
 
-@router.get("/user/get_agent_list")
+@router.get("/user/get_agent_list", response_model=AgentListAnswer)
 async def get_agent_list(identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     if identity.role not in ("demand", "admin"):
         raise NoPermission()
@@ -275,7 +295,7 @@ async def get_agent_list(identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     return JSONResponse({"code": "0", "message": "success", "data": {"agent_list": agents}})
 
 
-@router.post("/user/face_recognition")
+@router.post("/user/face_recognition", response_model=FaceBound)
 async def face_recognition(body: FaceImage, identity: CurrentIdentity, repo: Repo, face: Face) -> JSONResponse:
     user = await accounts.existing_user(repo, identity.user_id, lock=True)
     await face.enroll(user.id, body.image)
@@ -285,6 +305,7 @@ async def face_recognition(body: FaceImage, identity: CurrentIdentity, repo: Rep
 
 @router.post(
     "/user/face_recognition_login",
+    response_model=Envelope003[FaceLoggedIn],
     responses={
         401: {
             "description": "No enrolled face matches the photo (code 60)",
