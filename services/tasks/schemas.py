@@ -25,6 +25,7 @@ from typing_extensions import TypedDict
 
 from services.tasks.models import DONE_STATES, WAS_DISTRIBUTED, Assignment, AssignmentState, Task
 from shared.params import INT32_MAX
+from shared.response_models import Envelope001
 
 Profiles = dict[int, dict[str, Any]]
 
@@ -245,6 +246,317 @@ class LabelBody(Body):
 
 
 # Responses ------------------------------------------------------------------------------------
+
+
+# What the routes answer inside their document's envelope (shared/response_models.py); the dicts the
+# functions below (and the domain modules) build have exactly these fields, which tests/openapi checks.
+
+
+class UserRef(BaseModel):
+    """A user in a task's answers: auth's public profile and area, or the id alone when auth no longer
+    knows the user."""
+
+    user_id: int
+    user_name: str | None = None
+    user_type: str | None = None
+    membership_level: int | None = None
+    credit_score: int | None = None
+    grow_value: int | None = None
+    is_checked: bool | None = None
+    is_banned: bool | None = None
+    tag_score: int | None = None
+    area: str | None = None
+
+
+class AgentRef(BaseModel):
+    user_id: int
+    user_name: str | None
+    credit_score: int | None
+
+
+class AnnotatorEntry(BaseModel):
+    tag_user: UserRef
+    accepted_at: float | None = Field(description="Unix time; none while offered, -1 when refused")
+    state: str
+    distributed_at: float | None
+    deadline: float | None
+    is_finished: bool
+    is_check_accepted: str = Field(description="pass, refuse, wait or none")
+    answered: int
+
+
+class Progress(BaseModel):
+    tag_user: UserRef
+    q_id: int = Field(description="how many questions the annotator has answered")
+
+
+class TaskEntry(BaseModel):
+    """A task as get_my_tasks and get_task show it (times in Unix seconds)."""
+
+    task_id: int
+    task_type: str
+    task_style: str
+    task_name: str
+    reward_per_q: int
+    time_limit_per_q: int
+    total_time_limit: int
+    distribute_user_num: int
+    q_num: int
+    auto_ac: bool
+    manual_ac: bool
+    accept_method: str
+    strategy: str
+    result_type: str
+    tag_type: list[Any]
+    categories: list[Any]
+    input_type: list[Any]
+    cut_num: str
+    stdans_tag: str
+    check_result: str
+    task_state: str
+    is_distributed: bool
+    publisher: UserRef
+    agent: AgentRef | None
+    current_tag_user_list: list[AnnotatorEntry]
+    past_tag_user_list: list[UserRef]
+    progress: list[Progress]
+    created_at: float | None
+    distributed_at: float | None
+    # An annotator sees their own assignment; an agent how many annotators work on the task.
+    state: str | None = None
+    accepted_time: float | None = None
+    distributed_time: float | None = None
+    answered: int | None = None
+    current_tag_user_num: int | None = None
+
+
+class QuestionPreview(BaseModel):
+    q_id: int
+    data: str
+    data_type: str
+    result: list[Any]
+    tag_type: list[Any]
+
+
+class FreeTaskEntry(TaskEntry):
+    """get_free_tasks: a pool task with its first questions (`agent` is empty there: no agent holds it)."""
+
+    agent: str  # type: ignore[assignment]
+    questions: list[QuestionPreview]
+
+
+class InputTip(BaseModel):
+    input_tip: Any
+
+
+class AdminTaskEntry(BaseModel):
+    task_id: int
+    task_type: str
+    task_style: list[str]
+    publisher: UserRef
+    task_name: str
+    tag_type: list[Any]
+    check_result: str
+    input_type: list[InputTip]
+    task_state: str
+    strategy: str
+    q_num: int
+    distribute_user_num: int
+
+
+class AcceptedTask(BaseModel):
+    task_id: int
+    task_name: str
+    task_type: str
+    task_style: str
+    q_num: int
+    reward_per_q: int
+    time_limit_per_q: int
+    total_time_limit: int
+    tag_type: list[Any]
+    input_type: list[Any]
+    cut_num: str
+    accept_method: str
+    state: str
+    accepted_at: float | None
+    deadline: float | None
+
+
+class TaskCreated(BaseModel):
+    task_id: int
+    q_num: int
+    check_result: str
+
+
+class IsDistributed(BaseModel):
+    is_distributed: bool
+
+
+class QuestionState(BaseModel):
+    """taginfo: my state on one question (times in Unix seconds, 0 when not yet)."""
+
+    q_id: int
+    state: str = Field(description="notstarted, started or finished")
+    startat: int
+    finishat: int
+    q_data: str
+    q_type: str
+    filename: str
+
+
+class TaggedAnswer(BaseModel):
+    tag_user: UserRef
+    tag_res: Any
+    input_result: Any
+    submitted_at: float
+
+
+class QuestionView(BaseModel):
+    q_id: int
+    filename: str
+    data: list[str] | str = Field(description="a text question's lines, else the file's URL")
+    data_type: str
+    result: list[TaggedAnswer]
+    tag_type: list[Any]
+    input_type: list[Any]
+    cut_num: str
+    start_time: str = Field(description="when I started it (Unix seconds as text), empty if not")
+
+
+class Submitted(BaseModel):
+    answered: int
+    q_num: int
+    state: str
+
+
+class BatchSubmitted(BaseModel):
+    stored: int
+    skipped: int = Field(description="questions answered before, left as they were")
+    answered: int
+    q_num: int
+
+
+class Distributed(BaseModel):
+    distributed: int = Field(description="annotators the task went to now")
+    vacancies: int
+
+
+class Redistributed(Distributed):
+    removed: int
+
+
+class Refused(BaseModel):
+    """A task given back (`replaced`: annotators it went to instead), or a pool task declined
+    (`replaced_by`, always null)."""
+
+    replaced: int | None = None
+    replaced_by: None = None
+
+
+class CheckedAnswer(BaseModel):
+    q_id: int
+    filename: str
+    data: str
+    data_type: str
+    result: Any
+    input_result: Any
+
+
+class CheckedAnswers(BaseModel):
+    q_info: list[CheckedAnswer]
+
+
+class Reviewed(BaseModel):
+    paid: int
+    task_state: str
+
+
+class StandardAnswersTag(BaseModel):
+    tag: str
+
+
+class ReportMessage(BaseModel):
+    task_id: int
+    task_type: str
+    task_name: str
+    tagger_id: int
+    reporter_id: int
+    reportee_id: str
+    reportee_name: str
+    credit_score: int | None
+    reason: str
+    created_at: float
+
+
+class ReportsDecided(BaseModel):
+    reports: int
+
+
+class ExpertMission(BaseModel):
+    """001's /task/list row for an expert."""
+
+    task_id: int
+    task_type: str
+    area: str
+    resource: str
+    assign_time: str
+    due_time: str
+    status: str
+    finished_count: int
+    total_count: int
+    is_highlight: int
+    dataset_name: str
+    notice: str
+
+
+class ManagerMission(BaseModel):
+    """001's /task/list row for a manager."""
+
+    task_id: int
+    task_type: str
+    expert_name: str
+    dataset_name: str
+    status: str
+    assign_time: str
+    due_time: str
+    finished_count: int
+    total_count: int
+    is_highlight: int
+    area: str
+    dataset_id: int
+
+
+class MissionHistory(BaseModel):
+    mission_id: str
+    expert_name: str
+    area: str
+    dataset_name: str
+    status: str
+    original_id: str
+    assign_time: str
+    finished_count: int
+    total_count: int
+
+
+class MissionsCreated(Envelope001[str]):
+    mission_ids: list[int]
+
+
+class MissionRecord(BaseModel):
+    data_id: int
+    background: str
+    task_type: str
+    data_source: str
+    is_labeled: int
+    question: str
+    answer: list[dict[str, Any]]
+    keywords: str
+    lastest_time: str
+    reserve: int
+
+
+class MissionRecords(Envelope001[list[MissionRecord]]):
+    notice: str
 
 
 def ts(value: datetime | None) -> float | None:

@@ -18,12 +18,21 @@ from services.tasks.api.deps import (
     ensure_role,
 )
 from services.tasks.errors import NoPermissions
-from services.tasks.schemas import CheckMethod, ReportBody
+from services.tasks.schemas import (
+    CheckedAnswers,
+    CheckMethod,
+    ReportBody,
+    ReportMessage,
+    ReportsDecided,
+    Reviewed,
+    StandardAnswersTag,
+)
 from shared.edge import read_json_body
 from shared.envelopes import ok_003
 from shared.identity import CurrentIdentity
 from shared.openapi import form_body, json_body
 from shared.params import Id
+from shared.response_models import Empty, Envelope003
 
 router = APIRouter(tags=["review (003)"])
 
@@ -43,6 +52,7 @@ def _csv(text: str, filename: str) -> Response:
     "/review/manual_check/{task_id}/{user_id}",
     summary="An annotator's answers: all or a sample",
     openapi_extra=json_body(CheckMethod),
+    response_model=Envelope003[CheckedAnswers],
 )
 async def manual_check(
     task_id: Id, user_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, dataset: Dataset
@@ -68,12 +78,18 @@ async def manual_check(
     )
 
 
-@router.post("/review/accept/{task_id}/{user_id}", summary="Accept an annotator's work (pays them)")
+@router.post(
+    "/review/accept/{task_id}/{user_id}",
+    summary="Accept an annotator's work (pays them)",
+    response_model=Envelope003[Reviewed],
+)
 async def accept(task_id: Id, user_id: Id, identity: CurrentIdentity, repo: Repo, settings: Settings) -> JSONResponse:
     return ok_003(await review.review(repo, settings, identity, task_id, user_id, "accept"))
 
 
-@router.post("/review/refuse/{task_id}/{user_id}", summary="Refuse an annotator's work")
+@router.post(
+    "/review/refuse/{task_id}/{user_id}", summary="Refuse an annotator's work", response_model=Envelope003[Reviewed]
+)
 async def refuse(task_id: Id, user_id: Id, identity: CurrentIdentity, repo: Repo, settings: Settings) -> JSONResponse:
     return ok_003(await review.review(repo, settings, identity, task_id, user_id, "refuse"))
 
@@ -110,6 +126,7 @@ async def download_task(
     "/review/upload_stdans",
     summary="Standard answers: a CSV of filename,tag",
     openapi_extra=form_body({"file": ("file", "CSV: filename,tag")}, ("file",)),
+    response_model=Envelope003[StandardAnswersTag],
 )
 async def upload_stdans(request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     ensure_role(identity, "demand")
@@ -121,6 +138,7 @@ async def upload_stdans(request: Request, identity: CurrentIdentity, repo: Repo)
     "/review/report/{task_id}/{user_id}",
     summary="Report an annotator (publisher) or a publisher",
     openapi_extra=json_body(ReportBody),
+    response_model=Envelope003[Empty],
 )
 async def report(task_id: Id, user_id: Id, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     ensure_role(identity, "demand", "tag", error=NoPermissions)  # a task's publisher or one of its annotators
@@ -129,7 +147,9 @@ async def report(task_id: Id, user_id: Id, request: Request, identity: CurrentId
     return ok_003()
 
 
-@router.get("/review/reportmessage", summary="Pending reports (admins)")
+@router.get(
+    "/review/reportmessage", summary="Pending reports (admins)", response_model=Envelope003[list[ReportMessage]]
+)
 async def report_messages(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     return ok_003(await review.report_messages(repo, auth, identity))
 
@@ -137,7 +157,11 @@ async def report_messages(identity: CurrentIdentity, repo: Repo, auth: Auth) -> 
 ReporteeId = Annotated[int | None, Query(description="which report, when the reporter made several")]
 
 
-@router.post("/review/acceptreport/{task_id}/{user_id}", summary="Accept a report: the reportee loses credit")
+@router.post(
+    "/review/acceptreport/{task_id}/{user_id}",
+    summary="Accept a report: the reportee loses credit",
+    response_model=Envelope003[ReportsDecided],
+)
 async def accept_report(
     task_id: Id,
     user_id: Id,
@@ -150,7 +174,11 @@ async def accept_report(
     return ok_003({"reports": count})
 
 
-@router.post("/review/rejectreport/{task_id}/{user_id}", summary="Reject (delete) a report")
+@router.post(
+    "/review/rejectreport/{task_id}/{user_id}",
+    summary="Reject (delete) a report",
+    response_model=Envelope003[ReportsDecided],
+)
 async def reject_report(
     task_id: Id,
     user_id: Id,

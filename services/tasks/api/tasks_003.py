@@ -30,10 +30,23 @@ from services.tasks.models import WAS_DISTRIBUTED, AssignmentState, Task
 from services.tasks.peers import AuthClient
 from services.tasks.repository import TasksRepository
 from services.tasks.schemas import (
+    AcceptedTask,
+    AdminTaskEntry,
     AgentBody,
+    BatchSubmitted,
     CheckBody,
+    Distributed,
+    FreeTaskEntry,
+    IsDistributed,
+    QuestionState,
+    QuestionView,
+    Redistributed,
+    Refused,
     ResultBody,
+    Submitted,
     TaskBody,
+    TaskCreated,
+    TaskEntry,
     accepted_entry,
     admin_list_entry,
     task_entry,
@@ -45,6 +58,7 @@ from shared.errors import InvalidRequest, NoPermission
 from shared.identity import CurrentIdentity, Identity
 from shared.openapi import form_body, json_body
 from shared.params import Id
+from shared.response_models import Empty, Envelope003
 
 router = APIRouter(tags=["tasks (003)"])
 
@@ -73,7 +87,12 @@ async def _entries(
     return entries
 
 
-@router.post("/task/", summary="Create a task (a checked requester)", openapi_extra=json_body(TaskBody))
+@router.post(
+    "/task/",
+    summary="Create a task (a checked requester)",
+    openapi_extra=json_body(TaskBody),
+    response_model=Envelope003[TaskCreated],
+)
 @router.post("/task", include_in_schema=False)
 async def create_task(request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     await lifecycle.ensure_checked_requester(auth, identity)
@@ -81,7 +100,11 @@ async def create_task(request: Request, identity: CurrentIdentity, repo: Repo, a
     return ok_003({"task_id": task.id, "q_num": task.q_num, "check_result": task.check_result})
 
 
-@router.get("/task/get_my_tasks", summary="Tasks I published, was given, or (agent) was delegated")
+@router.get(
+    "/task/get_my_tasks",
+    summary="Tasks I published, was given, or (agent) was delegated",
+    response_model=Envelope003[list[TaskEntry]],
+)
 async def get_my_tasks(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     if identity.role == "admin":
         raise NoTaskOfAdmin()
@@ -94,14 +117,18 @@ async def get_my_tasks(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSO
     return ok_003(await _entries(repo, auth, tasks, identity))
 
 
-@router.get("/task/get_free_tasks", summary="toall tasks with a free slot (annotators)")
+@router.get(
+    "/task/get_free_tasks",
+    summary="toall tasks with a free slot (annotators)",
+    response_model=Envelope003[list[FreeTaskEntry]],
+)
 async def get_free_tasks(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     if identity.role != "tag":
         raise NoPermission()
     return ok_003(await _entries(repo, auth, await repo.free_tasks(identity.user_id), identity, with_preview=True))
 
 
-@router.get("/task/get_all_tasks", summary="Every task (admins)")
+@router.get("/task/get_all_tasks", summary="Every task (admins)", response_model=Envelope003[list[AdminTaskEntry]])
 async def get_all_tasks(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     if identity.role != "admin":
         raise NoPermission()
@@ -110,7 +137,11 @@ async def get_all_tasks(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JS
     return ok_003([admin_list_entry(t, profiles) for t in tasks])
 
 
-@router.get("/task/is_distributed/{task_id}", summary="Whether a task was distributed (its publisher, admins)")
+@router.get(
+    "/task/is_distributed/{task_id}",
+    summary="Whether a task was distributed (its publisher, admins)",
+    response_model=Envelope003[IsDistributed],
+)
 async def is_distributed(task_id: Id, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     task = await repo.task(task_id)
     # Other users learn nothing of a task, not even that it exists.
@@ -119,7 +150,11 @@ async def is_distributed(task_id: Id, identity: CurrentIdentity, repo: Repo) -> 
     return ok_003({"is_distributed": task.status in WAS_DISTRIBUTED}, message="success")
 
 
-@router.get("/task/taginfo/{task_id}", summary="My state on each question of a task")
+@router.get(
+    "/task/taginfo/{task_id}",
+    summary="My state on each question of a task",
+    response_model=Envelope003[list[QuestionState]],
+)
 async def tag_info(
     task_id: Id, identity: CurrentIdentity, repo: Repo, dataset: Dataset, offset: Offset = 0, limit: Limit = None
 ) -> JSONResponse:
@@ -153,6 +188,7 @@ async def get_batch_data(
     "/task/upload_res/{task_id}/{q_id}",
     summary="Submit my answer to a question (once)",
     openapi_extra=json_body(ResultBody),
+    response_model=Envelope003[Submitted],
 )
 async def upload_result(
     task_id: Id, q_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, settings: Settings
@@ -166,6 +202,7 @@ async def upload_result(
     "/task/upload_res/{task_id}",
     summary="Submit answers in bulk: the filled upload.csv",
     openapi_extra=form_body({"file": ("file", "upload.csv")}, ("file",)),
+    response_model=Envelope003[BatchSubmitted],
 )
 async def upload_results(
     task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, settings: Settings
@@ -175,31 +212,43 @@ async def upload_results(
     return ok_003(await labeling.submit_batch(repo, settings, identity, task_id, raw), message="success")
 
 
-@router.post("/task/startquestion/{task_id}/{q_id}")
+@router.post("/task/startquestion/{task_id}/{q_id}", response_model=Envelope003[Empty])
 async def start_question(task_id: Id, q_id: Id, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     await labeling.start_question(repo, identity, task_id, q_id)
     return ok_003()
 
 
-@router.post("/task/distribute/{task_id}", summary="Distribute by the task's strategy (escrow hold)")
+@router.post(
+    "/task/distribute/{task_id}",
+    summary="Distribute by the task's strategy (escrow hold)",
+    response_model=Envelope003[Distributed],
+)
 async def distribute(
     task_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
 ) -> JSONResponse:
     return ok_003(await distribution.distribute(repo, auth, settings, identity, task_id))
 
 
-@router.post("/task/refuse/{task_id}", summary="Refuse (give back) a task")
+@router.post("/task/refuse/{task_id}", summary="Refuse (give back) a task", response_model=Envelope003[Refused])
 async def refuse(task_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings) -> JSONResponse:
     return ok_003(await distribution.refuse(repo, auth, settings, identity, task_id))
 
 
-@router.post("/task/accept/{task_id}", summary="Accept a task offered to me, or take a toall slot")
+@router.post(
+    "/task/accept/{task_id}",
+    summary="Accept a task offered to me, or take a toall slot",
+    response_model=Envelope003[AcceptedTask],
+)
 async def accept(task_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings) -> JSONResponse:
     task, assignment = await distribution.accept(repo, auth, settings, identity, task_id)
     return ok_003(accepted_entry(task, assignment))
 
 
-@router.post("/task/redistribute/{task_id}", summary="Replace timed-out and review-refused annotators")
+@router.post(
+    "/task/redistribute/{task_id}",
+    summary="Replace timed-out and review-refused annotators",
+    response_model=Envelope003[Redistributed],
+)
 async def redistribute(
     task_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
 ) -> JSONResponse:
@@ -207,7 +256,10 @@ async def redistribute(
 
 
 @router.post(
-    "/task/check_task/{task_id}", summary="Admin check of a task: accept or refuse", openapi_extra=json_body(CheckBody)
+    "/task/check_task/{task_id}",
+    summary="Admin check of a task: accept or refuse",
+    openapi_extra=json_body(CheckBody),
+    response_model=Envelope003[Empty],
 )
 async def check_task(task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     ensure_role(identity, "admin")
@@ -217,7 +269,10 @@ async def check_task(task_id: Id, request: Request, identity: CurrentIdentity, r
 
 
 @router.post(
-    "/task/to_agent/{task_id}", summary="Delegate a task to an agent (escrow hold)", openapi_extra=json_body(AgentBody)
+    "/task/to_agent/{task_id}",
+    summary="Delegate a task to an agent (escrow hold)",
+    openapi_extra=json_body(AgentBody),
+    response_model=Envelope003[str],
 )
 async def to_agent(
     task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
@@ -232,7 +287,11 @@ async def to_agent(
     return ok_003(f"task {task.id} delegated to agent {agent_id}", message="success")
 
 
-@router.post("/task/distribute_to_user/{task_id}/{user_id}", summary="The agent gives a task to an annotator")
+@router.post(
+    "/task/distribute_to_user/{task_id}/{user_id}",
+    summary="The agent gives a task to an annotator",
+    response_model=Envelope003[str],
+)
 async def distribute_to_user(
     task_id: Id, user_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
 ) -> JSONResponse:
@@ -240,7 +299,12 @@ async def distribute_to_user(
     return ok_003(f"task {task_id} distributed to user {user_id}", message="success")
 
 
-@router.put("/task/{task_id}", summary="Modify a task before distribution", openapi_extra=json_body(TaskBody))
+@router.put(
+    "/task/{task_id}",
+    summary="Modify a task before distribution",
+    openapi_extra=json_body(TaskBody),
+    response_model=Envelope003[TaskCreated],
+)
 async def modify_task(task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     await lifecycle.modifiable(repo, identity, task_id)  # who may, before the body is read
     body = await read_json_body(request, TaskBody, TASK_BODY_LIMIT)
@@ -248,20 +312,26 @@ async def modify_task(task_id: Id, request: Request, identity: CurrentIdentity, 
     return ok_003({"task_id": task.id, "q_num": task.q_num, "check_result": task.check_result})
 
 
-@router.delete("/task/{task_id}", summary="Delete a task (refunds what the escrow holds)")
+@router.delete(
+    "/task/{task_id}", summary="Delete a task (refunds what the escrow holds)", response_model=Envelope003[Empty]
+)
 async def delete_task(task_id: Id, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
     await lifecycle.delete(repo, identity, task_id)
     return ok_003()
 
 
-@router.get("/task/{task_id}/{q_id}", summary="A question's data and answers")
+@router.get("/task/{task_id}/{q_id}", summary="A question's data and answers", response_model=Envelope003[QuestionView])
 async def get_question(
     task_id: Id, q_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth, dataset: Dataset
 ) -> JSONResponse:
     return ok_003(await labeling.question_view(repo, auth, dataset, identity, task_id, q_id))
 
 
-@router.get("/task/{task_id}", summary="A task: admins, its publisher, its agent and its annotators")
+@router.get(
+    "/task/{task_id}",
+    summary="A task: admins, its publisher, its agent and its annotators",
+    response_model=Envelope003[TaskEntry],
+)
 async def get_task(task_id: Id, identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
     task = await repo.task(task_id)
     if task is None:
