@@ -12,19 +12,20 @@ Runtime dependencies: numpy, Pillow, scipy, onnxruntime (or onnxruntime-gpu).
 
 from __future__ import annotations
 
-import ctypes
 import io
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
-logger = logging.getLogger(__name__)
+from shared.images import ImageRefused, TooManyPixels
+from shared.images import decode_image as decode_image
+from shared.onnx_sessions import cuda_usable as cuda_usable
+from shared.onnx_sessions import open_session
 
 CLASS_NAMES: tuple[str, ...] = ("background", "inclusion", "patches", "scratches")
 DEFECT_CLASS_IDS: tuple[int, ...] = (1, 2, 3)
@@ -54,54 +55,10 @@ ImageInput: TypeAlias = "Image.Image | np.ndarray"
 _HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
-class ImageDecodeError(ValueError):
-    """The bytes are not a decodable (complete, supported, reasonably sized) image."""
-
-
-class ImageTooLargeError(ImageDecodeError):
-    """The image exceeds Pillow's decompression-bomb pixel limit."""
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-def decode_image(data: bytes) -> Image.Image:
-    """Decode uploaded bytes into a fully loaded Pillow image.
-
-    Pillow's lazy loading would let truncated files through ``Image.open``; ``load()`` forces
-    a full decode so errors surface here, not later in the pipeline. The EXIF orientation is
-    applied (in place: most uploads have none, and a copy of every upload would be wasted) so
-    masks line up with what a viewer shows. Raises :class:`ImageDecodeError` (a
-    ``ValueError``) for anything undecodable, and :class:`ImageTooLargeError` above
-    ``Image.MAX_IMAGE_PIXELS`` (Pillow itself only warns between 1x and 2x that limit).
-    """
-    if not data:
-        raise ImageDecodeError("empty image data")
-    try:
-        # Image.open only warns between 1x and 2x the limit (and raises above); the explicit
-        # check turns the warning band into an error before any pixel is decoded. (No
-        # warnings.catch_warnings here: it is not thread-safe and uploads decode in threads.)
-        image: Image.Image = Image.open(io.BytesIO(data))
-        _check_pixel_limit(image.size)
-        image.load()
-        ImageOps.exif_transpose(image, in_place=True)
-    except ImageDecodeError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # The warning is only ever raised, not warned, under a "warnings as errors" filter.
-        raise ImageTooLargeError(str(exc)) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        # Pillow signals truncated/corrupt data with OSError/SyntaxError/EOFError.
-        raise ImageDecodeError(f"cannot decode image: {exc}") from exc
-    if image.width == 0 or image.height == 0:
-        raise ImageDecodeError("image has no pixels")
-    return image
-
-
-def _check_pixel_limit(size: tuple[int, int]) -> None:
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and size[0] * size[1] > limit:
-        raise ImageTooLargeError(f"image of {size[0]}x{size[1]} pixels exceeds the limit of {limit} pixels")
+# Uploads decode under shared.images' policy (formats, pixel cap, full decode, EXIF orientation); these are
+# the detect service's names for its refusals, which 004's route answers as "Invalid image data".
+ImageDecodeError = ImageRefused
+ImageTooLargeError = TooManyPixels
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -336,29 +293,6 @@ class SegmentationResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def cuda_usable() -> bool:
-    """True when onnxruntime has a CUDA provider *and* the driver reports a GPU.
-
-    onnxruntime-gpu lists ``CUDAExecutionProvider`` even on machines without a GPU, so ask the
-    driver directly (no torch needed) before requesting it.
-    """
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False
-    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
-        try:
-            driver = ctypes.CDLL(name)
-        except OSError:
-            continue
-        count = ctypes.c_int(0)
-        try:
-            return driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
-        except AttributeError:
-            return False
-    return False
-
-
 class DefectSegmenter:
     """Runs the defect segmentation ONNX model.
 
@@ -376,36 +310,15 @@ class DefectSegmenter:
         min_region_area: int = MIN_REGION_AREA,
         min_region_confidence: float = MIN_REGION_CONFIDENCE,
     ) -> None:
-        import onnxruntime as ort
-
         self.model_path = Path(model_path)
         self.min_region_area = min_region_area
         self.min_region_confidence = min_region_confidence
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # placement notices are not actionable for callers
-        if num_threads:
-            options.intra_op_num_threads = num_threads
-        requested = list(providers) if providers is not None else self._default_providers()
-        try:
-            self._session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=requested)
-        except Exception:
-            if requested == ["CPUExecutionProvider"]:
-                raise
-            logger.warning("could not start %s, falling back to CPU", requested, exc_info=True)
-            self._session = ort.InferenceSession(
-                str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+        self._session = open_session(self.model_path, providers, num_threads)
         self.providers: list[str] = list(self._session.get_providers())
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
         self.input_size: tuple[int, int] = _static_hw(model_input.shape)
         self.class_names: tuple[str, ...] = _class_names(self._session)
-
-    @staticmethod
-    def _default_providers() -> list[str]:
-        if cuda_usable():
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
 
     def predict_probs(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Softmax probabilities ``(N, C, H, W)`` at model size, from one onnxruntime call."""
