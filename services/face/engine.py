@@ -1,4 +1,5 @@
-"""Face detection and embedding on ONNX Runtime, plus safe image decoding.
+"""Face detection and embedding on ONNX Runtime, and the decoding of request images (base64 and a size cap
+here; formats, the pixel cap and EXIF orientation are ``shared.images``' policy).
 
 Default pipeline (``sface``): YuNet 2023mar finds faces and five landmarks in a BGR image; each face is
 aligned to the 112x112 ArcFace template with ``insightface.utils.face_align.norm_crop``; SFace 2021dec turns
@@ -16,9 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import ctypes
-import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -31,7 +29,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from insightface.utils.face_align import norm_crop
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from services.face.model_files import (
     InsightFacePack,
@@ -41,6 +38,8 @@ from services.face.model_files import (
     resolve,
 )
 from services.face.quality import shape
+from shared.images import CorruptImage, ImageRefused, TooManyPixels, decode_image
+from shared.onnx_sessions import default_providers, open_session
 
 __all__ = [
     "DetectedFace",
@@ -57,7 +56,6 @@ __all__ = [
     "UprightFace",
     "decode_base64_image",
     "decode_image_bytes",
-    "default_providers",
 ]
 
 # insightface 2.1's norm_crop calls a scikit-image API that 0.26 deprecates; the call still works and
@@ -110,47 +108,27 @@ def max_image_bytes() -> int:
 def decode_image_bytes(data: bytes, *, max_bytes: int | None = None) -> np.ndarray:
     """Decode an encoded image into an HxWx3 uint8 BGR array, upright per its EXIF orientation.
 
-    Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is enforced as an error, not a warning,
-    and the encoded size is capped before anything is parsed.
+    The encoded size is capped before anything is parsed; the rest is ``shared.images``' policy (formats,
+    pixel cap from the header, full decode), whose refusals become this module's ``ImageDecodeError``s.
     """
     limit = max_image_bytes() if max_bytes is None else max_bytes
     if len(data) > limit:
         raise ImageTooLarge(f"image is {len(data)} bytes; the limit is {limit}")
-    if not data:
-        raise NotAnImage("image is empty")
     try:
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
+        image = decode_image(data)
+    except TooManyPixels as exc:
         raise ImageTooLarge(str(exc)) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise NotAnImage("data is not a supported image format") from None
+    except CorruptImage as exc:
+        raise TruncatedImage(str(exc)) from None
+    except ImageRefused as exc:
+        raise NotAnImage(str(exc)) from None
     with image:
-        _check_pixel_count(image)
         try:
-            image.load()
-        except (OSError, SyntaxError, ValueError, EOFError):
-            raise TruncatedImage("image data is truncated or corrupt") from None
-        try:
-            rgb = _upright(image).convert("RGB")
+            rgb = image.convert("RGB")
         except (OSError, ValueError):
             raise NotAnImage(f"cannot convert a {image.mode} image to RGB") from None
     bgr: np.ndarray = cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR)  # a strided [..., ::-1] copy is slower
     return bgr
-
-
-def _upright(image: Image.Image) -> Image.Image:
-    try:
-        return ImageOps.exif_transpose(image)
-    except (OSError, ValueError, KeyError, TypeError, SyntaxError):
-        return image  # a malformed EXIF block should not make an otherwise fine photo unusable
-
-
-def _check_pixel_count(image: Image.Image) -> None:
-    # Image.open only warns between MAX_IMAGE_PIXELS and twice that; a server should refuse both.
-    limit = Image.MAX_IMAGE_PIXELS
-    width, height = image.size
-    if limit is not None and width * height > limit:
-        raise ImageTooLarge(f"image is {width}x{height} pixels; the limit is {limit}")
 
 
 def decode_base64_image(encoded: str | bytes, *, max_bytes: int | None = None) -> np.ndarray:
@@ -228,42 +206,6 @@ class Embedder(Protocol):
 # --- ONNX Runtime plumbing -----------------------------------------------------------------------
 
 
-def _cuda_device_count() -> int:
-    # onnxruntime-gpu lists CUDAExecutionProvider even on a machine without a GPU; ask the driver.
-    for library in ("libcuda.so.1", "libcuda.so"):
-        try:
-            cuda = ctypes.CDLL(library)
-        except OSError:
-            continue
-        count = ctypes.c_int(0)
-        if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
-            return 0
-        return count.value
-    return 0
-
-
-def default_providers() -> list[str]:
-    if "CUDAExecutionProvider" in ort.get_available_providers() and _cuda_device_count() > 0:
-        # pip's nvidia-* wheels are not on the loader's path; ONNX Runtime knows where they are. If the
-        # libraries are missing the session falls back to the CPU, which FaceEngine.providers shows.
-        with contextlib.suppress(OSError):
-            ort.preload_dlls()
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def _session(model: bytes | Path, providers: Sequence[str], threads: int | None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # the CUDA fallback warnings are expected on CPU machines
-    if threads:
-        options.intra_op_num_threads = threads
-    # Idle intra-op threads spin for the next op by default, burning the cores that the other inference
-    # threads and services need: on 2 shared cores that cut the pipeline from 16 to 4 faces/s.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=options, providers=list(providers))
-
-
 def _load_onnx(path: Path) -> onnx.ModelProto:
     try:
         return onnx.load(str(path))
@@ -324,13 +266,13 @@ class YuNetDetector:
     ) -> tuple[ort.InferenceSession, tuple[int, int] | None]:
         # The heads only reshape with -1 and upsample by scale, so a model exported at a fixed size
         # usually runs at any multiple of 32: try that first, and letterbox into the fixed size if not.
-        flexible = _session(_with_free_dims(model, (2, 3), (1,)), providers, threads)
+        flexible = open_session(_with_free_dims(model, (2, 3), (1,)), providers, threads)
         if YuNetDetector._runs_at_any_size(flexible):
             return flexible, None
         if not all(declared) or len(declared) != 2:
             raise ModelFilesMissing(["YuNet model accepts neither a dynamic nor a fixed input size"])
         height, width = declared
-        return _session(model.SerializeToString(), providers, threads), (height, width)
+        return open_session(model.SerializeToString(), providers, threads), (height, width)
 
     @staticmethod
     def _runs_at_any_size(session: ort.InferenceSession) -> bool:
@@ -443,7 +385,7 @@ class SFaceEmbedder:
     def __init__(self, path: Path, providers: Sequence[str], threads: int | None):
         model = _load_onnx(path)
         # The file declares batch size 1; its graph (convolutions, Flatten, Gemm) is batch-agnostic.
-        self.session = _session(_with_free_dims(model, (0,), (0,)), providers, threads)
+        self.session = open_session(_with_free_dims(model, (0,), (0,)), providers, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
