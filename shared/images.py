@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -58,6 +59,10 @@ IMAGE_FORMATS: dict[str, tuple[str, str]] = {
 }
 
 ImageSource = bytes | str | os.PathLike[str] | BinaryIO
+
+# Between MAX_IMAGE_PIXELS and twice that Pillow only warns, and open_image refuses the image itself: the
+# warning would just repeat in the log. Set once at import, never toggled, so no thread sees it change.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # What Pillow's decoders raise on data they cannot make sense of (beside UnidentifiedImageError, an OSError).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)

@@ -11,14 +11,13 @@ import io
 import os
 import stat
 import unicodedata
-import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO, BinaryIO, NamedTuple
 
-from PIL import Image, UnidentifiedImageError
+from shared.images import IMAGE_FORMATS, ImageRefused, ImageSource, TooManyPixels, open_image
 
 # --------------------------------------------------------------------------------------------- errors
 
@@ -139,19 +138,7 @@ def decode_text(data: bytes, filename: str, encodings: Iterable[str] = ("utf-8",
 
 # -------------------------------------------------------------------------------------------- images
 
-DEFAULT_MAX_PIXELS = 50_000_000  # below Pillow's own MAX_IMAGE_PIXELS (~89 Mpx), so ours triggers first
-DEFAULT_IMAGE_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP"})
-
-_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
-_MIME_TYPES = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "GIF": "image/gif",
-    "BMP": "image/bmp",
-    "WEBP": "image/webp",
-    "TIFF": "image/tiff",
-}
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
+DEFAULT_MAX_PIXELS = 50_000_000  # the default of the service's setting; below Pillow's own ~89 Mpx
 
 
 @dataclass(frozen=True)
@@ -163,55 +150,36 @@ class ImageInfo:
 
     @property
     def extension(self) -> str:
-        return _EXTENSIONS.get(self.format, "." + self.format.lower())
+        return IMAGE_FORMATS[self.format][0] if self.format in IMAGE_FORMATS else "." + self.format.lower()
 
     @property
     def media_type(self) -> str:
-        return _MIME_TYPES.get(self.format, "application/octet-stream")
+        return IMAGE_FORMATS[self.format][1] if self.format in IMAGE_FORMATS else "application/octet-stream"
 
 
 def check_image(
-    source: bytes | str | os.PathLike[str] | BinaryIO,
+    source: ImageSource,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     *,
     filename: str | None = None,
-    formats: Iterable[str] = DEFAULT_IMAGE_FORMATS,
+    formats: Iterable[str] = IMAGE_FORMATS,
 ) -> ImageInfo:
     """Fully decode an image and describe it, or raise ``ImageRejected``/``DecompressionBomb``.
 
-    Only the decoders in ``formats`` are tried, so data claiming to be e.g. EPS (which Pillow would hand
-    to Ghostscript) is refused as unsupported rather than parsed. The pixel cap is checked from the header,
-    before any pixel is decoded.
+    The policy (formats, the pixel cap checked from the header, a full decode) is ``shared.images``'. The
+    file is kept as sent, so its dimensions are as stored, before any EXIF orientation: what annotation
+    files written against the stored file (VOC's ``<size>``) state.
     """
     name = filename or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image")
-    allowed = tuple(formats)
-    fp: BinaryIO | str | os.PathLike[str] = io.BytesIO(source) if isinstance(source, bytes) else source
-    # Pillow warns (rather than fails) between MAX_IMAGE_PIXELS and twice that; a warning is no defence.
-    # catch_warnings is process-global and not thread-safe, so the explicit cap below is the real guard.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(fp, formats=allowed) as image:
-                width, height = image.size
-                if width <= 0 or height <= 0:
-                    raise ImageRejected(name, f"invalid image dimensions {width}x{height}")
-                if width * height > max_pixels:
-                    raise DecompressionBomb(name, f"{width}x{height} pixels exceeds the limit of {max_pixels} pixels")
-                # open() only reads the header; load() decodes every pixel, which is what exposes
-                # truncated and corrupt files.
-                image.load()
-                # MPO is how Pillow names multi-picture JPEGs from phone cameras: a JPEG for everyone else.
-                image_format = "JPEG" if image.format == "MPO" else str(image.format)
-                return ImageInfo(image_format, width, height, image.mode)
-        except (IngestError, FileNotFoundError):
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise DecompressionBomb(name, str(exc)) from None
-        except UnidentifiedImageError:
-            supported = ", ".join(sorted(allowed))
-            raise ImageRejected(name, f"not an image in a supported format ({supported})") from None
-        except _DECODE_ERRORS as exc:
-            raise ImageRejected(name, f"corrupt or truncated image data ({exc})") from None
+    try:
+        with open_image(source, max_pixels=max_pixels, formats=formats) as image:
+            # MPO is how Pillow names multi-picture JPEGs from phone cameras: a JPEG for everyone else.
+            image_format = "JPEG" if image.format == "MPO" else str(image.format)
+            return ImageInfo(image_format, image.width, image.height, image.mode)
+    except TooManyPixels as exc:
+        raise DecompressionBomb(name, str(exc)) from None
+    except ImageRefused as exc:
+        raise ImageRejected(name, str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------- zips
