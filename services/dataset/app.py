@@ -78,8 +78,6 @@ def create_app(settings: DatasetSettings | None = None) -> FastAPI:
             app.state.sessionmaker,
             store,
             peer(app, "face"),
-            app.state.redis,
-            app.state.keys,
             interval=settings.enrolment_interval_seconds,
             batch=settings.enrolment_batch,
             max_backoff=settings.enrolment_max_backoff_seconds,

@@ -1,8 +1,8 @@
 """The tasks service: 003's tasks (publish, distribute, label, review, pay) and 001's expert missions.
 
 Two background loops run in every replica: the outbox drainer (payouts, refunds and other calls that
-follow a commit; ops are locked per row, so replicas share the work) and the time-out worker (which
-scans only while it holds its Redis lock, so one replica at a time does)."""
+follow a commit; ops are locked per row, so replicas share the work: shared/outbox.py) and the time-out
+worker (which scans only while it holds the leader lease, so one replica at a time does: shared/leader.py)."""
 
 from __future__ import annotations
 

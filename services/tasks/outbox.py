@@ -7,17 +7,16 @@ idempotency key (derived from this service's durable ids, e.g. `task:12:user:7:p
 done in a second transaction. A crash or a peer that is down between the two leaves the op pending:
 it is sent again, and auth's ledger recognises the key and moves nothing twice.
 
-Every replica drains; an op is locked (`FOR UPDATE SKIP LOCKED`) while it is sent, and ops of one
-group (a task, a user, a dataset) go out in the order they were written, so a task's final refund
-("everything left") never overtakes the payouts recorded before it.
+The drainer is shared/outbox.py's: every replica drains, an op is locked (`FOR UPDATE SKIP LOCKED`)
+while it is sent, so replicas share the ops without sending one twice. Ops of one group (a task, a
+user, a dataset) go out in the order they were written (`TasksRepository.due_ops` offers only the first
+pending op of each group), so a task's final refund ("everything left") never overtakes the payouts
+recorded before it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -28,8 +27,7 @@ from services.tasks.peers import escrow_id
 from services.tasks.repository import TasksRepository
 from shared.errors import ServiceUnavailable
 from shared.http import ServiceClient
-
-log = logging.getLogger(__name__)
+from shared.outbox import Delivery, OutboxDrainer, Outcome
 
 BATCH = 20
 # An op whose endpoint the peer does not have yet is tried again at most this often.
@@ -121,10 +119,10 @@ async def dataset_status(
 # The drainer ----------------------------------------------------------------------------------
 
 
-def _outcome(op: OutboxOp, response: httpx.Response) -> str:
-    """done | retry | missing (the peer lacks the endpoint: retried rarely) | failed."""
+def _delivery(op: OutboxOp, response: httpx.Response) -> Delivery:
     if response.status_code < 300:
-        return "done"
+        return Delivery(Outcome.DONE)
+    error = f"HTTP {response.status_code}: {response.text[:300]}"
     try:
         body = response.json()
     except ValueError:
@@ -132,16 +130,19 @@ def _outcome(op: OutboxOp, response: httpx.Response) -> str:
     if response.status_code == 404:
         message = str(body.get("message", "")) if isinstance(body, dict) else ""
         if op.kind == "refund" and "escrow" in message:
-            return "done"  # the task never held anything: nothing to refund
+            return Delivery(Outcome.DONE)  # the task never held anything: nothing to refund
         if body.get("code") == 1000 and "escrow" not in message and "does not exist" not in message:
-            return "missing"  # the peer does not have this endpoint yet (see grow_value, deduct_credit)
-        return "failed"
+            # The peer does not have this endpoint yet (see grow_value, deduct_credit): retried rarely.
+            return Delivery(Outcome.RETRY, error, max_backoff=MISSING_ENDPOINT_BACKOFF)
+        return Delivery(Outcome.REFUSED, error)
     if response.status_code >= 500 or response.status_code in (401, 403, 429):
-        return "retry"
-    return "failed"
+        return Delivery(Outcome.RETRY, error)
+    return Delivery(Outcome.REFUSED, error)
 
 
-class Outbox:
+class Outbox(OutboxDrainer[OutboxOp]):
+    name = "tasks outbox"
+
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -149,61 +150,27 @@ class Outbox:
         interval: float,
         max_backoff: float,
     ) -> None:
-        self.sessionmaker = sessionmaker
+        super().__init__(sessionmaker, interval=interval, batch=BATCH, max_backoff=max_backoff)
         self.clients = clients
-        self.interval = interval
-        self.max_backoff = max_backoff
-        self.wake = asyncio.Event()
 
-    def poke(self) -> None:
-        self.wake.set()
+    async def claim(self, session: AsyncSession, now: datetime, limit: int) -> list[OutboxOp]:
+        return await TasksRepository(session).due_ops(now, limit)
 
-    async def run(self) -> None:
-        while True:
-            try:
-                busy = await self.drain_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox round failed")
-                busy = False
-            if busy:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.interval)
-            self.wake.clear()
+    def destination(self, op: OutboxOp) -> str:
+        return op.service
 
-    async def drain_once(self) -> bool:
-        """Sends one batch; True when there was anything to send."""
-        async with self.sessionmaker() as session:
-            repo = TasksRepository(session)
-            ops = await repo.due_ops(datetime.now(UTC), BATCH)
-            sent_any = False
-            for op in ops:
-                sent_any = await self._send(op) or sent_any
-                await session.flush()
-            await session.commit()
-        return sent_any
-
-    async def _send(self, op: OutboxOp) -> bool:
-        op.attempts += 1
-        now = datetime.now(UTC)
+    async def send(self, op: OutboxOp) -> Delivery:
         try:
             response = await self.clients[op.service].request(op.method, op.path, json=op.body)
-            outcome = _outcome(op, response)
-            error = None if outcome == "done" else f"HTTP {response.status_code}: {response.text[:300]}"
         except ServiceUnavailable as exc:
-            outcome, error = "retry", f"{exc.message} ({exc.details})"
-        if outcome == "done":
-            op.status, op.done_at, op.last_error = "done", now, None
-            return True
-        op.last_error = (error or "")[:500]
-        if outcome == "failed":
-            op.status = "failed"
-            log.error("outbox op %s (%s) failed for good: %s", op.key, op.kind, error)
-            return True
-        cap = MISSING_ENDPOINT_BACKOFF if outcome == "missing" else self.max_backoff
-        delay = min(cap, 0.25 * 2 ** min(op.attempts, 16))
-        op.next_attempt_at = now + timedelta(seconds=delay)
-        log.warning("outbox op %s (%s) will be retried in %.1fs: %s", op.key, op.kind, delay, error)
-        return False
+            return Delivery(Outcome.UNREACHABLE, f"{exc.message} ({exc.details})")
+        return _delivery(op, response)
+
+    def mark_done(self, op: OutboxOp, now: datetime) -> None:
+        op.status, op.done_at = "done", now
+
+    def mark_refused(self, op: OutboxOp) -> None:
+        op.status = "failed"
+
+    def describe(self, op: OutboxOp) -> str:
+        return f"op {op.key} ({op.kind})"

@@ -1,10 +1,10 @@
 """The time-out worker: annotators past `total_time_limit` become `timeout`, so that the publisher's
 redistribute replaces them.
 
-However many replicas run, one scans at a time: a replica scans only while it holds the Redis lock
-`<ns>:tasks:timeout-worker` (SET NX with an expiry, renewed by its holder each round). A replica that
-dies stops renewing and another takes over once the lock expires. The scan itself is also safe to run
-twice (a conditional UPDATE that skips locked rows), so a lock lost mid-scan costs nothing.
+However many replicas run, one scans at a time: the one holding the lease `<ns>:tasks:timeout-worker`
+(shared/leader.py), renewed each round. A replica that dies stops renewing and another takes over once
+the lease expires. The scan itself is safe to run twice at once (a conditional UPDATE that skips locked
+rows, so each assignment is marked by exactly one scan), so a lease lost mid-scan costs nothing.
 """
 
 from __future__ import annotations
@@ -12,34 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.tasks.repository import TasksRepository
+from shared.leader import LeaderLease
 from shared.redis import Keys
 
 log = logging.getLogger(__name__)
 
-# Take the lock, or renew it when it is already ours.
-_ACQUIRE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  redis.call('pexpire', KEYS[1], ARGV[2])
-  return 1
-end
-if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 1
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
+SCAN_BATCH = 1000
 
 
 class TimeoutWorker:
@@ -52,29 +36,26 @@ class TimeoutWorker:
         lock_seconds: float,
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.redis = redis
-        self.lock_key = keys.of("tasks", "timeout-worker")
+        self.lease = LeaderLease(redis, keys.of("tasks", "timeout-worker"), lock_seconds)
         self.interval = interval
-        self.lock_ms = int(lock_seconds * 1000)
-        self.instance = uuid.uuid4().hex
         self.timed_out = 0
 
     async def leads(self) -> bool:
-        return bool(await self.redis.eval(_ACQUIRE, 1, self.lock_key, self.instance, self.lock_ms))
+        """Takes or renews the lease; whether this replica is the one that scans."""
+        return await self.lease.hold()
 
-    async def scan(self) -> int:
-        """Marks every annotator past their deadline; returns how many."""
-        total = 0
+    async def scan(self) -> list[tuple[int, int]]:
+        """Marks every annotator past their deadline; returns (task_id, user_id) of each."""
+        marked: list[tuple[int, int]] = []
         while True:
-            async with self.sessionmaker() as session:
-                marked = await TasksRepository(session).mark_timeouts(datetime.now(UTC))
-                await session.commit()
-            total += len(marked)
-            for task_id, user_id in marked:
+            async with self.sessionmaker.begin() as session:
+                batch = await TasksRepository(session).mark_timeouts(datetime.now(UTC), SCAN_BATCH)
+            for task_id, user_id in batch:
                 log.info("annotator %s timed out on task %s", user_id, task_id)
-            if len(marked) < 1000:
-                self.timed_out += total
-                return total
+            marked += batch
+            if len(batch) < SCAN_BATCH:
+                self.timed_out += len(marked)
+                return marked
 
     async def run(self) -> None:
         try:
@@ -89,4 +70,4 @@ class TimeoutWorker:
                 await asyncio.sleep(self.interval)
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.redis.eval(_RELEASE, 1, self.lock_key, self.instance))
+                await asyncio.shield(self.lease.release())
