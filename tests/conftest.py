@@ -18,6 +18,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -82,25 +83,40 @@ def mailbox() -> Iterator[Mailbox]:
     controller.stop()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def backing() -> AsyncIterator[Backing]:
+@dataclass(frozen=True)
+class Servers:
+    """The PostgreSQL (a superuser's URL) and Redis servers the run's throw-away backings are made on."""
+
+    admin_url: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
     embedded = EmbeddedServers(ROOT / "var" / "test-servers")
-    admin_url = os.environ.get("LABELHIVE_TEST_DATABASE_URL") or (
-        "postgresql://postgres@127.0.0.1:5432/postgres" if _reachable("127.0.0.1", 5432) else embedded.postgres_url()
-    )
-    redis_url = os.environ.get("LABELHIVE_TEST_REDIS_URL") or (
-        "redis://127.0.0.1:6379/0" if _reachable("127.0.0.1", 6379) else embedded.redis_url()
-    )
     try:
-        async with throwaway_backing(admin_url, redis_url, "labelhive_test") as test_backing:
-            yield test_backing
+        admin_url = os.environ.get("LABELHIVE_TEST_DATABASE_URL") or (
+            "postgresql://postgres@127.0.0.1:5432/postgres"
+            if _reachable("127.0.0.1", 5432)
+            else embedded.postgres_url()
+        )
+        redis_url = os.environ.get("LABELHIVE_TEST_REDIS_URL") or (
+            "redis://127.0.0.1:6379/0" if _reachable("127.0.0.1", 6379) else embedded.redis_url()
+        )
+        yield Servers(admin_url, redis_url)
     finally:
         embedded.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def platform(backing: Backing, mailbox: Mailbox) -> AsyncIterator[Platform]:
-    extra_env = {
+async def backing(servers: Servers) -> AsyncIterator[Backing]:
+    async with throwaway_backing(servers.admin_url, servers.redis_url, "labelhive_test") as test_backing:
+        yield test_backing
+
+
+def platform_env(backing: Backing, mailbox: Mailbox) -> dict[str, str]:
+    """What a test platform runs with besides its backing (tests/scale/ starts a second one alike)."""
+    return {
         "LABELHIVE_ADMIN_USER": ADMIN_USER,
         "LABELHIVE_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "LABELHIVE_SMTP_HOST": "127.0.0.1",
@@ -111,8 +127,17 @@ async def platform(backing: Backing, mailbox: Mailbox) -> AsyncIterator[Platform
         "LABELHIVE_DATA_DIR": str(ROOT / "var" / f"test-data-{backing.namespace}"),
         "LABELHIVE_UPLOAD_THROTTLE": "0",
     }
-    log_dir = ROOT / "var" / "test-logs" / backing.namespace
-    async with throwaway_platform(backing, extra_env=extra_env, log_dir=log_dir) as running:
+
+
+def platform_log_dir(backing: Backing) -> Path:
+    return ROOT / "var" / "test-logs" / backing.namespace
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def platform(backing: Backing, mailbox: Mailbox) -> AsyncIterator[Platform]:
+    async with throwaway_platform(
+        backing, extra_env=platform_env(backing, mailbox), log_dir=platform_log_dir(backing)
+    ) as running:
         yield running
 
 
