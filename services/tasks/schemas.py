@@ -241,7 +241,10 @@ class LabelBody(Body):
         description="[{answer, ranking_number, reserve}, ...] as in the dataset's upload, or that list as JSON "
         "text; checked by the dataset service as an upload's data_answer"
     )
-    data_reserve: Annotated[int, PlainValidator(_reserve), WithJsonSchema({"enum": [0, 1, "0", "1"]})] = 1
+    # One enum per type: client generators cannot type an enum that mixes numbers and strings.
+    data_reserve: Annotated[
+        int, PlainValidator(_reserve), WithJsonSchema({"anyOf": [{"enum": [0, 1]}, {"enum": ["0", "1"]}]})
+    ] = 1
     data_question: str | None = Field(None, max_length=MAX_QUESTION_CHARS)
 
 
