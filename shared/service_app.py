@@ -22,7 +22,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.contract import Dialect
-from shared.db import RefusedInput, create_engine, create_sessionmaker, database_unavailable, refused_input
+from shared.db import (
+    RefusedInput,
+    create_engine,
+    create_read_sessionmaker,
+    create_sessionmaker,
+    database_unavailable,
+    refused_input,
+)
 from shared.edge import BodyTooLarge, EdgeGuardMiddleware, invalid_input, request_dialect, say
 from shared.envelopes import error_response
 from shared.errors import (
@@ -270,7 +277,8 @@ def build_service_app(
     description: str = "",
 ) -> FastAPI:
     """A service app: `lifespan` runs inside the common one, with state.settings, state.redis,
-    state.keys and (when `uses_database`) state.engine and state.sessionmaker already set. Clients
+    state.keys and (when `uses_database`) state.engine, state.sessionmaker and state.read_sessionmaker
+    already set. Clients
     made with `peer()` and work started with `run_in_background()` are stopped by the common one."""
 
     @asynccontextmanager
@@ -289,6 +297,7 @@ def build_service_app(
             await upgrade_async(name, settings.database_url)
             app.state.engine = create_engine(settings.database_url, name)
             app.state.sessionmaker = create_sessionmaker(app.state.engine)
+            app.state.read_sessionmaker = create_read_sessionmaker(app.state.engine)
         try:
             async with lifespan(app) if lifespan else nullcontext():
                 try:

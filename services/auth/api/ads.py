@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from services.auth import wallet
-from services.auth.api.deps import IdempotencyKey, Repo
+from services.auth.api.deps import IdempotencyKey, ReadRepo, Repo
 from services.auth.schemas import AD_TYPE_CHARS, AdEntry, AdPublished, PublishAd, RenewAd, ad_entry
 from shared.envelopes import ok_003
 from shared.identity import CurrentIdentity
@@ -31,7 +31,7 @@ async def publish(body: PublishAd, identity: CurrentIdentity, repo: Repo, key: I
 
 @router.get("/advertise/get_ad", response_model=Envelope003[list[str]], description="The pictures' URLs.")
 async def get_ad(
-    repo: Repo,
+    repo: ReadRepo,
     type: Annotated[str | None, Query(max_length=AD_TYPE_CHARS)] = None,
     num: Annotated[int, Query(ge=1, description=f"how many (at most {MAX_ADS_SHOWN} are drawn)")] = 1,
 ) -> JSONResponse:

@@ -12,7 +12,7 @@ from services.auth.face_client import FaceClient
 from services.auth.mailer import Mailer
 from services.auth.repository import AuthRepository
 from services.auth.settings import AuthSettings
-from shared.db import DbSession
+from shared.db import DbSession, ReadSession
 from shared.service_app import app_state
 from shared.sessions import SESSION_COOKIE, SessionStore
 
@@ -21,7 +21,13 @@ async def _repo(session: DbSession) -> AuthRepository:
     return AuthRepository(session)
 
 
+async def _read_repo(session: ReadSession) -> AuthRepository:
+    return AuthRepository(session)
+
+
 Repo = Annotated[AuthRepository, Depends(_repo)]
+# For routes that only read (shared/db.py ReadSession): no BEGIN and COMMIT around their queries.
+ReadRepo = Annotated[AuthRepository, Depends(_read_repo)]
 Sessions = Annotated[SessionStore, app_state("sessions")]
 Codes = Annotated[EmailCodes, app_state("email_codes")]
 MailerDep = Annotated[Mailer, app_state("mailer")]

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.auth import accounts, adjustments, escrow
-from services.auth.api.deps import Repo
+from services.auth.api.deps import ReadRepo, Repo
 from services.auth.models import Escrow
 from services.auth.schemas import EscrowMove, EscrowRefund, public_profile
 from shared.envelopes import ok_003
@@ -66,7 +66,7 @@ async def refund(body: EscrowRefund, caller: InternalCaller, repo: Repo) -> JSON
 @router.get("/users")
 async def users_page(
     caller: InternalCaller,
-    repo: Repo,
+    repo: ReadRepo,
     role: Annotated[str | None, Query(pattern="^(admin|demand|tag|agent)$")] = None,
     after_id: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
@@ -89,13 +89,13 @@ async def credit(user_id: Id, body: Credit, caller: InternalCaller, repo: Repo) 
 
 
 @router.get("/users/{user_id}")
-async def user(user_id: Id, caller: InternalCaller, repo: Repo) -> JSONResponse:
+async def user(user_id: Id, caller: InternalCaller, repo: ReadRepo) -> JSONResponse:
     found = await accounts.existing_user(repo, user_id)
     return ok_003({**public_profile(found, datetime.now(UTC)), "area": found.area})
 
 
 @router.post("/users/batch")
-async def users(body: UserIds, caller: InternalCaller, repo: Repo) -> JSONResponse:
+async def users(body: UserIds, caller: InternalCaller, repo: ReadRepo) -> JSONResponse:
     now = datetime.now(UTC)
     found = await repo.users_by_ids(body.user_ids)
     return ok_003([{**public_profile(u, now), "area": u.area} for u in found])

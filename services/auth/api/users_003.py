@@ -15,6 +15,7 @@ from services.auth.api.deps import (
     Face,
     IdempotencyKey,
     MailerDep,
+    ReadRepo,
     Repo,
     Sessions,
     Settings,
@@ -146,7 +147,7 @@ async def modify_password(
     response_model=Envelope003[OwnProfile | PublicProfile],
     description="Your own profile, or another user's public one.",
 )
-async def user_info(user_id: Id, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
+async def user_info(user_id: Id, identity: CurrentIdentity, repo: ReadRepo) -> JSONResponse:
     user = await accounts.existing_user(repo, user_id)
     if user.id != identity.user_id:
         return ok_003(public_profile(user, _now()))
