@@ -83,10 +83,6 @@ def _trusted(
     return address is not None and any(address in network for network in proxies)
 
 
-def _has_body(request: Request) -> bool:
-    return declared_length(request.headers) > 0
-
-
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
 
@@ -218,13 +214,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise ServiceUnavailable(f"the {service} service is not deployed")
         multipart = request.headers.get("content-type", "").lower().startswith("multipart/")
         limit = body_limit(method, path, multipart)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:  # refused before a byte of it is read
+        declared = declared_length(request.headers)
+        if declared is not None and declared > limit:  # refused before a byte of it is read
             raise too_large(limit, dialect_for(method, path))
         identity, presented_by = await resolve_identity(request, request.app.state.sessions)
         # An anonymous body for a route that needs a caller is refused unread. (A bodiless request
         # goes on: its service answers in the words its document gives, e.g. 001's 请先登录.)
-        if identity is None and _has_body(request) and not is_public(method, path):
+        if identity is None and declared != 0 and not is_public(method, path):
             raise NotLoggedIn()
         if not csrf_ok(request, presented_by, settings.internal_secret, settings.allowed_origins):
             raise CsrfFailed()
@@ -249,6 +245,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             identity_header=identity_header,
             client_ip=client_ip,
             body_limit=limit,
+            declared=declared,
             body=body,
         )
 

@@ -22,7 +22,7 @@ from yarl import URL
 from shared.contract import dialect_for
 from shared.edge import too_large
 from shared.errors import PayloadTooLarge, ServiceUnavailable
-from shared.http import IDEMPOTENT_METHODS, Replicas
+from shared.http import KEEPALIVE_SECONDS, Replicas, may_retry
 from shared.identity import IDENTITY_HEADER, INTERNAL_HEADERS
 from shared.requestctx import REQUEST_ID_HEADER
 
@@ -31,9 +31,6 @@ log = logging.getLogger(__name__)
 # Bodies up to this size (declared by Content-Length) are passed on whole: streaming them costs more
 # CPU than it saves memory. Larger or unknown-length bodies stream in both directions.
 SMALL_BODY = 256 * 1024
-# Idle pooled connections are closed before a service would close them (uvicorn's keep-alive is 5 s),
-# so that the race the retry below covers stays rare.
-KEEPALIVE_SECONDS = 4.0
 MAX_CONNECTIONS = 500
 
 # Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's.
@@ -84,8 +81,8 @@ class Upstreams:
             skip_auto_headers=_NO_AUTO_HEADERS,
             raise_for_status=False,
         )
-        # aiohttp resends GET, PUT and DELETE itself when a pooled connection fails; the gateway's own
-        # rule (_may_retry) decides instead. (aiohttp's test client turns it off the same way.)
+        # aiohttp resends GET, PUT and DELETE itself when a pooled connection fails; the platform's
+        # rule (shared/http.py may_retry) decides instead. (aiohttp's test client turns it off the same way.)
         self.session._retry_connection = False
 
     def __contains__(self, service: str) -> bool:
@@ -136,15 +133,17 @@ def _request_headers(
     return headers
 
 
-def declared_length(headers: Mapping[str, str]) -> int:
-    """The Content-Length a message declares; unknown (chunked) counts as large."""
+def declared_length(headers: Mapping[str, str]) -> int | None:
+    """The Content-Length a message declares: 0 when it has no body, None when its length is unknown
+    (chunked, or a Content-Length that is not a number)."""
     value = headers.get("content-length")
     if value is None:
-        return 0 if headers.get("transfer-encoding") is None else SMALL_BODY + 1
-    try:
-        return int(value)
-    except ValueError:
-        return SMALL_BODY + 1
+        return 0 if headers.get("transfer-encoding") is None else None
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _small(length: int | None) -> bool:
+    return length is not None and length <= SMALL_BODY
 
 
 def _too_large(request: Request, limit: int) -> PayloadTooLarge:
@@ -188,20 +187,15 @@ def _nothing_sent(exc: aiohttp.ClientError) -> bool:
 
 
 def _may_retry(request: Request, content: bytes | None | _BodyStream, exc: aiohttp.ClientError) -> bool:
-    """Whether a request that failed in transport may go once more, to another replica where there is
-    one, else on a fresh connection.
-
-    A service that closes a keep-alive connection (as uvicorn does after a 500, or when it is idle)
-    races the gateway's next request on it, which then fails without an answer. Nothing was sent
-    when the connection could not even be made; otherwise the request may have been read, so only a
-    request that is safe to repeat goes again. A body already streamed cannot be sent twice.
-    """
+    """shared/http.py's rule; besides, a body already streamed cannot be sent twice."""
     if isinstance(content, _BodyStream) and content.started:
         return False
-    if _nothing_sent(exc):
-        return True
-    repeatable = request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
-    return repeatable and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+    return may_retry(
+        request.method,
+        idempotency_key="idempotency-key" in request.headers,
+        nothing_sent=_nothing_sent(exc),
+        timed_out=isinstance(exc, TimeoutError),
+    )
 
 
 async def _send(
@@ -249,15 +243,16 @@ async def forward(
     identity_header: str | None,
     client_ip: str,
     body_limit: int,
+    declared: int | None,
     body: bytes | None = None,
 ) -> Response:
+    """`declared` is the request's declared_length."""
     content: bytes | None | _BodyStream
-    declared = declared_length(request.headers)
     if body is not None:
         content = body
     elif declared == 0:
         content = None  # neither Content-Length nor Transfer-Encoding: no body (RFC 9112 6.3)
-    elif declared <= SMALL_BODY:
+    elif _small(declared):
         content = await read_body(request, body_limit)
     else:
         content = _BodyStream(request, body_limit)
@@ -271,7 +266,7 @@ async def forward(
     upstream = await _send(upstreams, request, service, path_and_query, headers, content)
     answer_headers = [(k.lower(), v) for k, v in upstream.raw_headers if k.lower() not in _HOP_BY_HOP_RAW]
     response: Response
-    if declared_length(upstream.headers) <= SMALL_BODY:
+    if _small(declared_length(upstream.headers)):
         try:
             raw = await upstream.read()
         except (TimeoutError, aiohttp.ClientError) as exc:  # the service went away mid-answer

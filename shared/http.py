@@ -5,7 +5,11 @@ service's addresses (`LABELHIVE_<SERVICE>_URL`, comma-separated) are taken in tu
 connection is taken out of the rotation, and a light probe puts it back once its `/readyz` answers 200.
 
 `ServiceClient` is one long-lived httpx client per peer service: bounded timeouts, the request id
-propagated, the call signed as coming from this service, optional end-user identity."""
+propagated, the call signed as coming from this service, optional end-user identity. Its requests go
+over aiohttp's connection pool (`AiohttpTransport`): httpx's own pool checks every idle connection's
+socket on each request and was most of the CPU a call to a peer cost.
+
+`may_retry` is the one rule for sending a failed request again, here and in the gateway."""
 
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
 import httpx
+from yarl import URL
 
 from shared.errors import ServiceUnavailable
 from shared.identity import CALLER_HEADER, IDENTITY_HEADER, Identity, sign_caller, sign_identity
@@ -32,6 +38,24 @@ PROBE_INTERVAL_SECONDS = 1.0
 # Safe to send twice: the method says so, or the caller's Idempotency-Key does (the services keep its
 # first answer).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Idle pooled connections are closed before a service would close them (uvicorn's keep-alive is 5 s),
+# so that the race `may_retry` covers stays rare.
+KEEPALIVE_SECONDS = 4.0
+
+
+def may_retry(method: str, *, idempotency_key: bool, nothing_sent: bool, timed_out: bool) -> bool:
+    """Whether a request that failed in transport may go once more, to another replica where there is
+    one, else on a fresh connection.
+
+    A service that closes a keep-alive connection (as uvicorn does after a 500, or when it is idle)
+    races the caller's next request on it, which then fails without an answer. Nothing was sent when
+    the connection could not even be made; otherwise the request may have been read, so only a
+    request that is safe to repeat goes again, and not after a time-out (the service may still be
+    working on it).
+    """
+    if nothing_sent:
+        return True
+    return (method in IDEMPOTENT_METHODS or idempotency_key) and not timed_out
 
 
 class Replicas:
@@ -98,6 +122,69 @@ class Replicas:
                 await self._prober
 
 
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx's transport interface over one aiohttp connection pool. Bodies to and from peers are
+    small JSON: both are held whole. aiohttp's errors become the httpx errors they correspond to."""
+
+    def __init__(self, max_connections: int = 100) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None  # made in the running loop, on first use
+
+    def _pool(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,  # httpx decodes the body as the Content-Encoding says
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                raise_for_status=False,
+            )
+            # A failed request is sent again by ServiceClient's rule (may_retry), not by aiohttp's own.
+            self._session._retry_connection = False
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout", {})
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=timeouts.get("pool"),
+            sock_connect=timeouts.get("connect"),
+            sock_read=timeouts.get("read"),
+        )
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
+        body = await request.aread()
+        try:
+            async with self._pool().request(
+                request.method,
+                URL(str(request.url), encoded=True),
+                headers=headers,
+                data=body or None,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as answer:
+                content = await answer.read()
+        except aiohttp.ConnectionTimeoutError as exc:  # before ClientConnectorError: nothing was sent
+            raise httpx.ConnectTimeout(str(exc), request=request) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        except TimeoutError as exc:  # aiohttp's socket read time-out is one
+            raise httpx.ReadTimeout(str(exc), request=request) from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        except aiohttp.ClientOSError as exc:
+            raise httpx.ReadError(str(exc), request=request) from exc
+        except aiohttp.ClientError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        return httpx.Response(answer.status, headers=list(answer.raw_headers), content=content, request=request)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 class ServiceClient:
     """Calls one peer service over its replicas. A call whose connection failed before anything was sent,
     or one safe to repeat (GET, HEAD, OPTIONS, or an Idempotency-Key) that failed in transport, goes
@@ -115,7 +202,7 @@ class ServiceClient:
         self.peer = peer
         self._caller = caller
         self._secret = secret
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport or AiohttpTransport())
         urls = split_urls(base_url) if isinstance(base_url, str) else list(base_url)
         self.replicas = Replicas(peer, urls, self._ready)
 
@@ -134,7 +221,7 @@ class ServiceClient:
             headers[REQUEST_ID_HEADER] = request_id
         if identity is not None:
             headers[IDENTITY_HEADER] = sign_identity(identity, self._secret)
-        repeatable = method.upper() in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in headers)
+        idempotency_key = any(k.lower() == "idempotency-key" for k in headers)
         url = self.replicas.pick()
         retried = False
         while True:
@@ -144,7 +231,10 @@ class ServiceClient:
                 nothing_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 if nothing_sent:
                     self.replicas.failed(url)
-                if retried or not (nothing_sent or (repeatable and not isinstance(exc, httpx.TimeoutException))):
+                timed_out = isinstance(exc, httpx.TimeoutException)
+                if retried or not may_retry(
+                    method.upper(), idempotency_key=idempotency_key, nothing_sent=nothing_sent, timed_out=timed_out
+                ):
                     raise ServiceUnavailable(f"{self.peer} service unavailable", details=type(exc).__name__) from exc
                 retried = True
                 url = self.replicas.pick(avoid=url)
