@@ -46,9 +46,9 @@ __all__ = [
     "upright",
 ]
 
-# Pillow's format name -> (the extension, the media type) a stored copy is named and served with.
-# JPEG includes the multi-picture JPEGs of phone cameras (Pillow's "MPO"); GIF is what 000's image sites
-# hold besides photos; BMP and TIFF (8 or 16 bits) are what industrial cameras write for detect.
+# Pillow's format name -> (the extension, the media type) a stored copy is named and served with. JPEG
+# (with the multi-picture JPEGs of phone cameras, Pillow's "MPO"), PNG, GIF and WebP are the web's; BMP and
+# TIFF (8 or 16 bits) are what industrial cameras write, for detect.
 IMAGE_FORMATS: dict[str, tuple[str, str]] = {
     "JPEG": (".jpg", "image/jpeg"),
     "PNG": (".png", "image/png"),
