@@ -196,18 +196,24 @@ class Platform:
                 await asyncio.sleep(0.2)
         raise TimeoutError(f"{name} not ready after {timeout:.0f}s ({url})")
 
-    async def start(self) -> None:
-        # The first replica of each service starts alone (it runs the migrations), then the others.
-        for name in self.services:
-            self.start_service(name)
-        await asyncio.gather(*(self.wait_ready(f"{self.service_url(n)}/readyz", n) for n in self.services))
-        further = [(process, port) for n in self.services for process, port in self.replicas(n)[1:]]
+    async def _start_replicas(self, name: str) -> None:
+        # The first replica starts alone: it runs the migrations and makes what start-up makes once
+        # (auth's first admin), which replicas starting together would race for. Then the others.
+        further = self.replicas(name)[1:]
+        self.start_service(name)
+        await self.wait_ready(f"{self.service_url(name)}/readyz", name)
         for process, _ in further:
             self.start_replica(process)
-        await asyncio.gather(
-            *(self.wait_ready(f"http://127.0.0.1:{port}/readyz", process) for process, port in further)
-        )
-        self._spawn("gateway", "gateway.app:create_app", self.gateway_port)
+        await asyncio.gather(*(self.wait_ready(f"http://127.0.0.1:{port}/readyz", p) for p, port in further))
+
+    def start_gateway(self, process_name: str = "gateway", port: int | None = None) -> None:
+        """Starts the platform's gateway, or another one on `port` (a benchmark's), that reaches every
+        replica the platform knows now."""
+        self._spawn(process_name, "gateway.app:create_app", port or self.gateway_port)
+
+    async def start(self) -> None:
+        await asyncio.gather(*(self._start_replicas(name) for name in self.services))
+        self.start_gateway()
         await self.wait_ready(f"{self.gateway_url}/healthz", "gateway")
 
     def stop(self) -> None:
@@ -215,6 +221,8 @@ class Platform:
         for name in reversed(self.services):
             for process, _ in reversed(self.replicas(name)):
                 self.stop_service(process)
+        for process in list(self.processes):  # what was started besides the platform (a test's, a benchmark's)
+            self.stop_service(process)
         for log in self._logs:
             log.close()
 
