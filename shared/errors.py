@@ -8,7 +8,7 @@ its own envelope.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from shared.contract import Dialect
 
@@ -50,10 +50,21 @@ class LabelhiveError(Exception):
         return self.status_code
 
 
-def documented_error(code: int | str, message: str, status_code: int = 400) -> type[LabelhiveError]:
-    """A route's documented error as a class: `WrongCode = documented_error(46, "wrong email verify code")`."""
+E = TypeVar("E", bound=LabelhiveError)
+
+
+@overload
+def documented_error(code: int | str, message: str, status_code: int = 400) -> type[LabelhiveError]: ...
+@overload
+def documented_error(code: int | str, message: str, status_code: int = 400, *, base: type[E]) -> type[E]: ...
+def documented_error(
+    code: int | str, message: str, status_code: int = 400, *, base: type[LabelhiveError] = LabelhiveError
+) -> type[LabelhiveError]:
+    """A route's documented error as a class: `WrongCode = documented_error(46, "wrong email verify code")`;
+    a subclass of `base` where a service renders its documented errors its own way (the face service's
+    `FaceApiError`, which adds a `detail`)."""
     name = "".join(w.capitalize() for w in message.replace("'", "").split())
-    return type(name, (LabelhiveError,), {"code": code, "message": message, "status_code": status_code})
+    return type(name, (base,), {"code": code, "message": message, "status_code": status_code})
 
 
 class _GenericError(LabelhiveError):

@@ -7,52 +7,20 @@ found, too large) come from `shared.errors` and are spelled per document there.
 
 from __future__ import annotations
 
-from shared.errors import InvalidRequest, LabelhiveError, PayloadTooLarge
+from shared.errors import InvalidRequest, LabelhiveError, PayloadTooLarge, documented_error
 
 from .ingest import DecompressionBomb, IngestError, TooLarge
 from .storage import ObjectTooLarge
 
-
-class DatasetExists(LabelhiveError):
-    """000: a dataset of that name already exists for this owner (RET.DATAEXIST)."""
-
-    status_code = 400
-    code = "4003"
-    message = "数据集已存在"
-
-
-class PictureNotFound(LabelhiveError):
-    status_code = 404
-    code = 18
-    message = "picture not found"
-
-
-class VideoNotFound(LabelhiveError):
-    status_code = 404
-    code = 18
-    message = "video not found"
-
-
-class DataTypeError(LabelhiveError):
-    """003 `POST /task/upload_data`: files of another type than `data_type`, or an unknown `data_type`."""
-
-    status_code = 400
-    code = 32
-    message = "data type error"
-
-
-class RangeNotSatisfiable(LabelhiveError):
-    status_code = 416
-    code = 1005
-    message = "requested range not satisfiable"
-
-
-class UploadRaced(LabelhiveError):
-    """Identical bytes were being deleted while this upload stored them: nothing was kept, retry."""
-
-    status_code = 409
-    code = 1005
-    message = "the upload collided with the deletion of an identical file; please retry"
+# 000: a dataset of that name already exists for this owner (RET.DATAEXIST).
+DatasetExists = documented_error("4003", "数据集已存在")
+PictureNotFound = documented_error(18, "picture not found", 404)
+VideoNotFound = documented_error(18, "video not found", 404)
+# 003 `POST /task/upload_data`: files of another type than `data_type`, or an unknown `data_type`.
+DataTypeError = documented_error(32, "data type error")
+RangeNotSatisfiable = documented_error(1005, "requested range not satisfiable", 416)
+# Identical bytes were being deleted while this upload stored them: nothing was kept, retry.
+UploadRaced = documented_error(1005, "the upload collided with the deletion of an identical file; please retry", 409)
 
 
 def rejected(exc: IngestError) -> LabelhiveError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.errors import LabelhiveError, NotFound
+from shared.errors import LabelhiveError, NotFound, documented_error
 
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     SQLAlchemyError,
@@ -31,40 +31,16 @@ class FaceApiError(LabelhiveError):
         super().__init__(details=detail or None, **kwargs)  # type: ignore[arg-type]
 
 
-class DatabaseError(FaceApiError):
-    code, message, status_code = 1001, "Database error", 503
-
-
-class CollectionQuotaExceeded(FaceApiError):
-    code, message, status_code = 1002, "Collection quota exceeded", 400
-
-
-class InvalidCollectionName(FaceApiError):
-    code, message, status_code = 1003, "Invalid collection name", 400
-
-
-class CollectionExists(FaceApiError):
-    code, message, status_code = 1004, "Collection already exists", 409
-
-
-class CheckCollectionName(FaceApiError):
-    """1005: the named collection is not there (a query, a delete, a clear, a search)."""
-
-    code, message, status_code = 1005, "Please check collection name", 404
-
-
-class CollectionMissing(FaceApiError):
-    """1006: vectors were sent to a collection that was never created ("create it first")."""
-
-    code, message, status_code = 1006, "Collection does not exist", 404
-
-
-class TargetQuotaExceeded(FaceApiError):
-    code, message, status_code = 1007, "Target_id quota exceeded", 400
-
-
-class UpdateFailed(FaceApiError):
-    code, message, status_code = 1008, "Update vectors unsuccessfully", 500
+DatabaseError = documented_error(1001, "Database error", 503, base=FaceApiError)
+CollectionQuotaExceeded = documented_error(1002, "Collection quota exceeded", base=FaceApiError)
+InvalidCollectionName = documented_error(1003, "Invalid collection name", base=FaceApiError)
+CollectionExists = documented_error(1004, "Collection already exists", 409, base=FaceApiError)
+# 1005: the named collection is not there (a query, a delete, a clear, a search).
+CheckCollectionName = documented_error(1005, "Please check collection name", 404, base=FaceApiError)
+# 1006: vectors were sent to a collection that was never created ("create it first").
+CollectionMissing = documented_error(1006, "Collection does not exist", 404, base=FaceApiError)
+TargetQuotaExceeded = documented_error(1007, "Target_id quota exceeded", base=FaceApiError)
+UpdateFailed = documented_error(1008, "Update vectors unsuccessfully", 500, base=FaceApiError)
 
 
 class ModelMismatch(LabelhiveError):
