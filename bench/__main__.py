@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 # name -> module providing `async def main()`, in the order `python -m bench` runs them.
 BENCHMARKS: dict[str, str] = {
     "gateway": "bench.gateway",
+    "replicas": "bench.replicas",
     "dataset": "bench.dataset",
     "tasks": "bench.tasks",
     "face": "bench.face",
