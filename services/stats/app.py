@@ -1,4 +1,6 @@
-"""The stats service: stores every detection record once and serves document 004's data API."""
+"""The stats service: stores every detection record once and serves document 004's data API.
+
+Every replica reads the detections stream as one consumer of a shared group (consumer.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,6 @@ def create_app(settings: StatsSettings | None = None) -> FastAPI:
             settings.read_count,
             settings.claim_idle_ms,
         )
-        await consumer.ensure_group()
         run_in_background(app, consumer.run(), "detections-consumer")
         yield
 

@@ -1,9 +1,19 @@
 """Reads the detections stream with a consumer group and writes each record once.
 
-A record is acknowledged only after the transaction that stored it committed, so a crash between
-read and acknowledgement loses nothing: the record stays pending and is read again (our own
-pending entries at start-up, a dead consumer's after `claim_idle_ms`). Its `record_id` is unique,
-so storing it a second time changes nothing.
+Scheme with N replicas: one Redis consumer group (`stats`) shared by every replica, each replica a
+consumer of its own (`<hostname>-<pid>`), so the replicas share the records rather than each storing
+all of them. A record is acknowledged only after the transaction that stored it committed, so a crash
+between read and acknowledgement loses nothing: the record stays pending, and is read again by the same
+consumer when it restarts under the same name (a container restarted in place), or claimed by any live
+replica once it has been pending for `claim_idle_ms` (XAUTOCLAIM, walking the whole pending list with its
+cursor). A consumer that was merely slow, not dead, may then store a record its successor also stores:
+`record_id` is unique, so the second insert changes nothing. Consumers that are gone (a pod replaced
+under a new name) leave their names in the group: names idle for an hour with nothing pending are
+removed now and then.
+
+Bad records never block the good ones: a malformed entry is logged and dropped, and when PostgreSQL
+refuses a batch because of one record's value, the batch is stored record by record and the refused
+one dropped. The group is created again if it disappears (a Redis restarted without its data).
 """
 
 from __future__ import annotations
@@ -13,16 +23,25 @@ import base64
 import logging
 import os
 import socket
+import time
 from datetime import datetime
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.stats.repository import StatsRepository
+from shared.db import refused_input
 from shared.detections import DetectionRecord
 
 log = logging.getLogger(__name__)
+
+Entry = tuple[str, dict[str, str]]
+
+# A consumer name idle this long with nothing pending belongs to a replica that is gone.
+FORGET_IDLE_MS = 3_600_000
+FORGET_EVERY_SECONDS = 600
 
 
 def _row(record: DetectionRecord) -> dict[str, object]:
@@ -55,6 +74,8 @@ class RecordConsumer:
         self.count = count
         self.claim_idle_ms = claim_idle_ms
         self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self._claim_cursor = "0-0"
+        self._forgotten_at = time.monotonic()
 
     async def ensure_group(self) -> None:
         try:
@@ -63,45 +84,99 @@ class RecordConsumer:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def _store(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        rows, ids = [], []
+    async def _store(self, entries: list[Entry], gone: list[str]) -> None:
+        """Stores `entries`, then acknowledges them and `gone` (ids whose entry was trimmed meanwhile)."""
+        rows = []
         for entry_id, fields in entries:
-            ids.append(entry_id)
             try:
                 rows.append(_row(DetectionRecord.from_fields(fields)))
             except (KeyError, ValueError) as exc:  # a malformed entry is logged and dropped, not retried forever
                 log.error("dropping malformed detection record %s: %s", entry_id, exc)
-        async with self.sessionmaker.begin() as session:
-            await StatsRepository(session).insert_records(rows)
-        if ids:
+        try:
+            await self._insert(rows)
+        except DBAPIError as exc:
+            if refused_input(exc) is None:
+                raise  # an outage or a bug: nothing is acknowledged, the records are read again
+            for row in rows:  # one record's value spoils the batch: find it, keep the others
+                try:
+                    await self._insert([row])
+                except DBAPIError as one:
+                    if refused_input(one) is None:
+                        raise
+                    log.error("dropping detection record %s: the database refused it (%s)", row["record_id"], one.orig)
+        if ids := [entry_id for entry_id, _ in entries] + gone:
             await self.redis.xack(self.stream, self.group, *ids)
 
-    async def _read(self, start_id: str, block: int | None) -> list[tuple[str, dict[str, str]]]:
+    async def _insert(self, rows: list[dict[str, object]]) -> None:
+        async with self.sessionmaker.begin() as session:
+            await StatsRepository(session).insert_records(rows)
+
+    @staticmethod
+    def _split(entries: list[tuple[str | None, dict[str, str]]]) -> tuple[list[Entry], list[str]]:
+        """Entries with their fields, and the ids of pending entries the stream no longer holds (no fields)."""
+        present = [(entry_id, fields) for entry_id, fields in entries if entry_id and fields]
+        return present, [entry_id for entry_id, fields in entries if entry_id and not fields]
+
+    async def _read(self, start_id: str, block: int | None) -> tuple[list[Entry], list[str]]:
         response = await self.redis.xreadgroup(
             self.group, self.name, {self.stream: start_id}, count=self.count, block=block
         )
-        return [(entry_id, fields) for _, entries in response or [] for entry_id, fields in entries if fields]
+        return self._split([entry for _, entries in response or [] for entry in entries])
 
-    async def _claim_stale(self) -> list[tuple[str, dict[str, str]]]:
-        _, entries, *_ = await self.redis.xautoclaim(
-            self.stream, self.group, self.name, self.claim_idle_ms, start_id="0-0", count=self.count
+    async def _claim_stale(self) -> list[Entry]:
+        """Entries another consumer read and left unacknowledged for `claim_idle_ms`, now ours."""
+        cursor, entries, *_ = await self.redis.xautoclaim(
+            self.stream, self.group, self.name, self.claim_idle_ms, start_id=self._claim_cursor, count=self.count
         )
-        return [(entry_id, fields) for entry_id, fields in entries if fields]
+        self._claim_cursor = cursor  # "0-0" once the whole pending list was walked: from the start next time
+        return self._split(entries)[0]  # XAUTOCLAIM drops trimmed entries from the pending list itself
+
+    async def forget_dead_consumers(self, idle_ms: int = FORGET_IDLE_MS) -> list[str]:
+        """Removes the group's consumers idle for `idle_ms` with nothing pending; returns their names."""
+        forgotten = []
+        for consumer in await self.redis.xinfo_consumers(self.stream, self.group):
+            name = consumer["name"]
+            if name != self.name and consumer["pending"] == 0 and consumer["idle"] >= idle_ms:
+                # One that was only quiet comes back by itself with its next read.
+                await self.redis.xgroup_delconsumer(self.stream, self.group, name)
+                forgotten.append(name)
+        return forgotten
+
+    async def _own_pending(self) -> None:
+        """What this consumer's name read before a restart and never acknowledged."""
+        while True:
+            entries, gone = await self._read("0", None)
+            if not entries and not gone:
+                return
+            await self._store(entries, gone)
 
     async def run(self) -> None:
-        await self.ensure_group()
-        while True:  # our own pending entries first: what we read but never acknowledged
-            pending = await self._read("0", None)
-            if not pending:
-                break
-            await self._store(pending)
+        recovered = False
         while True:
             try:
-                entries = await self._claim_stale() or await self._read(">", 1000)
-                if entries:
-                    await self._store(entries)
+                if not recovered:
+                    await self.ensure_group()
+                    await self._own_pending()
+                    recovered = True
+                if stale := await self._claim_stale():
+                    await self._store(stale, [])
+                else:
+                    entries, gone = await self._read(">", 1000)
+                    if entries or gone:
+                        await self._store(entries, gone)
+                if time.monotonic() - self._forgotten_at > FORGET_EVERY_SECONDS:
+                    self._forgotten_at = time.monotonic()
+                    if forgotten := await self.forget_dead_consumers():
+                        log.info("removed %d gone consumers from group %s", len(forgotten), self.group)
             except asyncio.CancelledError:
                 raise
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # the stream or the group vanished: create them again
+                    log.warning("consumer group %s is gone; creating it again", self.group)
+                    recovered = False
+                else:
+                    log.warning("detections stream error (%s); retrying", exc)
+                await asyncio.sleep(1)
             except (RedisError, OSError) as exc:
                 log.warning("detections stream unavailable (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1)
