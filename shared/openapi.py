@@ -1,5 +1,6 @@
 """What a service's OpenAPI schema declares beyond FastAPI's own: the bodies its routes read by hand,
-and the error answers its routes really give.
+and the error answers its routes really give. (Success answers each route declares itself, with
+`response_model=` and the envelopes of shared/response_models.py.)
 
 Bodies. A route that checks the caller's role before it reads its body (CONTRACT.md: authorization
 before validation) declares no body parameter, since FastAPI would validate one before any dependency
