@@ -29,6 +29,8 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
 from services.tasks import outbox
 from services.tasks.errors import (
     AcceptLimit,
@@ -55,7 +57,7 @@ from services.tasks.models import (
     TaskStatus,
 )
 from services.tasks.peers import AuthClient, Profile
-from services.tasks.repository import TasksRepository
+from services.tasks.repository import AcceptView, TasksRepository
 from services.tasks.settings import TasksSettings
 from shared.errors import InvalidRequest, NoPermission, UserBanned
 from shared.identity import Identity
@@ -243,65 +245,75 @@ async def distribute_to_user(
     return assignment
 
 
-async def accept(
-    repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity, task_id: int
-) -> tuple[Task, Assignment]:
-    """The annotator accepts a task offered to them, or takes a free slot of a toall task. A toall accept
-    is three statements: the user's lock, one read, and one write that the task row's free slot decides."""
-    if identity.role != "tag":
+def _check_task(view: AcceptView | None) -> AcceptView:
+    if view is None:
+        raise TaskDoesNotExist()
+    if view.task.status == TaskStatus.FINISHED:
+        raise DistributionCompleted()
+    if view.task.status != TaskStatus.DISTRIBUTED:
         raise NoPermissionToAccept()
-    # The caller's profile is fetched while the database answers; it is looked at in the same order as
-    # ever (a task that does not exist is that error, whatever auth says).
-    profile = asyncio.create_task(auth.user(identity.user_id))
-    try:
-        await repo.lock_user(identity.user_id)
-        view = await repo.accept_view(task_id, identity.user_id)
-        if view is None:
-            raise TaskDoesNotExist()
-        task = view.task
-        if task.status == TaskStatus.FINISHED:
-            raise DistributionCompleted()
-        if task.status != TaskStatus.DISTRIBUTED:
-            raise NoPermissionToAccept()
-        me = await profile
-    finally:
-        if not profile.done():
-            profile.cancel()
-        elif not profile.cancelled():
-            profile.exception()  # retrieved: after the task's own error, auth's does not matter
+    return view
+
+
+def _check_acceptor(me: Profile | None, settings: TasksSettings) -> Profile:
     if me is None:
         raise NoPermissionToAccept()
     if me.get("is_banned"):
         raise UserBanned()
     if not eligible(me, settings):
         raise NoPermissionToAccept()
-    moment = now()
-    deadline = moment + timedelta(seconds=task.total_time_limit)
-    if view.mine_state is not None:
-        mine = await repo.assignment(task.id, identity.user_id, lock=True)
-        assert mine is not None  # assignments are never deleted
-        if mine.current and mine.state == AssignmentState.NOT_HANDLE:
-            on_hand = (await repo.active_counts([identity.user_id], exclude_task=task.id)).get(identity.user_id, 0)
-            if on_hand >= accept_limit(me):
-                raise AcceptLimit()
-            mine.state, mine.accepted_at, mine.deadline = AssignmentState.ACCEPTED, moment, deadline
-            return task, mine
-        if mine.current:
-            raise RepeatAccept()
-        raise NoPermissionToAccept()  # refused, timed out or replaced: the past list never comes back
-    if task.strategy != "toall" or task.agent_id is not None:
+    return me
+
+
+def _check_toall(view: AcceptView, me: Profile) -> None:
+    if view.task.strategy != "toall" or view.task.agent_id is not None:
         raise NoPermissionToAccept()  # not offered to this annotator
     if view.on_hand >= accept_limit(me):
         raise AcceptLimit()
-    took, assignment_id = await repo.take_slot_and_accept(task.id, identity.user_id, moment, deadline)
-    if not took:
+
+
+async def accept(
+    repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity, task_id: int
+) -> tuple[Task, Assignment]:
+    """The annotator accepts a task offered to them, or takes a free slot of a toall task. A toall accept
+    is two statements outside the unit of work: one read, and one write that takes the annotator's lock
+    and the task row's free slot and commits at once (services/tasks/repository.py)."""
+    if identity.role != "tag":
+        raise NoPermissionToAccept()
+    # The caller's profile is fetched while the database answers; it is looked at in the same order as
+    # ever (a task that does not exist is that error, whatever auth says).
+    profile = asyncio.create_task(auth.user(identity.user_id))
+    try:
+        async with repo.own_connection() as connection:
+            view = _check_task(await repo.accept_view(task_id, identity.user_id, connection))
+            me = _check_acceptor(await profile, settings)
+            if view.mine_state is None:
+                return await _take_toall_slot(repo, connection, view, me, identity.user_id)
+    finally:
+        if not profile.done():
+            profile.cancel()
+        elif not profile.cancelled():
+            profile.exception()  # retrieved: after the task's own error, auth's does not matter
+    return await _accept_offered(repo, view.task, me, identity.user_id)
+
+
+async def _take_toall_slot(
+    repo: TasksRepository, connection: asyncpg.Connection, view: AcceptView, me: Profile, user_id: int
+) -> tuple[Task, Assignment]:
+    _check_toall(view, me)
+    task = view.task
+    moment = now()
+    deadline = moment + timedelta(seconds=task.total_time_limit)
+    if not await repo.take_toall_slot(connection, task.id, user_id, accept_limit(me), moment, deadline):
+        # Something changed since the read (the write checks it all again under the locks): what.
+        view = _check_task(await repo.accept_view(task.id, user_id, connection))
+        if view.mine_state is not None:
+            raise RepeatAccept() if view.mine_current else NoPermissionToAccept()
+        _check_toall(view, me)
         raise DistributionCompleted()
-    if assignment_id is None:
-        raise RepeatAccept()  # another request of theirs recorded them first (the slot goes back on rollback)
     return task, Assignment(
-        id=assignment_id,
         task_id=task.id,
-        user_id=identity.user_id,
+        user_id=user_id,
         state=AssignmentState.ACCEPTED,
         current=True,
         via="toall",
@@ -313,6 +325,27 @@ async def accept(
         std_correct=0,
         paid_amount=0,
     )
+
+
+async def _accept_offered(repo: TasksRepository, task: Task, me: Profile, user_id: int) -> tuple[Task, Assignment]:
+    """The annotator accepts the assignment they were offered, in the unit of work."""
+    await repo.lock_user(user_id)
+    mine = await repo.assignment(task.id, user_id, lock=True)
+    assert mine is not None  # assignments are never deleted
+    if mine.current and mine.state == AssignmentState.NOT_HANDLE:
+        on_hand = (await repo.active_counts([user_id], exclude_task=task.id)).get(user_id, 0)
+        if on_hand >= accept_limit(me):
+            raise AcceptLimit()
+        moment = now()
+        mine.state, mine.accepted_at, mine.deadline = (
+            AssignmentState.ACCEPTED,
+            moment,
+            moment + timedelta(seconds=task.total_time_limit),
+        )
+        return task, mine
+    if mine.current:
+        raise RepeatAccept()
+    raise NoPermissionToAccept()  # refused, timed out or replaced: the past list never comes back
 
 
 async def refuse(

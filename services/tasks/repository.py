@@ -1,14 +1,19 @@
 """All of the tasks service's SQL.
 
 Most of it goes through the ORM. The hot paths (a toall accept, an answer) send a few plain statements
-on the unit of work's own asyncpg connection instead: asyncpg prepares each once per connection, and
-no ORM state is built for rows the request only reads or changes in SQL.
+on an asyncpg connection instead: asyncpg prepares each once per connection, and no ORM state is built
+for rows the request only reads or changes in SQL.
+
+A toall slot is taken outside the unit of work (`take_toall_slot`): every annotator's accept of the
+task writes its row, whose lock is held until commit, so the statement that takes it commits in the
+same round trip instead of after the service's next turn to send COMMIT.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +22,7 @@ import asyncpg
 from sqlalchemy import and_, delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.tasks.models import (
     IN_PROGRESS_STATES,
@@ -39,6 +44,9 @@ from services.tasks.models import (
 )
 
 TASK_COLUMNS = tuple(column.name for column in Task.__table__.columns)
+# The advisory lock that serialises one annotator's accepts (their accept limit is counted across tasks)
+# is this key and the user's id.
+_USER_LOCK_KEY = "hashtext('tasks:user')"
 _RUNNING = sql_in(RUNNING_STATES)
 # Every read of tasks starts here: a deleted task is a soft delete (its row stays, out of sight).
 LIVE_TASKS = select(Task).where(Task.status != TaskStatus.DELETED)
@@ -55,22 +63,34 @@ LEFT JOIN tasks.assignments a ON a.task_id = t.id AND a.user_id = $2
 WHERE t.id = $1 AND t.status <> '{TaskStatus.DELETED}'
 """
 
-# A toall accept's writes, in one statement: the conditional UPDATE that decides it (a free slot of a
-# distributed task; the row lock makes racing accepts take turns) and the annotator's assignment.
-_TAKE_SLOT_AND_ACCEPT = f"""
+# A toall accept's write, sent as one simple query (so without parameters: every value below is an int
+# or a time the service made) that is one transaction: the annotator's lock; then, on a snapshot taken
+# after it, the task row's free slot (its row lock makes racing accepts take turns), if the annotator
+# never had the task and has fewer than `limit` other tasks on hand, and their assignment on it. The
+# implicit COMMIT ends the query, so the row lock is held only while PostgreSQL runs it. Its status is
+# "INSERT 0 1" when the slot was taken.
+_TAKE_TOALL_SLOT = f"""
+SELECT pg_advisory_xact_lock({_USER_LOCK_KEY}, {{user_id:d}});
 WITH slot AS (
-    UPDATE tasks.tasks SET taken = taken + 1
-    WHERE id = $1 AND status = '{TaskStatus.DISTRIBUTED}' AND taken < distribute_user_num
-    RETURNING id
-), placed AS (
-    INSERT INTO tasks.assignments (task_id, user_id, state, current, via, distributed_at, accepted_at, deadline,
-                                   answered, std_total, std_correct, paid_amount)
-    SELECT id, $2, '{AssignmentState.ACCEPTED}', true, 'toall', $3, $3, $4, 0, 0, 0, 0 FROM slot
-    ON CONFLICT (task_id, user_id) DO NOTHING
+    UPDATE tasks.tasks t SET taken = taken + 1
+    WHERE id = {{task_id:d}} AND status = '{TaskStatus.DISTRIBUTED}' AND strategy = 'toall' AND agent_id IS NULL
+      AND taken < distribute_user_num
+      AND NOT EXISTS (SELECT FROM tasks.assignments a WHERE a.task_id = t.id AND a.user_id = {{user_id:d}})
+      AND (SELECT count(*) FROM tasks.assignments o
+            WHERE o.user_id = {{user_id:d}} AND o.current AND o.state IN {_RUNNING} AND o.task_id <> t.id) < {{limit:d}}
     RETURNING id
 )
-SELECT (SELECT count(*) FROM slot) AS slots, (SELECT id FROM placed) AS assignment_id
+INSERT INTO tasks.assignments (task_id, user_id, state, current, via, distributed_at, accepted_at, deadline,
+                               answered, std_total, std_correct, paid_amount)
+SELECT id, {{user_id:d}}, '{AssignmentState.ACCEPTED}', true, 'toall', {{moment}}, {{moment}}, {{deadline}}, 0, 0, 0, 0
+FROM slot
 """
+
+
+def _timestamp(moment: datetime) -> str:
+    """A literal of an aware time the service made (never a client's text)."""
+    assert moment.tzinfo is not None
+    return f"'{moment.isoformat()}'::timestamptz"
 
 
 # An answer's reads: the task, the question and the caller's assignment.
@@ -129,26 +149,43 @@ class TasksRepository:
         self.session.add_all(objects)
         await self.session.flush()
 
-    async def _fetchrow(self, statement: str, *args: Any) -> asyncpg.Record | None:
-        """One row of `statement` on this unit of work's asyncpg connection, inside its transaction.
-        SQLAlchemy begins the transaction with its first statement, so a hot path sends that one
-        through the session. Errors are SQLAlchemy's, as the service's error handler expects."""
-        connection = await (await self.session.connection()).get_raw_connection()
-        driver = connection.driver_connection
-        assert driver is not None and driver.is_in_transaction(), "no statement through the session yet"
+    async def _fetchrow(
+        self, statement: str, *args: Any, connection: asyncpg.Connection | None = None
+    ) -> asyncpg.Record | None:
+        """One row of `statement` on `connection` (see `own_connection`), else on this unit of work's
+        asyncpg connection, inside its transaction. SQLAlchemy begins the transaction with its first
+        statement, so a hot path sends that one through the session. Errors are SQLAlchemy's, as the
+        service's error handler expects."""
+        if connection is None:
+            raw = await (await self.session.connection()).get_raw_connection()
+            connection = raw.driver_connection
+            assert connection is not None and connection.is_in_transaction(), "no statement through the session yet"
         try:
-            return await driver.fetchrow(statement, *args)
+            return await connection.fetchrow(statement, *args)
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DBAPIError(statement, args, exc) from exc
+
+    @contextlib.asynccontextmanager
+    async def own_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of the pool outside the unit of work, in autocommit: each statement on it is a
+        transaction of its own."""
+        engine = self.session.bind
+        assert isinstance(engine, AsyncEngine)
+        async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+            raw = await connection.get_raw_connection()
+            assert raw.driver_connection is not None
+            yield raw.driver_connection
 
     async def lock_user(self, user_id: int) -> None:
         """Serialises one annotator's accepts (their accept limit is counted across tasks)."""
         connection = await self.session.connection()
-        await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('tasks:user'), :id)"), {"id": user_id})
+        await connection.execute(text(f"SELECT pg_advisory_xact_lock({_USER_LOCK_KEY}, :id)"), {"id": user_id})
 
-    async def accept_view(self, task_id: int, user_id: int) -> AcceptView | None:
+    async def accept_view(
+        self, task_id: int, user_id: int, connection: asyncpg.Connection | None = None
+    ) -> AcceptView | None:
         """What an accept decides on (None when the task does not exist or was deleted)."""
-        row = await self._fetchrow(_ACCEPT_VIEW, task_id, user_id)
+        row = await self._fetchrow(_ACCEPT_VIEW, task_id, user_id, connection=connection)
         if row is None:
             return None
         return AcceptView(
@@ -158,14 +195,32 @@ class TasksRepository:
             int(row["on_hand"]),
         )
 
-    async def take_slot_and_accept(
-        self, task_id: int, user_id: int, moment: datetime, deadline: datetime
-    ) -> tuple[bool, int | None]:
-        """Takes a free slot of a distributed toall task and records the annotator on it: (whether a
-        slot was free, the new assignment's id or None when the annotator already had the task)."""
-        row = await self._fetchrow(_TAKE_SLOT_AND_ACCEPT, task_id, user_id, moment, deadline)
-        assert row is not None
-        return row["slots"] > 0, row["assignment_id"]
+    async def take_toall_slot(
+        self,
+        connection: asyncpg.Connection,
+        task_id: int,
+        user_id: int,
+        limit: int,
+        moment: datetime,
+        deadline: datetime,
+    ) -> bool:
+        """Takes a free slot of a distributed toall task for an annotator who never had it and has fewer
+        than `limit` other tasks on hand, and records them on it, committed at once on `connection`
+        (from `own_connection`). False when it did not: the caller reads why."""
+        statement = _TAKE_TOALL_SLOT.format(
+            task_id=task_id,
+            user_id=user_id,
+            limit=limit,
+            moment=_timestamp(moment),
+            deadline=_timestamp(deadline),
+        )
+        try:
+            status = await connection.execute(statement)
+        except asyncpg.UniqueViolationError:
+            return False  # another request recorded them on the task meanwhile: nothing was written
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DBAPIError(statement, (), exc) from exc
+        return bool(status == "INSERT 0 1")
 
     # tasks ---------------------------------------------------------------------------------------
 
