@@ -18,6 +18,7 @@ from services.dataset.api.deps import (
 )
 from services.dataset.forms import Upload, text_of
 from services.dataset.repository import DatasetRepository
+from services.dataset.schemas import DatasetAnswer000
 from shared.db import after_commit
 from shared.envelopes import envelope_000
 from shared.errors import InvalidRequest
@@ -50,6 +51,7 @@ async def _dataset_id(request: Request, owner_id: int, collection_name: str) -> 
 @router.post(
     "/data_module/create_dataset",
     summary="Create an image dataset with its labels",
+    response_model=DatasetAnswer000,
     openapi_extra=form_body(
         {
             "name": ("text", "dataset name (unique per user; the <collection_name> of the upload URLs)"),
@@ -84,6 +86,7 @@ async def create_dataset(
 @router.post(
     "/data_module/upload_image/{collection_name}",
     summary="Upload images (classification, face)",
+    response_model=DatasetAnswer000,
     openapi_extra=form_body(_UPLOAD_FIELDS, ("status",)),
 )
 async def upload_image(
@@ -107,6 +110,7 @@ async def upload_image(
 @router.post(
     "/data_module/upload_images/{collection_name}",
     summary="Upload images (detection, segmentation)",
+    response_model=DatasetAnswer000,
     openapi_extra=form_body({**_UPLOAD_FIELDS, "label_file": ("files", "Pascal VOC XML, one per image")}),
 )
 async def upload_images(

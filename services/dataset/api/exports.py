@@ -15,14 +15,34 @@ from fastapi.responses import StreamingResponse
 
 from services.dataset import export_files
 from services.dataset.api.deps import Repo, Settings, Store, User
+from services.dataset.export_formats import EXPORT_FORMATS
 from services.dataset.labels import LabelType
+from services.dataset.schemas import CocoFile
 from shared.errors import NotFound
 
 # /dataset/* is 001's path space; these new endpoints answer in 003's envelope (shared/contract.py).
 router = APIRouter(tags=["exports"])
 
+# What the route really answers: the export file under its format's type (errors stay 003's JSON).
+# COCO's is a JSON document: that one is the response model.
+_EXPORT_FILES = {
+    200: {
+        "description": "the export file, as an attachment",
+        "content": {
+            spec.media_type.split(";")[0]: {}
+            for spec in EXPORT_FORMATS.values()
+            if spec.media_type != "application/json"
+        },
+    }
+}
 
-@router.get("/dataset/export/{dataset_id}", summary="Export a dataset (COCO, VOC, YOLO, CSV, JSON Lines)")
+
+@router.get(
+    "/dataset/export/{dataset_id}",
+    summary="Export a dataset (COCO, VOC, YOLO, CSV, JSON Lines)",
+    response_model=CocoFile,
+    responses=_EXPORT_FILES,
+)
 async def export(
     request: Request,
     identity: User,

@@ -12,8 +12,10 @@ from services.dataset import media
 from services.dataset.api.deps import DecodeSlots, Repo, Settings, Store, User
 from services.dataset.errors import PictureNotFound, VideoNotFound
 from services.dataset.forms import Upload
+from services.dataset.schemas import StoredUrl
 from shared.envelopes import ok_003
 from shared.openapi import form_body
+from shared.response_models import Empty, Envelope003
 
 router = APIRouter(tags=["image and media bed (003)"])
 
@@ -47,7 +49,12 @@ _MEDIA = {
 }
 
 
-@router.post("/picbed/", summary="Upload an image", openapi_extra=form_body({"img": ("file", "the image")}, ("img",)))
+@router.post(
+    "/picbed/",
+    summary="Upload an image",
+    response_model=Envelope003[StoredUrl],
+    openapi_extra=form_body({"img": ("file", "the image")}, ("img",)),
+)
 @router.post("/picbed", include_in_schema=False)
 async def upload_picture(
     identity: User, upload: Upload, repo: Repo, settings: Settings, slots: DecodeSlots
@@ -63,7 +70,9 @@ async def get_picture(name: str, request: Request, repo: Repo, store: Store) -> 
     return await media.object_response(request, store, found, PictureNotFound, cache_control="public, max-age=86400")
 
 
-@router.delete("/picbed/{name}", summary="Delete an image (its uploader or an admin)")
+@router.delete(
+    "/picbed/{name}", summary="Delete an image (its uploader or an admin)", response_model=Envelope003[Empty]
+)
 async def delete_picture(name: str, request: Request, identity: User, repo: Repo, store: Store) -> JSONResponse:
     await media.delete(request, repo, store, "picbed", name, identity, PictureNotFound)
     return ok_003(message="Succeed")
@@ -72,6 +81,7 @@ async def delete_picture(name: str, request: Request, identity: User, repo: Repo
 @router.post(
     "/video/",
     summary="Upload a media file (streamed to storage)",
+    response_model=Envelope003[StoredUrl],
     openapi_extra=form_body({"video": ("file", "mp4, mov, m4a, webm, mkv, ogg, mp3, wav, flac or avi")}, ("video",)),
 )
 @router.post("/video", include_in_schema=False)
@@ -89,7 +99,9 @@ async def get_video(name: str, request: Request, repo: Repo, store: Store) -> Re
     return await media.object_response(request, store, found, VideoNotFound)
 
 
-@router.delete("/video/{name}", summary="Delete a media file (its uploader or an admin)")
+@router.delete(
+    "/video/{name}", summary="Delete a media file (its uploader or an admin)", response_model=Envelope003[Empty]
+)
 async def delete_video(name: str, request: Request, identity: User, repo: Repo, store: Store) -> JSONResponse:
     await media.delete(request, repo, store, "video", name, identity, VideoNotFound)
     return ok_003(message="succeed")

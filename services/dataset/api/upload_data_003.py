@@ -14,8 +14,10 @@ from fastapi.responses import JSONResponse
 from services.dataset import uploads
 from services.dataset.api.deps import DecodeSlots, Manager, Repo, Settings
 from services.dataset.forms import Upload
+from services.dataset.schemas import InterruptedUpload, UploadedFile
 from shared.envelopes import ok_003
 from shared.openapi import form_body
+from shared.response_models import Envelope003
 
 router = APIRouter(tags=["task data (003)"])
 
@@ -25,6 +27,8 @@ DATASET_HEADER = "X-Labelhive-Dataset-Id"
 @router.post(
     "/task/upload_data",
     summary="Upload question data: a zip of 1.txt, 2.txt, ... or 1.jpg, ...",
+    # Code 0 with every file, or code 20 (a gap in the numbers) with those kept: both are 200 OK.
+    response_model=Envelope003[list[UploadedFile]] | Envelope003[InterruptedUpload],
     openapi_extra=form_body({"file": ("file", "a zip archive")}, ("file",)),
 )
 @router.post("/task/upload_data/", include_in_schema=False)
