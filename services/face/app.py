@@ -26,7 +26,6 @@ from services.face.index_registry import IndexRegistry
 from services.face.repository import USERS, USERS_COLLECTION, FaceRepository
 from services.face.settings import FaceSettings
 from services.face.sync import ChangeBus
-from services.face.vector_index import IndexSettings
 from shared.contract import Dialect, dialect_for
 from shared.db import database_unavailable
 from shared.envelopes import error_response
@@ -84,10 +83,7 @@ def create_app(settings: FaceSettings | None = None) -> FastAPI:
             settings.quality_thresholds(),
             settings.orientation(),
         )
-        index_settings = IndexSettings(
-            approximate_threshold=settings.face_approximate_threshold, ef_search=settings.face_hnsw_ef_search
-        )
-        registry = IndexRegistry(app.state.sessionmaker, index_settings, settings.face_event_wait_seconds)
+        registry = IndexRegistry(app.state.sessionmaker, settings.index_settings(), settings.face_event_wait_seconds)
         async with app.state.sessionmaker.begin() as session:
             await FaceRepository(session).ensure_collection(
                 USERS, None, USERS_COLLECTION, engine.model_name if engine else None, engine.dim if engine else None

@@ -88,8 +88,8 @@ class CollectionIndex:
 
     @property
     def size(self) -> int:
-        # Not index.size: that takes the index's lock, which a rebuild in a thread may hold for long,
-        # and the event loop must never wait for it. `targets` mirrors the index's live vectors.
+        # Not index.size: that takes the index's lock, which a search or a change in a thread holds, and
+        # the event loop must never wait for it. `targets` mirrors the index's live vectors.
         return len(self.targets)
 
 

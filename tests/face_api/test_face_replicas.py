@@ -41,7 +41,7 @@ async def replica(platform) -> AsyncIterator[str]:
         "5",
     ]
     # No periodic version check during the test (what it sees must have come through Redis), and the
-    # approximate index (HNSW) from the first vector on, while the gateway's replica stays exact.
+    # approximate index (the inverted file) from the first vector on, while the gateway's replica stays exact.
     env = {
         **platform.env(),
         "LABELHIVE_FACE_SYNC_INTERVAL_SECONDS": "3600",
@@ -121,10 +121,10 @@ async def test_a_second_replica_follows_every_change(platform, replica, face, ph
         r = await other.post("/face/search", json={**body, "face_image": photos["person_b_2.jpg"], "top_k": 1})
         assert r.json()["status"][0]["score"] < 0.5  # her old face is no longer there
 
-        # Both replicas hold the same vectors, one exactly, one in HNSW (removals are tombstones there).
+        # Both replicas hold the same vectors, one exactly, one in the inverted file.
         ours = (await _indexes(platform.service_url("face"), platform.secret))["collections"][collection_id]
         theirs = (await _indexes(replica, platform.secret))["collections"][collection_id]
-        assert (ours["kind"], theirs["kind"]) == ("flat", "hnsw")
+        assert (ours["kind"], theirs["kind"]) == ("flat", "ivf")
         assert ours["version"] == theirs["version"] and ours["size"] == theirs["size"] == 1
 
         # A dropped collection goes from both.
