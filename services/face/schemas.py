@@ -2,8 +2,9 @@
 
 002 documents GET with a JSON body, and its client examples POST that body; both are accepted, and so
 are query parameters (`?collection_name=a&collection_name=b`, `?top_k=3`), which a GET without a body
-needs. Fields in the body win over the same fields in the query. The body is read with a size cap and,
-when large (base64 images), parsed off the event loop.
+needs. Fields in the body win over the same fields in the query. The body is read as every service reads
+one by hand (shared.edge.read_json_object: the face service's size cap, large bodies parsed off the event
+loop).
 
 A body's fields must have the JSON types 002 documents (a list where it says list[string], an int for
 `top_k`): anything else is a 400 that names the field, never a request half understood. A query
@@ -15,8 +16,6 @@ answer (and its 002 error code) are the functions here, and the two say the same
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -29,14 +28,15 @@ from pydantic.json_schema import SkipJsonSchema
 
 from services.face.errors import InvalidCollectionName
 from services.face.image_embedding import ImageProblem
-from shared.errors import InvalidRequest, PayloadTooLarge
+from shared.edge import read_json_object
+from shared.errors import InvalidRequest
+from shared.response_models import Envelope002
 
 # 002 gives no naming rule; this is Milvus's (the engine 002 describes stores its vectors there), plus
 # "-": ASCII letters, digits, "_" and "-", starting with a letter or digit, at most 64 characters.
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MAX_TARGET_ID = 256
 MAX_OWNER_ID = 2**63 - 1
-_PARSE_IN_THREAD = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Fields:
 
 
 async def read_fields(request: Request, max_bytes: int) -> Fields:
-    body = await read_body(request, max_bytes)
+    body = await read_json_object(request, max_bytes)
     from_query = set()
     for key in request.query_params:
         if key not in body:
@@ -65,32 +65,6 @@ async def read_fields(request: Request, max_bytes: int) -> Fields:
             body[key] = values if len(values) > 1 else values[0]
             from_query.add(key)
     return Fields(body, frozenset(from_query))
-
-
-async def read_body(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request body's JSON object ({} when there is none)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    body: dict[str, Any] = {}
-    if raw.strip():
-        try:
-            parsed = await asyncio.to_thread(json.loads, raw) if len(raw) > _PARSE_IN_THREAD else json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("body is not valid JSON") from None
-        except RecursionError:  # thousands of nested brackets: no 002 body nests more than two levels
-            raise InvalidRequest("body is nested too deeply") from None
-        if not isinstance(parsed, dict):
-            raise InvalidRequest("body must be a JSON object")
-        body = parsed
-    return body
 
 
 # --- fields --------------------------------------------------------------------------------------
@@ -310,6 +284,69 @@ class SearchBody(BaseModel):
 class CompareBody(BaseModel):
     face_image1: str = Field(description="base64 image")
     face_image2: str = Field(description="base64 image")
+
+
+# --- answers, as the API documentation declares them ----------------------------------------------
+
+
+class VersionAnswer(Envelope002):
+    version: str = Field(examples=["V0.1.0"])
+
+
+class StatusAnswer(Envelope002):
+    status: str = Field(description="what was done", examples=["Create collection successfully!"])
+
+
+class CollectionStatus(BaseModel):
+    collection_name: str
+    create_time: str = Field(examples=["Tue Jun 22 15:55:43 2021"], description="UTC")
+    update_time: str = Field(examples=["Tue Jun 22 15:55:43 2021"], description="UTC")
+    feature_num: int = Field(description="faces stored")
+    owner_id: int | SkipJsonSchema[None] = Field(
+        None, description="admins only: whose collection (0: made before collections had owners)"
+    )
+
+
+class CollectionStatusAnswer(Envelope002):
+    status: list[CollectionStatus]
+
+
+class InvalidImages(BaseModel):
+    """Which images were refused, index by index (`invalid_block`)."""
+
+    invalid_id: list[str] = Field(description="their target ids")
+    invalid_index: list[int] = Field(description="their positions in face_image")
+    invalid_reason: list[str] = Field(description="why, in a few words (not in 002)")
+    invalid_detail: list[str] = Field(description="the measurement and its threshold (not in 002)")
+
+
+class InvalidBlock(BaseModel):
+    invalid_num: int
+    message: InvalidImages
+
+
+class WriteAnswer(Envelope002):
+    invalid: InvalidBlock
+    quota_exceeded_target_id: list[str] = Field(description="target ids that already hold 5 faces")
+    status: str = Field(examples=["Add vectors successfully!"])
+    success_num: int = Field(description="faces stored")
+
+
+class UpdateAnswer(WriteAnswer):
+    target_invalid: list[str] = Field(description="target ids the collection does not hold")
+
+
+class SearchMatch(BaseModel):
+    result: str = Field(description="a target id")
+    score: float = Field(ge=0, le=1, description="how likely the face is this target's (0-1)")
+
+
+class SearchAnswer(Envelope002):
+    status: list[SearchMatch] = Field(description="best first; [] for an empty collection")
+
+
+class CompareAnswer(Envelope002):
+    score: float = Field(ge=0, le=1, description="how likely the two faces are one person (0-1)")
 
 
 class FaceError(BaseModel):

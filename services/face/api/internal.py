@@ -12,17 +12,15 @@ GET  /internal/face/indexes         this replica's indexes: version, size and ki
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from services.face import face_login_and_datasets
 from services.face.api.deps import AfterCommitHook, Context, Repo
 from services.face.face_login_and_datasets import Enrolment, Refusal
-from services.face.schemas import MAX_OWNER_ID, read_body
-from shared.errors import InvalidRequest
+from services.face.schemas import MAX_OWNER_ID
+from shared.edge import read_json_body
 from shared.identity import InternalCaller
 
 router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
@@ -46,16 +44,6 @@ class DatasetEnrolment(BaseModel):
     enrolment_id: int
 
 
-async def _parse(request: Request, ctx: Any, model: type[BaseModel]) -> Any:
-    # Bodies carry base64 images: read with a cap and parsed off the event loop (schemas.read_body).
-    body = await read_body(request, ctx.settings.face_max_body_bytes)
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()[:5])
-        raise InvalidRequest(f"invalid request: check {fields}") from None
-
-
 def refused(refusal: Refusal) -> JSONResponse:
     body = {"reason": refusal.reason, "detail": refusal.detail}
     if refusal.check is not None:
@@ -67,14 +55,14 @@ def refused(refusal: Refusal) -> JSONResponse:
 async def enroll_user(
     request: Request, caller: InternalCaller, ctx: Context, repo: Repo, hook: AfterCommitHook
 ) -> JSONResponse:
-    body: EnrollUser = await _parse(request, ctx, EnrollUser)
+    body = await read_json_body(request, EnrollUser, ctx.settings.face_max_body_bytes)
     await face_login_and_datasets.enroll_user(ctx, repo, body.user_id, body.image, hook)
     return JSONResponse({"user_id": body.user_id})
 
 
 @router.post("/face-login/identify")
 async def identify_user(request: Request, caller: InternalCaller, ctx: Context) -> JSONResponse:
-    body: Identify = await _parse(request, ctx, Identify)
+    body = await read_json_body(request, Identify, ctx.settings.face_max_body_bytes)
     return JSONResponse({"user_id": await face_login_and_datasets.identify_user(ctx, body.image)})
 
 
@@ -82,7 +70,7 @@ async def identify_user(request: Request, caller: InternalCaller, ctx: Context) 
 async def enroll_dataset_image(
     request: Request, caller: InternalCaller, ctx: Context, repo: Repo, hook: AfterCommitHook
 ) -> JSONResponse:
-    body: DatasetEnrolment = await _parse(request, ctx, DatasetEnrolment)
+    body = await read_json_body(request, DatasetEnrolment, ctx.settings.face_max_body_bytes)
     enrolment = Enrolment(body.collection, body.owner_id, body.target_id, body.image_key, body.image, body.enrolment_id)
     return JSONResponse(await face_login_and_datasets.enroll_image(ctx, repo, enrolment, hook))
 

@@ -22,16 +22,23 @@ from pydantic import BaseModel
 from services.face import collection_operations as ops
 from services.face.api.deps import AfterCommitHook, Context, Repo
 from services.face.collection_operations import Scope, WriteResult
-from services.face.errors import TargetQuotaExceeded, UpdateFailed, is_database_error
+from services.face.errors import FaceApiError, TargetQuotaExceeded, UpdateFailed, is_database_error
 from services.face.schemas import (
     ERROR_RESPONSES,
     CollectionBody,
+    CollectionStatusAnswer,
+    CompareAnswer,
     CompareBody,
     DeleteIdBody,
     FacesBody,
     Fields,
+    SearchAnswer,
     SearchBody,
+    StatusAnswer,
     StatusBody,
+    UpdateAnswer,
+    VersionAnswer,
+    WriteAnswer,
     collection_name,
     collection_names,
     documented,
@@ -45,6 +52,7 @@ from services.face.schemas import (
 )
 from shared.errors import LabelhiveError
 from shared.identity import CurrentIdentity, Identity
+from shared.response_models import Envelope002
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +70,16 @@ def _version() -> str:
 VERSION = _version()
 
 
-def endpoint(path: str, summary: str, body: type[BaseModel] | None = None):  # type: ignore[no-untyped-def]
-    """Registers `function` for GET and POST: one operation each (ids `<function>_get`, `<function>_post`),
-    with the request that method takes."""
+Route = Callable[..., Awaitable[JSONResponse]]
 
-    def register(function: Callable[..., Awaitable[JSONResponse]]) -> Callable[..., Awaitable[JSONResponse]]:
+
+def endpoint(
+    path: str, summary: str, answer: type[Envelope002], body: type[BaseModel] | None = None
+) -> Callable[[Route], Route]:
+    """Registers `function` for GET and POST: one operation each (ids `<function>_get`, `<function>_post`),
+    with the request that method takes and the answer it gives."""
+
+    def register(function: Route) -> Route:
         for method in ("GET", "POST"):
             router.add_api_route(
                 PREFIX + path,
@@ -74,6 +87,7 @@ def endpoint(path: str, summary: str, body: type[BaseModel] | None = None):  # t
                 methods=[method],
                 summary=summary,
                 operation_id=f"{function.__name__}_{method.lower()}",
+                response_model=answer,
                 openapi_extra=documented(body, method) if body is not None else None,
                 responses=ERROR_RESPONSES,
                 response_class=JSONResponse,
@@ -99,12 +113,12 @@ def _scope(identity: Identity, fields: Fields) -> Scope:
 # --- system --------------------------------------------------------------------------------------
 
 
-@endpoint("/version", "The engine's version")
+@endpoint("/version", "The engine's version", VersionAnswer)
 async def version(identity: CurrentIdentity) -> JSONResponse:
     return ok(version=VERSION)
 
 
-@endpoint("/license", "License activation status")
+@endpoint("/license", "License activation status", StatusAnswer)
 async def license_status(identity: CurrentIdentity) -> JSONResponse:
     # Self-hosted, with openly licensed models (YuNet: MIT, SFace: Apache-2.0): nothing to activate.
     return ok(status="Authorized")
@@ -113,7 +127,7 @@ async def license_status(identity: CurrentIdentity) -> JSONResponse:
 # --- collections ---------------------------------------------------------------------------------
 
 
-@endpoint("/create/collection", "Create a collection (at most 30 per owner)", CollectionBody)
+@endpoint("/create/collection", "Create a collection (at most 30 per owner)", StatusAnswer, CollectionBody)
 async def create_collection(
     request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
 ) -> JSONResponse:
@@ -122,7 +136,7 @@ async def create_collection(
     return ok(status="Create collection successfully!")
 
 
-@endpoint("/clear/collection", "Remove every face of a collection", CollectionBody)
+@endpoint("/clear/collection", "Remove every face of a collection", StatusAnswer, CollectionBody)
 async def clear_collection(
     request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
 ) -> JSONResponse:
@@ -131,7 +145,7 @@ async def clear_collection(
     return ok(status="Clear collection successfully!")
 
 
-@endpoint("/delete/collection", "Delete a collection and its faces", CollectionBody)
+@endpoint("/delete/collection", "Delete a collection and its faces", StatusAnswer, CollectionBody)
 async def delete_collection(
     request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
 ) -> JSONResponse:
@@ -140,7 +154,12 @@ async def delete_collection(
     return ok(status="Delete collection successfully!")
 
 
-@endpoint("/collection/status", "Faces stored, creation and last update of collections ([]: all)", StatusBody)
+@endpoint(
+    "/collection/status",
+    "Faces stored, creation and last update of collections ([]: all)",
+    CollectionStatusAnswer,
+    StatusBody,
+)
 async def collection_status(request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo) -> JSONResponse:
     fields = await _fields(request, ctx)
     return ok(status=await ops.statuses(repo, _scope(identity, fields), collection_names(fields)))
@@ -150,7 +169,7 @@ async def collection_status(request: Request, identity: CurrentIdentity, ctx: Co
 
 
 def _write_answer(
-    result: WriteResult, targets: list[str], status: str, update: bool, error: TargetQuotaExceeded | None = None
+    result: WriteResult, targets: list[str], status: str, update: bool, error: FaceApiError | None = None
 ) -> JSONResponse:
     body: dict[str, Any] = {"err_code": 0}
     if error is not None:
@@ -188,21 +207,21 @@ async def _write(
     return _write_answer(result, targets, status, update)
 
 
-@endpoint("/face/insert", "Add faces to target ids (at most 5 per target id)", FacesBody)
+@endpoint("/face/insert", "Add faces to target ids (at most 5 per target id)", WriteAnswer, FacesBody)
 async def face_insert(
     request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
 ) -> JSONResponse:
     return await _write(request, identity, ctx, repo, hook, update=False)
 
 
-@endpoint("/face/update", "Replace the faces of target ids", FacesBody)
+@endpoint("/face/update", "Replace the faces of target ids", UpdateAnswer, FacesBody)
 async def face_update(
     request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
 ) -> JSONResponse:
     return await _write(request, identity, ctx, repo, hook, update=True)
 
 
-@endpoint("/delete/id", "Delete a target id and all its faces", DeleteIdBody)
+@endpoint("/delete/id", "Delete a target id and all its faces", StatusAnswer, DeleteIdBody)
 async def delete_id(
     request: Request, identity: CurrentIdentity, ctx: Context, repo: Repo, hook: AfterCommitHook
 ) -> JSONResponse:
@@ -215,7 +234,7 @@ async def delete_id(
 # --- search and compare --------------------------------------------------------------------------
 
 
-@endpoint("/face/search", "1:N search: the target ids most like the image's face, best first", SearchBody)
+@endpoint("/face/search", "1:N search: the target ids most like the image's face, best first", SearchAnswer, SearchBody)
 async def face_search(request: Request, identity: CurrentIdentity, ctx: Context) -> JSONResponse:
     fields = await _fields(request, ctx)
     scope, name = _scope(identity, fields), collection_name(fields)
@@ -223,7 +242,7 @@ async def face_search(request: Request, identity: CurrentIdentity, ctx: Context)
     return ok(status=await ops.search(ctx, scope, name, image(fields, "face_image"), k))
 
 
-@endpoint("/face/compare", "1:1 verification: how likely two faces are one person (0-1)", CompareBody)
+@endpoint("/face/compare", "1:1 verification: how likely two faces are one person (0-1)", CompareAnswer, CompareBody)
 async def face_compare(request: Request, identity: CurrentIdentity, ctx: Context) -> JSONResponse:
     fields = await _fields(request, ctx)
     first, second = image(fields, "face_image1"), image(fields, "face_image2")
