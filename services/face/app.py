@@ -90,7 +90,7 @@ def create_app(settings: FaceSettings | None = None) -> FastAPI:
             )
         bus = ChangeBus(app.state.redis, app.state.keys, registry, settings.face_sync_interval_seconds)
         await bus.start()
-        app.state.face = FaceContext(settings, recognizer, registry, bus)
+        app.state.face = FaceContext(settings, recognizer, registry, bus, app.state.read_sessionmaker)
         log.info(
             "face indexes loaded: %d collection(s), %d vector(s)",
             len(registry.describe()),

@@ -35,8 +35,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.face.calibration import for_model
+from services.face.engine import FaceEngine
 from services.face.errors import (
     CheckCollectionName,
     CollectionExists,
@@ -124,6 +126,9 @@ class FaceContext:
     recognizer: Recognizer
     registry: IndexRegistry
     bus: ChangeBus
+    # Autocommit sessions (shared.db.create_read_sessionmaker) for the one-statement reads made outside
+    # the request's transaction: no BEGIN and ROLLBACK round trips around each.
+    reader: async_sessionmaker[AsyncSession]
 
     async def peek(self, scope: Scope, name: str, missing: type[FaceApiError]) -> CollectionRow:
         """The 002 collection `name` that `scope` reaches (else `missing`), read outside the request's
@@ -131,8 +136,9 @@ class FaceContext:
         return await self.read(lambda repo: scope.find(repo, name, missing))
 
     async def read(self, query: Callable[[FaceRepository], Awaitable[T]]) -> T:
-        """A short read-only transaction of its own, so that no connection is held while a model runs."""
-        async with self.registry.sessionmaker() as session:
+        """A read outside the request's transaction, so that no connection is held while a model runs;
+        each statement is its own transaction (a read of several statements sees no single snapshot)."""
+        async with self.reader() as session:
             return await query(FaceRepository(session))
 
     def publish_after(self, after_commit: AfterCommit, change: Change) -> None:
@@ -153,6 +159,21 @@ async def _meanwhile(lookup: Awaitable[T], inference: Awaitable[U]) -> tuple[T, 
         work.cancel()
         raise
     return found, await work
+
+
+async def _check_model_locked(repo: FaceRepository, collection: CollectionRow, model: str) -> None:
+    """`check_model` on the locked row; whether it holds vectors is asked only when its model is another."""
+    if collection.model is not None and collection.model != model:
+        check_model(collection, model, await repo.feature_count(collection.id) > 0)
+
+
+async def _store(repo: FaceRepository, row: CollectionRow, engine: FaceEngine, accepted: list[NewFeature]) -> Change:
+    """Writes the features and bumps the version in one statement; the change to publish."""
+    retag = row.model != engine.model_name
+    ids, version = await repo.add_features(
+        row.id, accepted, model=engine.model_name if retag else None, dim=engine.dim if retag else None
+    )
+    return Change(row.id, version, engine.dim, added=[(i, f.target_id, f.vector) for i, f in zip(ids, accepted)])
 
 
 def check_model(collection: CollectionRow, model: str, has_vectors: bool) -> None:
@@ -288,8 +309,7 @@ async def insert(
     grouped, problems = _valid_by_target(targets, embedded)
 
     row = await _locked(repo, found, CollectionMissing)
-    has_vectors = await repo.feature_count(row.id) > 0
-    check_model(row, engine.model_name, has_vectors)
+    await _check_model_locked(repo, row, engine.model_name)
     existing = await repo.feature_ids_by_target(row.id, grouped)
     limit = ctx.settings.face_max_features_per_target
     exceeded = [t for t, vectors in grouped.items() if len(existing.get(t, [])) + len(vectors) > limit]
@@ -300,11 +320,7 @@ async def insert(
             data=WriteResult(0, problems, exceeded, []),
         )
     if accepted:
-        ids = await repo.insert_features(row.id, accepted)
-        retag = row.model != engine.model_name
-        version = await repo.bump(row.id, model=engine.model_name if retag else None, dim=engine.dim if retag else None)
-        change = Change(row.id, version, engine.dim, added=[(i, f.target_id, f.vector) for i, f in zip(ids, accepted)])
-        ctx.publish_after(after_commit, change)
+        ctx.publish_after(after_commit, await _store(repo, row, engine, accepted))
     return WriteResult(len(accepted), problems, exceeded, [])
 
 
@@ -327,7 +343,7 @@ async def update(
     # Held now and when the images were chosen (a target made meanwhile had its images skipped).
     invalid_targets = list(dict.fromkeys(t for t in targets if t not in existing or t not in present))
     grouped, problems = _valid_by_target(targets, embedded, skip=set(invalid_targets))
-    check_model(row, engine.model_name, await repo.feature_count(row.id) > 0)
+    await _check_model_locked(repo, row, engine.model_name)
     limit = ctx.settings.face_max_features_per_target
     exceeded = [t for t, vectors in grouped.items() if len(vectors) > limit]
     replaced = {t: vectors for t, vectors in grouped.items() if t not in exceeded}
@@ -340,16 +356,8 @@ async def update(
         removed = [i for t in replaced for i in existing[t]]
         await repo.delete_features(removed)
         accepted = [NewFeature(t, v) for t, vectors in replaced.items() for v in vectors]
-        ids = await repo.insert_features(row.id, accepted)
-        retag = row.model != engine.model_name
-        version = await repo.bump(row.id, model=engine.model_name if retag else None, dim=engine.dim if retag else None)
-        change = Change(
-            row.id,
-            version,
-            engine.dim,
-            removed=removed,
-            added=[(i, f.target_id, f.vector) for i, f in zip(ids, accepted)],
-        )
+        change = await _store(repo, row, engine, accepted)
+        change.removed = removed
         ctx.publish_after(after_commit, change)
         return WriteResult(len(accepted), problems, exceeded, invalid_targets)
     return WriteResult(0, problems, exceeded, invalid_targets)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import CursorResult, Executable, delete, func, insert, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,6 +78,12 @@ class FaceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def _execute(self, statement: Executable) -> CursorResult[Any]:
+        """Core statements on the session's connection: the ORM session's execute adds its own work (ORM
+        compile state, result wrapping) to every statement, and none of these needs it."""
+        connection = await self.session.connection()
+        return await connection.execute(statement)
+
     # collections -------------------------------------------------------------------------------
 
     async def collection(
@@ -88,7 +95,7 @@ class FaceRepository:
         )
         if lock:
             query = query.with_for_update()
-        return _row((await self.session.execute(query)).first())
+        return _row((await self._execute(query)).first())
 
     async def collections(
         self, kind: str, owner_id: int | None, *, every_owner: bool = False, names: Sequence[str] | None = None
@@ -99,17 +106,17 @@ class FaceRepository:
             query = query.where(Collection.owner_id.is_not_distinct_from(owner_id))
         if names is not None:
             query = query.where(Collection.name.in_(list(names)))
-        return [CollectionRow(*r) for r in (await self.session.execute(query)).all()]
+        return [CollectionRow(*r) for r in (await self._execute(query)).all()]
 
     async def collection_by_id(self, collection_id: int, *, lock: bool = False) -> CollectionRow | None:
         query = select(*_COLUMNS).where(Collection.id == collection_id)
         if lock:
             query = query.with_for_update()
-        return _row((await self.session.execute(query)).first())
+        return _row((await self._execute(query)).first())
 
     async def lock_creation(self) -> None:
         """Serialises collection creation for the whole deployment (the quota count)."""
-        await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('labelhive:face:create'))"))
+        await self._execute(text("SELECT pg_advisory_xact_lock(hashtext('labelhive:face:create'))"))
 
     async def count_collections(self, kind: str, owner_id: int | None) -> int:
         query = (
@@ -117,7 +124,7 @@ class FaceRepository:
             .select_from(Collection)
             .where(Collection.kind == kind, Collection.owner_id.is_not_distinct_from(owner_id))
         )
-        return int((await self.session.execute(query)).scalar_one())
+        return int((await self._execute(query)).scalar_one())
 
     async def create_collection(
         self, kind: str, owner_id: int | None, name: str, model: str | None, dim: int | None
@@ -127,7 +134,7 @@ class FaceRepository:
             .values(kind=kind, owner_id=owner_id, name=name, model=model, dim=dim)
             .returning(*_COLUMNS)
         )
-        row = _row((await self.session.execute(statement)).first())
+        row = _row((await self._execute(statement)).first())
         assert row is not None
         return row
 
@@ -140,29 +147,32 @@ class FaceRepository:
             .values(kind=kind, owner_id=owner_id, name=name, model=model, dim=dim)
             .on_conflict_do_nothing(constraint="uq_collections_kind_owner_name")
         )
-        await self.session.execute(statement)
+        await self._execute(statement)
         row = await self.collection(kind, owner_id, name)
         assert row is not None
         return row
 
     async def claim_ownerless(self, kind: str, name: str, owner_id: int) -> None:
         """Give `owner_id` the collection `name` made before collections had owners, if there is one."""
-        await self.session.execute(
+        await self._execute(
             update(Collection)
             .where(Collection.kind == kind, Collection.name == name, Collection.owner_id.is_(None))
             .values(owner_id=owner_id)
         )
 
     async def delete_collection(self, collection_id: int) -> None:
-        await self.session.execute(delete(Collection).where(Collection.id == collection_id))
+        await self._execute(delete(Collection).where(Collection.id == collection_id))
 
     async def bump(self, collection_id: int, *, model: str | None = None, dim: int | None = None) -> int:
         """A committed change: the next version (and the collection's model when it takes a new one)."""
+        return int((await self._execute(self._bump_statement(collection_id, model, dim))).scalar_one())
+
+    @staticmethod
+    def _bump_statement(collection_id: int, model: str | None, dim: int | None) -> Any:
         values: dict[str, object] = {"version": Collection.version + 1, "updated_at": func.now()}
         if model is not None:
             values |= {"model": model, "dim": dim}
-        statement = update(Collection).where(Collection.id == collection_id).values(**values)
-        return int((await self.session.execute(statement.returning(Collection.version))).scalar_one())
+        return update(Collection).where(Collection.id == collection_id).values(**values).returning(Collection.version)
 
     async def feature_counts(self, collection_ids: Sequence[int]) -> dict[int, int]:
         """Vectors stored per collection (those holding none are absent)."""
@@ -173,17 +183,17 @@ class FaceRepository:
             .where(Feature.collection_id.in_(list(collection_ids)))
             .group_by(Feature.collection_id)
         )
-        return {int(i): int(n) for i, n in (await self.session.execute(query)).all()}
+        return {int(i): int(n) for i, n in (await self._execute(query)).all()}
 
     async def versions(self) -> dict[int, int]:
-        rows = (await self.session.execute(select(Collection.id, Collection.version))).all()
+        rows = (await self._execute(select(Collection.id, Collection.version))).all()
         return {int(i): int(v) for i, v in rows}
 
     # features ----------------------------------------------------------------------------------
 
     async def feature_count(self, collection_id: int) -> int:
         query = select(func.count()).select_from(Feature).where(Feature.collection_id == collection_id)
-        return int((await self.session.execute(query)).scalar_one())
+        return int((await self._execute(query)).scalar_one())
 
     async def feature_ids_by_target(self, collection_id: int, targets: Iterable[str]) -> dict[str, list[int]]:
         wanted = sorted(set(targets))
@@ -195,16 +205,32 @@ class FaceRepository:
             .order_by(Feature.id)
         )
         found: dict[str, list[int]] = {}
-        for target, feature_id in (await self.session.execute(query)).all():
+        for target, feature_id in (await self._execute(query)).all():
             found.setdefault(target, []).append(int(feature_id))
         return found
 
     async def targets_present(self, collection_id: int, targets: Iterable[str]) -> set[str]:
         return set(await self.feature_ids_by_target(collection_id, targets))
 
+    async def add_features(
+        self, collection_id: int, features: Sequence[NewFeature], *, model: str | None = None, dim: int | None = None
+    ) -> tuple[list[int], int]:
+        """Stores the features and bumps the collection's version (as `bump`) in one statement: their ids
+        in the order given, and the new version."""
+        added = self._insert_statement(collection_id, features).cte("added")
+        bumped = self._bump_statement(collection_id, model, dim).cte("bumped")
+        query = select(added.c.id, bumped.c.version).join_from(added, bumped, true()).order_by(added.c.id)
+        rows = (await self._execute(query)).all()
+        return [int(r[0]) for r in rows], int(rows[0][1])
+
     async def insert_features(self, collection_id: int, features: Sequence[NewFeature]) -> list[int]:
         if not features:
             return []
+        result = await self._execute(self._insert_statement(collection_id, features))
+        return [int(i) for i in result.scalars().all()]
+
+    @staticmethod
+    def _insert_statement(collection_id: int, features: Sequence[NewFeature]) -> Any:
         rows = [
             {
                 "collection_id": collection_id,
@@ -215,21 +241,21 @@ class FaceRepository:
             }
             for f in features
         ]
-        result = await self.session.execute(insert(Feature).values(rows).returning(Feature.id))
-        return [int(i) for i in result.scalars().all()]
+        # Ids come from the sequence in the order of the rows: ordering by id keeps the features' order.
+        return insert(Feature).values(rows).returning(Feature.id)
 
     async def delete_features(self, feature_ids: Sequence[int]) -> None:
         if feature_ids:
-            await self.session.execute(delete(Feature).where(Feature.id.in_(list(feature_ids))))
+            await self._execute(delete(Feature).where(Feature.id.in_(list(feature_ids))))
 
     async def clear(self, collection_id: int) -> int:
-        result = await self.session.execute(delete(Feature).where(Feature.collection_id == collection_id))
+        result = await self._execute(delete(Feature).where(Feature.collection_id == collection_id))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def feature_by_enrolment(self, enrolment_id: int) -> tuple[int, int, str] | None:
         """(feature id, collection id, target id) of an enrolment already stored."""
         query = select(Feature.id, Feature.collection_id, Feature.target_id).where(Feature.enrolment_id == enrolment_id)
-        row = (await self.session.execute(query)).first()
+        row = (await self._execute(query)).first()
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
     async def feature_by_image(self, collection_id: int, target_id: str, image_key: str) -> int | None:
@@ -240,7 +266,7 @@ class FaceRepository:
             )
             .limit(1)
         )
-        found = (await self.session.execute(query)).scalar_one_or_none()
+        found = (await self._execute(query)).scalar_one_or_none()
         return None if found is None else int(found)
 
     async def snapshot(self, collection_id: int, chunk: int = 10_000) -> Snapshot | None:
