@@ -11,6 +11,7 @@ the database refused (the client's fault: a 4xx) from a real failure.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import StrEnum
 from typing import Annotated, Any
@@ -94,11 +95,22 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+_AUTOCOMMIT: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """`engine` in autocommit (the same pool): each statement is a transaction of its own. Made once
+    per engine: each `execution_options` call builds a new engine."""
+    if engine not in _AUTOCOMMIT:
+        _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return _AUTOCOMMIT[engine]
+
+
 def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions whose every statement is a transaction of its own (the same pool, in autocommit).
-    In READ COMMITTED each statement of a transaction reads its own snapshot anyway, so a read loses
-    nothing, and saves the BEGIN and COMMIT round trips (and the time its connection is held)."""
-    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+    """Sessions whose every statement is a transaction of its own (`autocommit`). In READ COMMITTED
+    each statement of a transaction reads its own snapshot anyway, so a read loses nothing, and saves
+    the BEGIN and COMMIT round trips (and the time its connection is held)."""
+    return async_sessionmaker(autocommit(engine), expire_on_commit=False)
 
 
 AfterCommit = Callable[[], Awaitable[object]]

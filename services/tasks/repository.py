@@ -42,6 +42,7 @@ from services.tasks.models import (
     TaskStatus,
     sql_in,
 )
+from shared.db import autocommit
 
 TASK_COLUMNS = tuple(column.name for column in Task.__table__.columns)
 # The advisory lock that serialises one annotator's accepts (their accept limit is counted across tasks)
@@ -171,7 +172,7 @@ class TasksRepository:
         transaction of its own."""
         engine = self.session.bind
         assert isinstance(engine, AsyncEngine)
-        async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+        async with autocommit(engine).connect() as connection:
             raw = await connection.get_raw_connection()
             assert raw.driver_connection is not None
             yield raw.driver_connection
