@@ -59,6 +59,9 @@ _TRAINING_PER_LIST = 64
 # faiss cannot train 16 centroids per PQ sub-space on fewer points; a smaller collection's codebooks are
 # filled up with random unit vectors (it has one list then, and every vector is re-ranked exactly anyway).
 _MIN_TRAINING = 256
+# Rows a bulk step takes at once: one NumPy copy or dict update holds the GIL throughout (a million rows:
+# 100+ ms, a stall of every search in other threads while a rebuild builds); slices let it change hands.
+_SLICE = 65_536
 # A rebuild of at most this many vectors is done at once, under the lock (milliseconds): a small collection
 # is never left in the old kind for a moment, and a thread is not worth starting for it.
 _INLINE_REBUILD = 1_000
@@ -233,15 +236,16 @@ class _Approximate:
         return np.array([i for i in ids.tolist() if i in self._positions], dtype=np.int64)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        start, end = self._rows, self._rows + len(ids)
-        if end > len(self._ids):
-            self._grow(max(end, 2 * len(self._ids)))
-        self._vectors[start:end] = vectors
-        self._ids[start:end] = ids
-        self._alive[start:end] = True
-        self._positions.update(zip(ids.tolist(), range(start, end)))
-        self._rows = end
-        self._index.add_with_ids(vectors, np.arange(start, end, dtype=np.int64))
+        if self._rows + len(ids) > len(self._ids):
+            self._grow(max(self._rows + len(ids), 2 * len(self._ids)))
+        for first in range(0, len(ids), _SLICE):
+            start, end = self._rows, self._rows + min(_SLICE, len(ids) - first)
+            self._vectors[start:end] = vectors[first : first + end - start]
+            self._ids[start:end] = ids[first : first + end - start]
+            self._alive[start:end] = True
+            self._positions.update(zip(self._ids[start:end].tolist(), range(start, end)))
+            self._rows = end
+            self._index.add_with_ids(self._vectors[start:end], np.arange(start, end, dtype=np.int64))
 
     def _grow(self, capacity: int) -> None:
         # Only when a collection outgrows growth_factor before its rebuild is done: new arrays (a rebuild
@@ -280,7 +284,10 @@ class _Approximate:
 
         def live_rows() -> tuple[np.ndarray, np.ndarray]:
             keep = np.flatnonzero(alive)
-            return ids[keep], vectors[keep]
+            live = np.empty((len(keep), vectors.shape[1]), np.float32)
+            for first in range(0, len(keep), _SLICE):
+                live[first : first + _SLICE] = vectors[keep[first : first + _SLICE]]
+            return ids[keep], live
 
         return live_rows
 
