@@ -22,7 +22,7 @@ from yarl import URL
 from shared.contract import dialect_for
 from shared.edge import too_large
 from shared.errors import PayloadTooLarge, ServiceUnavailable
-from shared.http import KEEPALIVE_SECONDS, Replicas, may_retry
+from shared.http import KEEPALIVE_SECONDS, PooledConnector, Replicas, may_retry
 from shared.identity import IDENTITY_HEADER, INTERNAL_HEADERS
 from shared.requestctx import REQUEST_ID_HEADER
 
@@ -70,7 +70,7 @@ class Upstreams:
     def __init__(self, urls: Mapping[str, Sequence[str]], *, timeout: float, connect_timeout: float) -> None:
         self.replicas = {name: Replicas(name, addresses, self._ready) for name, addresses in urls.items()}
         self._bases = {address: URL(address) for addresses in urls.values() for address in addresses}
-        connector = aiohttp.TCPConnector(
+        connector = PooledConnector(
             limit=MAX_CONNECTIONS, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS, use_dns_cache=True
         )
         self.session = aiohttp.ClientSession(

@@ -9,20 +9,24 @@ propagated, the call signed as coming from this service, optional end-user ident
 over aiohttp's connection pool (`AiohttpTransport`): httpx's own pool checks every idle connection's
 socket on each request and was most of the CPU a call to a peer cost.
 
-`may_retry` is the one rule for sending a failed request again, here and in the gateway."""
+`may_retry` is the one rule for sending a failed request again, here and in the gateway, and
+`PooledConnector` the one pool of keep-alive connections both use."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import contextvars
+import functools
 import itertools
 import logging
+import select
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import httpx
+from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
 from shared.errors import ServiceUnavailable
@@ -122,6 +126,42 @@ class Replicas:
                 await self._prober
 
 
+class _PooledConnection(ResponseHandler):
+    """aiohttp's protocol for one connection, reused only while the service has not closed it.
+
+    A replica that stops closes its idle keep-alive connections at once (uvicorn's graceful shutdown),
+    but this side learns of it only when its event loop next reads the socket, which a busy loop may do
+    much later. A request handed the connection before then goes into a closed socket and gets no
+    answer, and one that may not be repeated (a POST without an Idempotency-Key) becomes a 503. So an
+    idle connection is also asked the kernel: one with something to read (the service's close, or
+    bytes nobody asked for) is not reused."""
+
+    def is_connected(self) -> bool:  # aiohttp asks it of idle connections only: before reuse, and when pruning
+        if not super().is_connected():
+            return False
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return True
+        poller = select.poll()
+        try:
+            poller.register(sock, select.POLLIN)
+            return not poller.poll(0)
+        except (OSError, ValueError):  # closed under us
+            return False
+
+
+class PooledConnector(aiohttp.TCPConnector):
+    """aiohttp's connection pool, whose idle connections are checked for a close from the service before
+    reuse (`_PooledConnection`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # The protocol each connection is made with; aiohttp names it `_factory` since 3.0.
+        self._factory = cast(
+            "functools.partial[ResponseHandler]", functools.partial(_PooledConnection, loop=self._loop)
+        )
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """httpx's transport interface over one aiohttp connection pool. Bodies to and from peers are
     small JSON: both are held whole. aiohttp's errors become the httpx errors they correspond to."""
@@ -132,7 +172,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _pool(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(
+            connector = PooledConnector(
                 limit=self._max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS
             )
             self._session = aiohttp.ClientSession(
