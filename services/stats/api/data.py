@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BeforeValidator
 
 from services.stats.repository import SearchFilter, StatsRepository
-from services.stats.schemas import record_entry, search_entry
+from services.stats.schemas import DayCount, RecordEntry, SearchPage, record_entry, search_entry
 from shared.db import DbSession
 from shared.errors import InvalidRequest, NotFound
 from shared.identity import CurrentIdentity
@@ -60,12 +60,14 @@ def _range(start: date | None, end: date | None) -> tuple[date, date]:
     return start, end
 
 
-@router.get("/getRecent", summary="The latest records (default 120)")
+@router.get("/getRecent", summary="The latest records (default 120)", response_model=list[RecordEntry])
 async def get_recent(identity: CurrentIdentity, repo: Repo, limit: Limit = 120) -> JSONResponse:
     return JSONResponse([record_entry(r) for r in await repo.recent(limit)])
 
 
-@router.get("/statByDate", summary="Calls and defects per day (default: the last 15 days)")
+@router.get(
+    "/statByDate", summary="Calls and defects per day (default: the last 15 days)", response_model=list[DayCount]
+)
 async def stat_by_date(
     identity: CurrentIdentity,
     repo: Repo,
@@ -87,13 +89,22 @@ async def stat_by_date(
     )
 
 
-@router.get("/getPaginated", deprecated=True, summary="Pages of records (deprecated: use /search)")
+@router.get(
+    "/getPaginated",
+    deprecated=True,
+    summary="Pages of records (deprecated: use /search)",
+    response_model=list[RecordEntry],
+)
 async def get_paginated(identity: CurrentIdentity, repo: Repo, limit: Limit = 10, page: Page = 1) -> JSONResponse:
     _, rows = await repo.search(SearchFilter(), limit, (page - 1) * limit)
     return JSONResponse([record_entry(r) for r in rows])
 
 
-@router.get("/search", summary="Records filtered by name (fuzzy), defect count and dates, paged")
+@router.get(
+    "/search",
+    summary="Records filtered by name (fuzzy), defect count and dates, paged",
+    response_model=SearchPage,
+)
 async def search(
     identity: CurrentIdentity,
     repo: Repo,
