@@ -1,9 +1,15 @@
 """Replicas of the face service keep their indexes equal through Redis pub/sub.
 
-A write commits to PostgreSQL, applies its `Change` to this replica's index, then publishes it on the
-deployment's channel; every replica applies what it hears (its own messages are recognised and skipped).
-Pub/sub delivers at most once, so the bus never relies on it alone: whenever it (re)subscribes, and every
-`interval` seconds, it compares each index's version with PostgreSQL and reloads what differs
+Scheme with N replicas: a broadcast, not a shared queue. Every replica holds every collection's index, so
+every replica must see every change: each subscribes to the deployment's channel (a consumer group would
+hand each change to one replica only). A write commits to PostgreSQL, applies its `Change` to this
+replica's index, then publishes it; every replica applies what it hears (its own messages are recognised
+and skipped). No leader is needed: applying is idempotent (a change at or below an index's version is
+ignored, one that skips a version reloads the collection).
+
+Pub/sub delivers at most once (nothing is kept for a replica that is disconnected or too slow), so the bus
+never relies on it alone: whenever it (re)subscribes, and every `interval` seconds (also while Redis is out
+of reach), it compares each index's version with PostgreSQL and reloads what differs
 (`IndexRegistry.reconcile`). A lost message therefore costs a reload, never a wrong answer, and a search
 that knows it is behind does not wait for the next check (index_registry.py).
 """
@@ -89,11 +95,14 @@ class ChangeBus:
         next_check = time.monotonic() + self.interval
         try:
             while True:
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + self.interval
+                    await self._check()
                 if pubsub is None:
                     await asyncio.sleep(1.0)
                     pubsub = await self._subscribe()
                     if pubsub is not None:
-                        await self._check()
+                        await self._check()  # what was published while it was not listening
                     continue
                 try:
                     message = await pubsub.get_message(timeout=min(1.0, self.interval))
@@ -105,9 +114,6 @@ class ChangeBus:
                     continue
                 if message is not None and message.get("type") == "message":
                     await self._handle(message["data"])
-                if time.monotonic() >= next_check:
-                    next_check = time.monotonic() + self.interval
-                    await self._check()
         finally:
             if pubsub is not None:
                 with contextlib.suppress(Exception):
