@@ -170,6 +170,14 @@ async def existing_user(repo: AuthRepository, user_id: int, *, lock: bool = Fals
     return user
 
 
+async def shown_user(repo: AuthRepository, user_id: int) -> User:
+    """`existing_user` to show, not to change (AuthRepository.shown_user)."""
+    user = await repo.shown_user(user_id)
+    if user is None:
+        raise UserDoesNotExist()
+    return user
+
+
 async def reset_invite_code(repo: AuthRepository, user_id: int) -> str:
     user = await existing_user(repo, user_id)
     user.invite_code = await _unused_invite_code(repo)

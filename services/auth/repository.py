@@ -1,11 +1,17 @@
-"""All of the auth service's SQL."""
+"""All of the auth service's SQL.
+
+Most of it goes through the ORM. The user reads other services and profile pages make on every
+request (`shown_user`) are one plain statement on the session's asyncpg connection instead, which
+asyncpg prepares once per connection."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth.models import (
@@ -17,6 +23,9 @@ from services.auth.models import (
     LedgerEntry,
     User,
 )
+
+_USER_COLUMNS = tuple(column.name for column in User.__table__.columns)
+_USER_BY_ID = f"SELECT {', '.join(_USER_COLUMNS)} FROM auth.users WHERE id = $1"
 
 
 class AuthRepository:
@@ -32,6 +41,17 @@ class AuthRepository:
     async def user(self, user_id: int, *, lock: bool = False) -> User | None:
         # By primary key: a statement SQLAlchemy builds once, where select() is rebuilt per call.
         return await self.session.get(User, user_id, with_for_update=True if lock else None)
+
+    async def shown_user(self, user_id: int) -> User | None:
+        """A user to show, not to change: built from one row without the ORM's loading, and not in
+        the session (nothing set on it is saved)."""
+        connection = (await (await self.session.connection()).get_raw_connection()).driver_connection
+        assert connection is not None
+        try:
+            row = await connection.fetchrow(_USER_BY_ID, user_id)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DBAPIError(_USER_BY_ID, (user_id,), exc) from exc  # as the service's error handler expects
+        return User(**dict(row)) if row is not None else None
 
     async def lock_users(self, user_ids: Sequence[int]) -> dict[int, User]:
         """Row locks taken in id order, so two transfers between the same users cannot deadlock."""

@@ -90,7 +90,7 @@ async def credit(user_id: Id, body: Credit, caller: InternalCaller, repo: Repo) 
 
 @router.get("/users/{user_id}")
 async def user(user_id: Id, caller: InternalCaller, repo: ReadRepo) -> JSONResponse:
-    found = await accounts.existing_user(repo, user_id)
+    found = await accounts.shown_user(repo, user_id)
     return ok_003({**public_profile(found, datetime.now(UTC)), "area": found.area})
 
 

@@ -148,7 +148,7 @@ async def modify_password(
     description="Your own profile, or another user's public one.",
 )
 async def user_info(user_id: Id, identity: CurrentIdentity, repo: ReadRepo) -> JSONResponse:
-    user = await accounts.existing_user(repo, user_id)
+    user = await accounts.shown_user(repo, user_id)
     if user.id != identity.user_id:
         return ok_003(public_profile(user, _now()))
     card = await repo.card(user.bank_account) if user.bank_account else None
