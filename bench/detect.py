@@ -58,8 +58,9 @@ from bench.common import (
     merge,
     running_platform,
 )
-from services.detect.segmenter import DefectSegmenter, decode_image
+from services.detect.segmenter import DefectSegmenter
 from services.detect.settings import DetectSettings
+from shared.images import decode_image
 from shared.launcher import ROOT
 from tools.detect_training.evaluate_api import (
     admin_api_key,

@@ -23,9 +23,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.detect.batcher import MicroBatcher
-from services.detect.segmenter import DefectSegmenter, ImageDecodeError, SegmentationResult, decode_image
+from services.detect.segmenter import DefectSegmenter, SegmentationResult
 from shared.detections import STREAM_MAX_LENGTH, DetectionRecord
 from shared.errors import LabelhiveError, ServiceUnavailable
+from shared.images import ImageRefused, decode_image
 
 
 class InvalidImage(LabelhiveError):
@@ -102,7 +103,7 @@ class Detector:
         for upload in uploads:
             try:
                 image = decode_image(upload.data)
-            except ImageDecodeError as exc:
+            except ImageRefused as exc:
                 raise InvalidImage(f"Invalid image data for {upload.name}", details=str(exc)) from None
             model_input = self.segmenter.prepare(image) if self.segmenter is not None else None
             decoded.append(DecodedUpload(upload, image, model_input))

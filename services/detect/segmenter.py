@@ -1,8 +1,8 @@
 """Steel-surface defect segmentation with the ONNX model in ``weights/``.
 
-Plain inference code, no web layer: decode uploads with :func:`decode_image`, segment a
-batch with :meth:`DefectSegmenter.predict_batch` (one onnxruntime call per batch) and draw
-a result picture with :func:`render_result`.
+Plain inference code, no web layer: segment a batch of decoded images (uploads decode
+under :func:`shared.images.decode_image`'s policy) with :meth:`DefectSegmenter.predict_batch`
+(one onnxruntime call per batch) and draw a result picture with :func:`render_result`.
 
 The preprocessing helpers here (:func:`to_gray`, :func:`preprocess`) are also what the
 training and evaluation tools use, so the model is always fed the same way.
@@ -22,9 +22,6 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from shared.images import ImageRefused, TooManyPixels
-from shared.images import decode_image as decode_image
-from shared.onnx_sessions import cuda_usable as cuda_usable
 from shared.onnx_sessions import open_session
 
 CLASS_NAMES: tuple[str, ...] = ("background", "inclusion", "patches", "scratches")
@@ -53,12 +50,6 @@ ImageInput: TypeAlias = "Image.Image | np.ndarray"
 
 # Pillow modes whose values do not fit 8 bits; converting them with Pillow would clip.
 _HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-
-
-# Uploads decode under shared.images' policy (formats, pixel cap, full decode, EXIF orientation); these are
-# the detect service's names for its refusals, which 004's route answers as "Invalid image data".
-ImageDecodeError = ImageRefused
-ImageTooLargeError = TooManyPixels
 
 
 # --------------------------------------------------------------------------- preprocessing

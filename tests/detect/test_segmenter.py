@@ -14,12 +14,10 @@ from services.detect import segmenter as seg  # noqa: E402
 from services.detect.segmenter import (  # noqa: E402
     DEFAULT_MODEL_PATH,
     DefectSegmenter,
-    ImageDecodeError,
-    ImageTooLargeError,
     clean_mask,
     confidence_dice,
-    decode_image,
 )
+from shared.images import ImageRefused, TooManyPixels, decode_image  # noqa: E402
 from tests.fixtures.steel import patch_image, png_bytes, scratch_image, steel_background  # noqa: E402
 
 DEFECT_NAMES = {"inclusion", "patches", "scratches"}
@@ -134,7 +132,7 @@ def test_decode_image_accepts_valid_png() -> None:
     ids=["empty", "text", "truncated-png"],
 )
 def test_decode_image_rejects_bad_data(data: bytes) -> None:
-    with pytest.raises(ImageDecodeError):
+    with pytest.raises(ImageRefused):
         decode_image(data)
     with pytest.raises(ValueError):  # the web layer may catch the builtin
         decode_image(data)
@@ -144,7 +142,7 @@ def test_decode_image_rejects_truncated_jpeg_body() -> None:
     buffer = io.BytesIO()
     Image.fromarray(steel_background(128, 128).astype(np.uint8)).save(buffer, format="JPEG")
     data = buffer.getvalue()
-    with pytest.raises(ImageDecodeError):
+    with pytest.raises(ImageRefused):
         decode_image(data[: len(data) // 2])
 
 
@@ -152,10 +150,10 @@ def test_decode_image_rejects_truncated_jpeg_body() -> None:
 def test_decode_image_enforces_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     data = png_bytes(Image.new("L", (40, 40)))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with pytest.raises(ImageTooLargeError):
+    with pytest.raises(TooManyPixels):
         decode_image(data)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 700)  # over 2x: Pillow's own error
-    with pytest.raises(ImageTooLargeError):
+    with pytest.raises(TooManyPixels):
         decode_image(data)
 
 

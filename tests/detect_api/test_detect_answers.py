@@ -16,8 +16,10 @@ from PIL import Image
 
 pytest.importorskip("onnxruntime")
 
-from services.detect.segmenter import DefectSegmenter, cuda_usable, decode_image  # noqa: E402
+from services.detect.segmenter import DefectSegmenter  # noqa: E402
 from services.detect.settings import DetectSettings  # noqa: E402
+from shared.images import decode_image  # noqa: E402
+from shared.onnx_sessions import cuda_usable  # noqa: E402
 from tests.fixtures.steel import patch_image, png_bytes, scratch_image, steel_photo  # noqa: E402
 from tests.helpers import user_client  # noqa: E402
 
