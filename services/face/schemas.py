@@ -10,8 +10,9 @@ A body's fields must have the JSON types 002 documents (a list where it says lis
 `top_k`): anything else is a 400 that names the field, never a request half understood. A query
 parameter is text, so there a list field may be one parameter or several, and a number is its digits.
 
-The pydantic models below describe the requests in the API documentation; the checks that decide each
-answer (and its 002 error code) are the functions here, and the two say the same.
+The pydantic models below describe the requests and the answers in the API documentation; the checks
+that decide each answer (and its 002 error code) are the functions here, and the two say the same
+(tests/face_api/test_face_declared_answers.py holds the answers to their models).
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ def invalid_block(problems: list[ImageProblem], targets: list[str]) -> dict[str,
     }
 
 
-# --- documentation only --------------------------------------------------------------------------
+# --- documentation only: requests ----------------------------------------------------------------
 
 _NAME = Field(
     pattern=f"^{COLLECTION_NAME.pattern}$",
@@ -286,7 +287,7 @@ class CompareBody(BaseModel):
     face_image2: str = Field(description="base64 image")
 
 
-# --- answers, as the API documentation declares them ----------------------------------------------
+# --- documentation only: answers -----------------------------------------------------------------
 
 
 class VersionAnswer(Envelope002):
