@@ -55,12 +55,13 @@ def asyncpg_url(url: str) -> str:
 PING_AFTER_IDLE_SECONDS = 10.0
 
 
-# Connections kept open, and opened beyond them under load (closed again when handed back). A new
-# connection costs a few milliseconds of CPU (TCP, TLS negotiation, start-up, asyncpg's type set-up),
-# so the kept ones cover a service's usual concurrency (32 requests at once holding a connection
-# for their reads); the total stays at most 30 per service, as PostgreSQL's 100 are shared.
-POOL_SIZE = 20
-POOL_OVERFLOW = 10
+# Connections kept open, and opened beyond them under load (closed again when handed back: a new one
+# costs a few milliseconds of CPU, TCP, TLS negotiation, start-up and asyncpg's type set-up). Keeping
+# 20 halved auth's CPU spent connecting at 32 requests at once, but every service and replica keeps
+# what it once needed, and PostgreSQL's 100 connections are shared: with several platforms on one
+# server (the test suites) they ran out. Hot paths hold a connection briefly instead.
+POOL_SIZE = 10
+POOL_OVERFLOW = 20
 
 
 def create_engine(url: str, service: str) -> AsyncEngine:

@@ -276,8 +276,9 @@ async def accept(
     repo: TasksRepository, auth: AuthClient, settings: TasksSettings, identity: Identity, task_id: int
 ) -> tuple[Task, Assignment]:
     """The annotator accepts a task offered to them, or takes a free slot of a toall task. A toall accept
-    is two statements outside the unit of work: one read, and one write that takes the annotator's lock
-    and the task row's free slot and commits at once (services/tasks/repository.py)."""
+    is two statements outside the unit of work, each on a connection held just for it: one read, and
+    one write that takes the annotator's lock and the task row's free slot and commits at once
+    (services/tasks/repository.py)."""
     if identity.role != "tag":
         raise NoPermissionToAccept()
     # The caller's profile is fetched while the database answers; it is looked at in the same order as
@@ -286,15 +287,17 @@ async def accept(
     try:
         async with repo.own_connection() as connection:
             view = _check_task(await repo.accept_view(task_id, identity.user_id, connection))
-            me = _check_acceptor(await profile, settings)
-            if view.mine_state is None:
-                return await _take_toall_slot(repo, connection, view, me, identity.user_id)
+        # Auth is awaited without a connection: 32 accepts at once would otherwise hold 32 of the pool.
+        me = _check_acceptor(await profile, settings)
     finally:
         if not profile.done():
             profile.cancel()
         elif not profile.cancelled():
             profile.exception()  # retrieved: after the task's own error, auth's does not matter
-    return await _accept_offered(repo, view.task, me, identity.user_id)
+    if view.mine_state is not None:
+        return await _accept_offered(repo, view.task, me, identity.user_id)
+    async with repo.own_connection() as connection:
+        return await _take_toall_slot(repo, connection, view, me, identity.user_id)
 
 
 async def _take_toall_slot(
