@@ -5,6 +5,7 @@
     python bench/face_search.py --sizes 1000000 --probe-sweep 0.2,0.3,0.4,0.5  # recall/latency per probe share
     python bench/face_search.py --data isotropic  # the harder, less face-like data of earlier rounds
     python bench/face_search.py --hnsw      # also faiss HNSW (M=32, efConstruction 100), for comparison
+    python bench/face_search.py --sizes 1e6 --kinds ivf  # the approximate index alone (the exact one is slow)
 
 Data (``--data face``, the default) imitates SFace's 128-d features as measured on the 119 faces of
 ../shared/faces (each photo's largest face, embedded by the service's engine): two photos of one person
@@ -235,7 +236,7 @@ def bench_size(size: int, args: argparse.Namespace, settings: IndexSettings, rng
     truth = exact_top1(database, queries)
     numpy_ms = latencies_ms(lambda q: np.argmax(database @ q[0]), queries[: min(args.queries, 300)])
     default_kind = "flat" if size <= settings.approximate_threshold else "ivf"
-    for kind in ("flat", "ivf"):
+    for kind in args.kinds:
         yield measure(
             size, kind, kind == default_kind, database, queries, truth, numpy_ms, settings, args.probe_sweep,
             rebuild=kind == "ivf" and size == max(args.sizes),
@@ -268,6 +269,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=lambda t: [int(float(x)) for x in _floats(t)], help="instead of 10k,100k[,1M]")
     parser.add_argument("--probe-sweep", type=_floats, default=[], help="also try these probe shares")
     parser.add_argument("--hnsw", action="store_true", help="also measure faiss HNSW (slow to build at 1M)")
+    parser.add_argument("--kinds", type=lambda t: t.split(","), default=["flat", "ivf"], help="flat,ivf or one")
     args = parser.parse_args()
     settings = IndexSettings()
     if args.probe_fraction is not None:

@@ -39,8 +39,8 @@ class FaceSettings(PlatformSettings):
     face_onnx_threads: int | None = None
 
     # Search: exact up to this many vectors per collection, an inverted file re-ranked exactly past it
-    # (services/face/vector_index.py), which probes this share of its lists: recall@1 0.993 at 0.4 on
-    # 1M face-like vectors, 0.989 at 0.3, 0.977 at 0.2; the time a search takes grows with it.
+    # (services/face/vector_index.py), which probes this share of its lists: recall@1 on 1M face-like
+    # vectors 0.996 at 0.5, 0.990-0.994 at 0.4, 0.988 at 0.3; a search's time grows with it.
     face_approximate_threshold: int = Field(100_000, ge=0)
     face_ivf_probe_fraction: float = Field(IndexSettings.probe_fraction, gt=0, le=1)
     # Replicas: how often each one compares its indexes' versions with PostgreSQL (a safety net for
