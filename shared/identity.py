@@ -17,7 +17,7 @@ import orjson
 from fastapi import Depends, Request
 
 from shared.access import Credential, credential_opens
-from shared.errors import NoPermission, NotLoggedIn
+from shared.errors import LabelhiveError, NoPermission, NotLoggedIn
 
 IDENTITY_HEADER = "X-Labelhive-Identity"
 CALLER_HEADER = "X-Labelhive-Caller"
@@ -150,12 +150,16 @@ async def required_identity(request: Request) -> Identity:
     return identity
 
 
-def require_roles(*roles: str) -> Callable[[Identity], Awaitable[Identity]]:
-    """A dependency that admits only the given roles (and raises the route's 'no permission')."""
+def require_roles(*roles: str, error: type[LabelhiveError] = NoPermission) -> Callable[[Identity], Awaitable[Identity]]:
+    """A dependency that admits only the given roles and raises `error`, the route's documented 'no
+    permission', for any other. It runs before FastAPI validates the path and query parameters, so a
+    caller of the wrong role gets `error` whatever ids it sent (CONTRACT.md: authorization before
+    validation). FastAPI parses a declared JSON body before any dependency, so a route whose body must
+    wait declares none and reads it with shared.edge.read_json_body."""
 
     async def dependency(identity: Annotated[Identity, Depends(required_identity)]) -> Identity:
         if identity.role not in roles:
-            raise NoPermission()
+            raise error()
         return identity
 
     return dependency

@@ -12,8 +12,7 @@ from services.tasks.peers import AuthClient, DatasetClient
 from services.tasks.repository import TasksRepository
 from services.tasks.settings import TasksSettings
 from shared.db import DbSession, after_commit
-from shared.errors import InvalidRequest, LabelhiveError, NoPermission, PayloadTooLarge
-from shared.identity import Identity
+from shared.errors import InvalidRequest, PayloadTooLarge
 from shared.service_app import app_state
 
 MAX_CSV_BYTES = 32 * 1024 * 1024
@@ -37,16 +36,10 @@ Dataset = Annotated[DatasetClient, app_state("dataset")]
 Settings = Annotated[TasksSettings, app_state("settings")]
 
 
-# A route that admits only some roles reads its body after checking the role (CONTRACT.md: authorization
-# before validation). FastAPI reads and validates a declared body before any dependency runs, so such a
-# route declares none: it calls `ensure_role`, then shared.edge.read_json_body or `csv_file`, and
-# documents its body with shared.openapi.json_body or form_body.
-
-
-def ensure_role(identity: Identity, *roles: str, error: type[LabelhiveError] = NoPermission) -> Identity:
-    if identity.role not in roles:
-        raise error()
-    return identity
+# A route that admits only some roles declares them with shared.identity.require_roles, a dependency, and
+# reads its body after that check (CONTRACT.md: authorization before validation). FastAPI parses a declared
+# body before any dependency runs, so such a route declares none: it reads it with
+# shared.edge.read_json_body or `csv_file`, and documents it with shared.openapi.json_body or form_body.
 
 
 async def csv_file(request: Request, field: str) -> bytes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.tasks import missions
@@ -23,8 +23,8 @@ from services.tasks.schemas import (
     UrgeBody,
 )
 from shared.edge import read_json_body
-from shared.errors import NotLoggedIn
-from shared.identity import Identity, MaybeIdentity
+from shared.errors import NoPermission, NotLoggedIn
+from shared.identity import Identity, MaybeIdentity, require_roles
 from shared.openapi import json_body
 from shared.response_models import Envelope001
 
@@ -43,19 +43,16 @@ def _logged_in(identity: Identity | None, message: str | None = None) -> Identit
     return identity
 
 
+class NotAnExpert(NoPermission):
+    """001's refusal on the experts' routes: 非专家用户 where the managers' say 非管理员用户."""
+
+    def __init__(self) -> None:
+        super().__init__("非专家用户")
+
+
 # The routes that take a body check who calls before they read it: 非管理员用户 / 非专家用户 whatever it holds.
-
-
-def _manager(identity: Identity | None) -> Identity:
-    identity = _logged_in(identity)
-    missions.ensure_manager(identity)
-    return identity
-
-
-def _expert(identity: Identity | None) -> Identity:
-    identity = _logged_in(identity)
-    missions.ensure_expert(identity)
-    return identity
+Manager = Annotated[Identity, Depends(require_roles(*missions.MANAGER_ROLES))]
+Expert = Annotated[Identity, Depends(require_roles("tag", error=NotAnExpert))]
 
 
 @router.get(
@@ -82,8 +79,7 @@ async def list_by_dataset(identity: MaybeIdentity, repo: Repo, dataset_id: IdPar
     openapi_extra=json_body(AssignBody),
     response_model=MissionsCreated,
 )
-async def assign(request: Request, identity: MaybeIdentity, repo: Repo, auth: Auth, dataset: Dataset) -> JSONResponse:
-    identity = _manager(identity)
+async def assign(request: Request, identity: Manager, repo: Repo, auth: Auth, dataset: Dataset) -> JSONResponse:
     created = await missions.assign(repo, auth, dataset, identity, await read_json_body(request, AssignBody))
     return _response("success", mission_ids=[m.id for m in created])
 
@@ -94,8 +90,7 @@ async def assign(request: Request, identity: MaybeIdentity, repo: Repo, auth: Au
     openapi_extra=json_body(ReassignBody),
     response_model=MissionsCreated,
 )
-async def reassign(request: Request, identity: MaybeIdentity, repo: Repo, auth: Auth) -> JSONResponse:
-    identity = _manager(identity)
+async def reassign(request: Request, identity: Manager, repo: Repo, auth: Auth) -> JSONResponse:
     created = await missions.reassign(repo, auth, identity, await read_json_body(request, ReassignBody))
     return _response("success", mission_ids=[m.id for m in created])
 
@@ -103,8 +98,7 @@ async def reassign(request: Request, identity: MaybeIdentity, repo: Repo, auth: 
 @router.post(
     "/task/urgent", summary="Urge a mission", openapi_extra=json_body(UrgeBody), response_model=Envelope001[str]
 )
-async def urgent(request: Request, identity: MaybeIdentity, repo: Repo) -> JSONResponse:
-    identity = _manager(identity)
+async def urgent(request: Request, identity: Manager, repo: Repo) -> JSONResponse:
     await missions.urge(repo, identity, await read_json_body(request, UrgeBody))
     return _response("success")
 
@@ -121,7 +115,6 @@ async def data_list(identity: MaybeIdentity, repo: Repo, dataset: Dataset, missi
     openapi_extra=json_body(LabelBody),
     response_model=Envelope001[str],
 )
-async def label(request: Request, identity: MaybeIdentity, repo: Repo, dataset: Dataset) -> JSONResponse:
-    identity = _expert(identity)
+async def label(request: Request, identity: Expert, repo: Repo, dataset: Dataset) -> JSONResponse:
     await missions.label(repo, dataset, identity, await read_json_body(request, LabelBody))
     return _response("success")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.tasks import labeling, review
@@ -15,7 +15,6 @@ from services.tasks.api.deps import (
     Repo,
     Settings,
     csv_file,
-    ensure_role,
 )
 from services.tasks.errors import NoPermissions
 from services.tasks.schemas import (
@@ -29,7 +28,7 @@ from services.tasks.schemas import (
 )
 from shared.edge import read_json_body
 from shared.envelopes import ok_003
-from shared.identity import CurrentIdentity
+from shared.identity import CurrentIdentity, Identity, require_roles
 from shared.openapi import form_body, json_body
 from shared.params import Id
 from shared.response_models import Empty, Envelope003
@@ -55,9 +54,14 @@ def _csv(text: str, filename: str) -> Response:
     response_model=Envelope003[CheckedAnswers],
 )
 async def manual_check(
-    task_id: Id, user_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, dataset: Dataset
+    task_id: Id,
+    user_id: Id,
+    request: Request,
+    # Only a requester; that it is this task's publisher is review.manual_check's check.
+    identity: Annotated[Identity, Depends(require_roles("demand", error=NoPermissions))],
+    repo: Repo,
+    dataset: Dataset,
 ) -> JSONResponse:
-    ensure_role(identity, "demand", error=NoPermissions)  # only the task's publisher
     body = await read_json_body(request, CheckMethod)
     task, pairs = await review.manual_check(repo, identity, task_id, user_id, body.check_method)
     texts = await labeling.texts_for(dataset, task, [q for q, _ in pairs])
@@ -128,8 +132,9 @@ async def download_task(
     openapi_extra=form_body({"file": ("file", "CSV: filename,tag")}, ("file",)),
     response_model=Envelope003[StandardAnswersTag],
 )
-async def upload_stdans(request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
-    ensure_role(identity, "demand")
+async def upload_stdans(
+    request: Request, identity: Annotated[Identity, Depends(require_roles("demand"))], repo: Repo
+) -> JSONResponse:
     raw = await csv_file(request, "file")
     return ok_003({"tag": await review.upload_standard_answers(repo, identity, raw)})
 
@@ -140,8 +145,14 @@ async def upload_stdans(request: Request, identity: CurrentIdentity, repo: Repo)
     openapi_extra=json_body(ReportBody),
     response_model=Envelope003[Empty],
 )
-async def report(task_id: Id, user_id: Id, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
-    ensure_role(identity, "demand", "tag", error=NoPermissions)  # a task's publisher or one of its annotators
+async def report(
+    task_id: Id,
+    user_id: Id,
+    request: Request,
+    # A requester or an annotator; that it is this task's publisher or annotator is review.report's check.
+    identity: Annotated[Identity, Depends(require_roles("demand", "tag", error=NoPermissions))],
+    repo: Repo,
+) -> JSONResponse:
     body = await read_json_body(request, ReportBody)
     await review.report(repo, identity, task_id, user_id, body.reason)
     return ok_003()

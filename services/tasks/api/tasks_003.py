@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.tasks import distribution, labeling, lifecycle
@@ -17,7 +17,6 @@ from services.tasks.api.deps import (
     Repo,
     Settings,
     csv_file,
-    ensure_role,
 )
 from services.tasks.errors import (
     NoAccessPermission,
@@ -54,8 +53,8 @@ from services.tasks.schemas import (
 from shared.body_limits import TASK_BODY_LIMIT
 from shared.edge import read_json_body
 from shared.envelopes import ok_003
-from shared.errors import InvalidRequest, NoPermission
-from shared.identity import CurrentIdentity, Identity
+from shared.errors import InvalidRequest
+from shared.identity import CurrentIdentity, Identity, require_roles
 from shared.openapi import form_body, json_body
 from shared.params import Id
 from shared.response_models import Empty, Envelope003
@@ -65,6 +64,10 @@ router = APIRouter(tags=["tasks (003)"])
 Offset = Annotated[int, Query(ge=0, description="first question (0-based), for large tasks")]
 Limit = Annotated[int | None, Query(ge=1, le=100_000, description="how many questions")]
 FREE_TASK_PREVIEW = 10  # questions shown per task in get_free_tasks
+
+Admin = Annotated[Identity, Depends(require_roles("admin"))]
+# Answers are submitted by annotators only: anyone else gets 16 "no access permission".
+Submitter = Annotated[Identity, Depends(require_roles("tag", error=NoAccessPermission))]
 
 
 async def _entries(
@@ -105,9 +108,11 @@ async def create_task(request: Request, identity: CurrentIdentity, repo: Repo, a
     summary="Tasks I published, was given, or (agent) was delegated",
     response_model=Envelope003[list[TaskEntry]],
 )
-async def get_my_tasks(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
-    if identity.role == "admin":
-        raise NoTaskOfAdmin()
+async def get_my_tasks(
+    identity: Annotated[Identity, Depends(require_roles("demand", "agent", "tag", error=NoTaskOfAdmin))],
+    repo: Repo,
+    auth: Auth,
+) -> JSONResponse:
     if identity.role == "demand":
         tasks = await repo.tasks_of_publisher(identity.user_id)
     elif identity.role == "agent":
@@ -122,16 +127,14 @@ async def get_my_tasks(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSO
     summary="toall tasks with a free slot (annotators)",
     response_model=Envelope003[list[FreeTaskEntry]],
 )
-async def get_free_tasks(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
-    if identity.role != "tag":
-        raise NoPermission()
+async def get_free_tasks(
+    identity: Annotated[Identity, Depends(require_roles("tag"))], repo: Repo, auth: Auth
+) -> JSONResponse:
     return ok_003(await _entries(repo, auth, await repo.free_tasks(identity.user_id), identity, with_preview=True))
 
 
 @router.get("/task/get_all_tasks", summary="Every task (admins)", response_model=Envelope003[list[AdminTaskEntry]])
-async def get_all_tasks(identity: CurrentIdentity, repo: Repo, auth: Auth) -> JSONResponse:
-    if identity.role != "admin":
-        raise NoPermission()
+async def get_all_tasks(identity: Admin, repo: Repo, auth: Auth) -> JSONResponse:
     tasks = await repo.all_tasks()
     profiles = await auth.users({t.publisher_id for t in tasks}) if tasks else {}
     return ok_003([admin_list_entry(t, profiles) for t in tasks])
@@ -191,9 +194,8 @@ async def get_batch_data(
     response_model=Envelope003[Submitted],
 )
 async def upload_result(
-    task_id: Id, q_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, settings: Settings
+    task_id: Id, q_id: Id, request: Request, identity: Submitter, repo: Repo, settings: Settings
 ) -> JSONResponse:
-    ensure_role(identity, "tag", error=NoAccessPermission)
     body = await read_json_body(request, ResultBody)
     return ok_003(await labeling.submit(repo, settings, identity, task_id, q_id, body.result, body.input_result))
 
@@ -205,9 +207,8 @@ async def upload_result(
     response_model=Envelope003[BatchSubmitted],
 )
 async def upload_results(
-    task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, settings: Settings
+    task_id: Id, request: Request, identity: Submitter, repo: Repo, settings: Settings
 ) -> JSONResponse:
-    ensure_role(identity, "tag", error=NoAccessPermission)
     raw = await csv_file(request, "file")
     return ok_003(await labeling.submit_batch(repo, settings, identity, task_id, raw), message="success")
 
@@ -261,8 +262,7 @@ async def redistribute(
     openapi_extra=json_body(CheckBody),
     response_model=Envelope003[Empty],
 )
-async def check_task(task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo) -> JSONResponse:
-    ensure_role(identity, "admin")
+async def check_task(task_id: Id, request: Request, identity: Admin, repo: Repo) -> JSONResponse:
     body = await read_json_body(request, CheckBody)
     await lifecycle.check(repo, identity, task_id, body.result)
     return ok_003()
@@ -275,9 +275,13 @@ async def check_task(task_id: Id, request: Request, identity: CurrentIdentity, r
     response_model=Envelope003[str],
 )
 async def to_agent(
-    task_id: Id, request: Request, identity: CurrentIdentity, repo: Repo, auth: Auth, settings: Settings
+    task_id: Id,
+    request: Request,
+    identity: Annotated[Identity, Depends(require_roles("demand", error=NoDistributePermission))],
+    repo: Repo,
+    auth: Auth,
+    settings: Settings,
 ) -> JSONResponse:
-    ensure_role(identity, "demand", error=NoDistributePermission)
     body = await read_json_body(request, AgentBody)
     try:
         agent_id = int(body.agent_id)
