@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from services.detect.segmenter import DefectSegmenter  # noqa: E402
 from tools.detect_training import evaluate, train  # noqa: E402
 from tools.detect_training.evaluate import MetricAccumulator  # noqa: E402
+from tools.detect_training.model import (  # noqa: E402
+    DefectUNet,
+    SoftmaxWrapper,
+    fold_batchnorm,
+    load_exported_weights,
+)
 
 SIZE = 64
 SPLITS = {"train": 12, "val": 4, "test": 4}
@@ -90,6 +96,10 @@ def _train_args(data: Path, out: Path) -> list[str]:
         "8,16,32,48",
         "--validate-from",
         "0",
+        "--finetune-epochs",
+        "1",
+        "--finetune-minutes",
+        "2",
     ]
 
 
@@ -110,6 +120,7 @@ def test_train_export_evaluate(dataset: Path, tmp_path: Path) -> None:
     assert not out.with_name(out.name + ".partial").exists()
     assert summary["export_max_abs_diff"] <= train.EXPORT_TOLERANCE
     assert summary["epochs_run"] >= 1 and summary["parameters"] > 0
+    assert [stage["stage"]["name"] for stage in summary["stages"]] == ["scratch", "finetune"]
     _assert_metrics(summary["val"])
     _assert_metrics(summary["test"])
     assert summary["test"]["images"] == SPLITS["test"]
@@ -152,3 +163,64 @@ def test_metric_accumulator_definitions() -> None:
     # (image, class) dice: inclusion 6/7 and 1; patches 1 and 1; scratches 1 and 0.
     assert metrics["mean_dice"] == pytest.approx(round((6 / 7 + 1 + 1 + 1 + 1 + 0) / 6, 4))
     assert metrics["presence_accuracy"] == pytest.approx(round(5 / 6, 4))
+
+
+def test_lovasz_softmax_is_the_jaccard_loss_on_hard_predictions() -> None:
+    truth = torch.zeros(1, 2, 4, 4)
+    truth[0, 0, :2, :2] = 1  # class 0: 4 pixels
+    truth[0, 1, 3, :] = 1  # class 1: 4 pixels
+    probs = truth.clone()
+    probs[0, 0, 0, 0] = 0  # class 0: 3 of 4 found ...
+    probs[0, 0, 2, 2] = 1  # ... plus one false pixel: IoU 3/5
+    # class 1 exact: IoU 1
+    assert float(train.lovasz_softmax(probs, truth)) == pytest.approx(((1 - 3 / 5) + 0.0) / 2)
+    # A class absent from the batch is skipped, not scored as a perfect (or failed) IoU.
+    assert float(train.lovasz_softmax(probs[:, :1], truth[:, :1])) == pytest.approx(1 - 3 / 5)
+    assert float(train.lovasz_softmax(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))) == 0.0
+
+
+def test_segmentation_loss_prefers_the_right_answer_and_has_gradients() -> None:
+    target = torch.zeros(2, 8, 8, dtype=torch.long)
+    target[0, 2:5, 2:5] = 1
+    target[1, :, 3] = 3
+    weights = torch.tensor(train.CLASS_WEIGHTS)
+    right = (torch.nn.functional.one_hot(target, 4).permute(0, 3, 1, 2).float() * 8.0).requires_grad_()
+    wrong = torch.zeros(2, 4, 8, 8, requires_grad=True)
+    right_loss = train.segmentation_loss(right, target, weights)
+    wrong_loss = train.segmentation_loss(wrong, target, weights)
+    assert float(right_loss.detach()) < 0.05 < float(wrong_loss.detach())
+    wrong_loss.backward()
+    assert wrong.grad is not None and float(wrong.grad.abs().sum()) > 0
+
+
+def test_folded_network_computes_the_same_and_keeps_its_statistics() -> None:
+    torch.manual_seed(0)
+    model = DefectUNet(widths=(8, 16, 32, 48))
+    model.train()
+    for _ in range(3):  # give BatchNorm statistics that are not the identity
+        model(torch.rand(4, 1, 40, 40) * 3)
+    model.eval()
+    inputs = torch.rand(2, 1, 40, 40)
+    with torch.no_grad():
+        expected = model(inputs)
+        folded = fold_batchnorm(model)
+        assert not any(type(m) is torch.nn.BatchNorm2d for m in folded.modules())
+        assert torch.allclose(folded(inputs), expected, atol=1e-4)
+        folded.train()  # frozen: training mode changes nothing
+        assert torch.allclose(folded(inputs), expected, atol=1e-4)
+
+
+def test_finetune_from_an_exported_model(dataset: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first.onnx"
+    train.main([*_train_args(dataset, first), "--finetune-minutes", "0", "--test-split", "none"])
+    # The exported weights load back into the network exactly.
+    model = load_exported_weights(DefectUNet(widths=(8, 16, 32, 48)), first).eval()
+    inputs = np.random.default_rng(0).random((2, 1, SIZE, SIZE), dtype=np.float32)
+    assert train.max_export_difference(SoftmaxWrapper(model), first, inputs) <= train.EXPORT_TOLERANCE
+
+    second = tmp_path / "second.onnx"
+    summary = train.main([*_train_args(dataset, second), "--init-from", str(first), "--test-split", "none"])
+    assert [stage["stage"]["name"] for stage in summary["stages"]] == ["finetune"]
+    assert second.is_file()
+    with pytest.raises(ValueError, match="convolution"):  # other widths: refused, not half-loaded
+        load_exported_weights(DefectUNet(widths=(8, 16, 32, 64)), first)

@@ -9,6 +9,7 @@ wide enough for large "patches" regions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,68 @@ class DefectUNet(nn.Module):
             skip = skips.pop()
             x = decoder(torch.cat([_resize(x, skip.shape[-2:]), skip], dim=1))
         return _resize(self.head(x), size)
+
+
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm that always applies its stored statistics, also while training.
+
+    Fine-tuning keeps normalisation fixed (see :func:`fold_batchnorm`): batch statistics of 16
+    crops would otherwise pull the layers away from what the trained network expects.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm's scale into the convolution before it, in place.
+
+    Each BatchNorm becomes a :class:`FrozenBatchNorm2d` that only adds a bias, so the network
+    computes the same function and has exactly the parameters of its ONNX export (where the
+    exporter folds BatchNorm the same way); :func:`load_exported_weights` relies on that.
+    """
+    for sequence in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for index in range(len(sequence) - 1):
+            conv, norm = sequence[index], sequence[index + 1]
+            if not isinstance(conv, nn.Conv2d) or type(norm) is not nn.BatchNorm2d:
+                continue  # FrozenBatchNorm2d: folded already
+            assert norm.running_mean is not None and norm.running_var is not None
+            frozen = FrozenBatchNorm2d(norm.num_features, eps=norm.eps)
+            with torch.no_grad():
+                scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+                conv.weight.mul_(scale[:, None, None, None])
+                frozen.bias.copy_(norm.bias - norm.running_mean * scale)
+                frozen.running_var.fill_(1.0 - norm.eps)  # (x - 0) / sqrt(1 - eps + eps) = x
+            sequence[index + 1] = frozen
+    return model
+
+
+def load_exported_weights(model: DefectUNet, path: Path) -> DefectUNet:
+    """Load the weights of an exported :class:`DefectUNet` ONNX file into ``model`` (same widths).
+
+    The export folded BatchNorm into the convolutions, so ``model`` is folded first and takes
+    the convolution weights in graph order, each bias going to the BatchNorm after it.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    exported = [node for node in graph.node if node.op_type == "Conv"]
+    modules = list(fold_batchnorm(model).modules())
+    convs = [(i, m) for i, m in enumerate(modules) if isinstance(m, nn.Conv2d)]
+    if len(exported) != len(convs):
+        raise ValueError(f"{path}: {len(exported)} convolutions, the model has {len(convs)}")
+    with torch.no_grad():
+        for node, (position, conv) in zip(exported, convs, strict=True):
+            weight = torch.from_numpy(tensors[node.input[1]].copy())
+            if weight.shape != conv.weight.shape:
+                raise ValueError(f"{path}: convolution {tuple(weight.shape)}, the model has {tuple(conv.weight.shape)}")
+            conv.weight.copy_(weight)
+            bias = torch.from_numpy(tensors[node.input[2]].copy())
+            follower = modules[position + 1] if position + 1 < len(modules) else None
+            (follower if isinstance(follower, FrozenBatchNorm2d) else conv).bias.copy_(bias)  # type: ignore[union-attr]
+    return model
 
 
 class SoftmaxWrapper(nn.Module):

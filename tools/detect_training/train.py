@@ -1,16 +1,19 @@
 """Train the defect segmentation model and export it to ONNX.
 
     python -m tools.detect_training.train --data ../shared/datasets/neu-seg \
-        --out services/detect/weights/defect_seg.onnx --seed 0 --max-minutes 38
+        --out services/detect/weights/defect_seg.onnx --seed 0
 
-Trains on the ``train`` split, keeps the weights that score best on ``val`` (see
-:func:`~tools.detect_training.evaluate.selection_score`), exports them with a dynamic
-batch axis, checks onnxruntime against PyTorch on a few inputs (and refuses to write the
-file if they disagree), then scores the exported file on ``test`` through the service's
-inference path. A JSON summary goes to stdout (and ``--report``).
+Trains on the ``train`` split in two stages: from scratch (``--epochs``, ``--max-minutes``),
+then a fine-tuning stage with BatchNorm folded and frozen, Lovasz-softmax added to the loss,
+whole images late and a moving average of the weights (``--finetune-*``; ``--init-from``
+starts it from an exported model instead of the first stage). Each stage keeps the weights
+that score best on ``val`` (see :func:`~tools.detect_training.evaluate.selection_score`).
+The result is exported with a dynamic batch axis, onnxruntime is checked against PyTorch on
+a few inputs (the file is not written if they disagree), and the exported file is scored on
+``test`` through the service's inference path. A JSON summary goes to stdout (and ``--report``).
 
-The learning rate follows a cosine over *progress*, the larger of the step fraction and the
-elapsed fraction of ``--max-minutes``: a slow or busy machine finishes a shortened but
+In each stage the learning rate follows a cosine over *progress*, the larger of the step
+fraction and the elapsed fraction of the stage's time budget: a slow or busy machine finishes a shortened but
 complete schedule instead of stopping at a high learning rate. Runs that stay within the
 time limit are reproducible for a given ``--seed``.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -50,6 +54,8 @@ from tools.detect_training.model import (
     DefectUNet,
     SoftmaxWrapper,
     count_parameters,
+    fold_batchnorm,
+    load_exported_weights,
 )
 
 logger = logging.getLogger("detect.train")
@@ -63,20 +69,38 @@ EXPORT_TOLERANCE = 1e-4
 ONNX_OPSET = 17
 
 
+# Training from scratch: cross-entropy + Dice on random crops, the last weights.
+SCRATCH_RECIPE = {"lovasz_weight": 0.0, "full_size_from": 1.0, "ema_decay": 0.0, "fold_batchnorm": False}
+# Fine-tuning (BatchNorm folded and frozen): Lovasz-softmax joins the loss for the pooled IoU,
+# whole images for the second half, and an average of the weights (horizon ~1000 steps).
+FINETUNE_RECIPE = {"lovasz_weight": 1.0, "full_size_from": 0.5, "ema_decay": 0.999, "fold_batchnorm": True}
+
+
 class ExportMismatchError(RuntimeError):
     """onnxruntime and PyTorch disagree on the exported model."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One run of the training loop: its length, learning rate, loss and inputs."""
+
+    name: str
+    epochs: int
+    max_minutes: float
+    lr: float
+    lovasz_weight: float  # 0: cross-entropy + Dice only
+    full_size_from: float  # progress from which whole images replace the crops (1: never)
+    ema_decay: float  # weight averaging per step; 0 keeps the last weights
+    fold_batchnorm: bool  # start by folding BatchNorm into the convolutions and freezing it
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     data: Path
     out: Path
-    epochs: int
     seed: int
-    max_minutes: float
     limit_images: int | None
     batch_size: int
-    lr: float
     weight_decay: float
     image_size: int
     crop: int
@@ -84,6 +108,8 @@ class TrainConfig:
     threads: int
     validate_from: float
     test_split: str | None
+    init_from: Path | None
+    stages: tuple[Stage, ...]
 
 
 # --------------------------------------------------------------------------- batches
@@ -121,10 +147,14 @@ def training_batch(
 # --------------------------------------------------------------------------- loss & schedule
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Weighted cross-entropy plus batch soft-Dice over the defect classes.
+def segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, lovasz_weight: float = 1.0
+) -> torch.Tensor:
+    """Weighted cross-entropy plus batch soft-Dice and Lovasz-softmax over the defect classes.
 
-    Dice targets the overlap metrics directly and is insensitive to the 88 % background.
+    Dice targets the overlap metrics directly and is insensitive to the 88 % background;
+    Lovasz-softmax is a tight surrogate of the IoU itself, which matters most for the thin
+    inclusion class, where a pixel of boundary is a large share of each region.
     """
     ce = F.cross_entropy(logits, target, weight=weights)
     probs = torch.softmax(logits, dim=1)[:, 1:]
@@ -132,7 +162,35 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch
     overlap = (probs * one_hot).sum(dim=(0, 2, 3))
     total = probs.sum(dim=(0, 2, 3)) + one_hot.sum(dim=(0, 2, 3))
     dice = (2.0 * overlap + 1.0) / (total + 1.0)
-    return ce + (1.0 - dice.mean())
+    loss = ce + (1.0 - dice.mean())
+    return loss + lovasz_weight * lovasz_softmax(probs, one_hot) if lovasz_weight else loss
+
+
+def lovasz_softmax(probs: torch.Tensor, one_hot: torch.Tensor) -> torch.Tensor:
+    """Lovasz-softmax loss (Berman et al., CVPR 2018) over the classes present in the batch.
+
+    ``probs`` and ``one_hot`` are ``(N, K, H, W)``; every pixel of the batch counts, so the
+    loss follows the pooled IoU the evaluation reports.
+    """
+    losses = []
+    for k in range(probs.shape[1]):
+        truth = one_hot[:, k].reshape(-1)
+        if not truth.any():
+            continue
+        errors = (truth - probs[:, k].reshape(-1)).abs()
+        errors, order = torch.sort(errors, descending=True)
+        losses.append(torch.dot(errors, _lovasz_gradient(truth[order])))
+    return torch.stack(losses).mean() if losses else probs.sum() * 0.0
+
+
+def _lovasz_gradient(sorted_truth: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovasz extension of the Jaccard loss at the sorted errors."""
+    positives = sorted_truth.sum()
+    intersection = positives - sorted_truth.cumsum(0)
+    union = positives + (1.0 - sorted_truth).cumsum(0)
+    jaccard = 1.0 - intersection / union
+    jaccard[1:] = jaccard[1:] - jaccard[:-1]
+    return jaccard
 
 
 def lr_factor(progress: float) -> float:
@@ -164,17 +222,25 @@ def validate(model: nn.Module, data: SplitArrays, batch_size: int = 32) -> dict[
 # --------------------------------------------------------------------------- training
 
 
-def train(config: TrainConfig, train_data: SplitArrays, val_data: SplitArrays) -> tuple[nn.Module, dict[str, object]]:
-    """Returns the best-on-val model and a history summary."""
+def train(
+    config: TrainConfig, stage: Stage, train_data: SplitArrays, val_data: SplitArrays, model: nn.Module | None = None
+) -> tuple[nn.Module, dict[str, object]]:
+    """Runs ``stage`` from a fresh network, or on ``model``; returns the best-on-val weights
+    (of the moving average, when ``stage.ema_decay`` is set) and a history summary."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    model = DefectUNet(len(CLASS_NAMES), config.widths)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if model is None:
+        model = DefectUNet(len(CLASS_NAMES), config.widths)
+    # With a decay, the average of the recent weights (BatchNorm statistics included) is what
+    # gets validated and exported: it beats the last weights of a noisy small-batch run.
+    average = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(stage.ema_decay), use_buffers=True
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=stage.lr, weight_decay=config.weight_decay)
     weights = torch.tensor(CLASS_WEIGHTS, dtype=torch.float32)
     steps_per_epoch = max(1, math.ceil(len(train_data.ids) / config.batch_size))
-    total_steps = steps_per_epoch * config.epochs
-    budget = config.max_minutes * 60.0
-    crop = min(config.crop, config.image_size)
+    total_steps = steps_per_epoch * stage.epochs
+    budget = stage.max_minutes * 60.0
 
     best_score, best_state, best_metrics, best_epoch = -1.0, None, {}, 0
     step, epoch, progress = 0, 0, 0.0
@@ -190,12 +256,16 @@ def train(config: TrainConfig, train_data: SplitArrays, val_data: SplitArrays) -
             if progress >= 1.0:
                 break
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_factor(progress)
+                group["lr"] = stage.lr * lr_factor(progress)
+            # Small crops make early steps cheap; whole images late in training let the model see
+            # defects in the full context it gets at inference.
+            crop = config.image_size if progress >= stage.full_size_from else min(config.crop, config.image_size)
             images, masks = training_batch(train_data, order[first : first + config.batch_size], crop, rng)
-            loss = segmentation_loss(model(images), masks, weights)
+            loss = segmentation_loss(model(images), masks, weights, stage.lovasz_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            average.update_parameters(model)
             running += float(loss.detach())
             batches += 1
             step += 1
@@ -204,17 +274,17 @@ def train(config: TrainConfig, train_data: SplitArrays, val_data: SplitArrays) -
             break
         progress = max(step / total_steps, (time.monotonic() - started) / budget)
         line = (
-            f"epoch {epoch:3d} step {step:6d} loss {running / max(batches, 1):.4f} "
+            f"{stage.name}: epoch {epoch:3d} step {step:6d} loss {running / max(batches, 1):.4f} "
             f"lr {optimizer.param_groups[0]['lr']:.2e} "
             f"elapsed {time.monotonic() - started:7.1f}s progress {progress:.3f}"
         )
         if progress >= config.validate_from or progress >= 1.0:
-            metrics = validate(model, val_data)
+            metrics = validate(average.module, val_data)
             score = selection_score(metrics)
             line += f" | val mIoU {metrics['mean_iou']:.4f} dice {metrics['mean_dice']:.4f} iou {metrics['iou']}"
             if score > best_score:
                 best_score, best_metrics, best_epoch = score, metrics, epoch
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = copy.deepcopy(average.module.state_dict())
                 line += " *"
         logger.info(line)
 
@@ -222,12 +292,29 @@ def train(config: TrainConfig, train_data: SplitArrays, val_data: SplitArrays) -
     model.load_state_dict(best_state)
     model.eval()
     return model, {
+        "stage": vars(stage),
         "epochs_run": epoch,
         "steps": step,
         "train_seconds": round(time.monotonic() - started, 1),
         "best_epoch": best_epoch,
         "val": best_metrics,
     }
+
+
+def start_from_export(config: TrainConfig, val_data: SplitArrays) -> nn.Module:
+    """The network of an exported model (BatchNorm folded), checked to compute what the file does."""
+    assert config.init_from is not None
+    torch.manual_seed(config.seed)
+    model = load_exported_weights(DefectUNet(len(CLASS_NAMES), config.widths), config.init_from).eval()
+    difference = max_export_difference(
+        SoftmaxWrapper(model), config.init_from, export_check_inputs(val_data, config.image_size, config.seed)
+    )
+    if not difference <= EXPORT_TOLERANCE:
+        raise ValueError(
+            f"{config.init_from} is not a DefectUNet of widths {config.widths} (differs by {difference:.3g})"
+        )
+    logger.info("starting from %s (max abs diff to its onnxruntime output %.2e)", config.init_from, difference)
+    return model
 
 
 # --------------------------------------------------------------------------- export
@@ -315,16 +402,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train the detect service's segmentation model.")
     parser.add_argument("--data", type=Path, required=True, help="NEU-Seg style dataset root")
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
-    parser.add_argument("--epochs", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=24, help="training from scratch: epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--max-minutes", type=float, default=38.0, help="training time budget; the LR schedule compresses to fit it"
+        "--max-minutes",
+        type=float,
+        default=38.0,
+        help="training from scratch: time budget; the LR schedule compresses to fit it",
+    )
+    parser.add_argument("--lr", type=float, default=3e-3, help="training from scratch: peak learning rate")
+    parser.add_argument("--finetune-epochs", type=int, default=40, help="fine-tuning: epochs")
+    parser.add_argument(
+        "--finetune-minutes", type=float, default=72.0, help="fine-tuning: time budget (0 skips fine-tuning)"
+    )
+    parser.add_argument("--finetune-lr", type=float, default=5e-4, help="fine-tuning: peak learning rate")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="skip training from scratch: fine-tune the weights of this exported model (same --widths)",
     )
     parser.add_argument(
         "--limit-images", type=int, default=None, help="use only the first K images of each split (smoke tests)"
     )
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--image-size", type=int, default=200, help="model input side")
     parser.add_argument("--crop", type=int, default=128, help="training crop side")
@@ -344,15 +445,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_config(argv: Sequence[str] | None) -> tuple[TrainConfig, Path | None]:
     args = build_parser().parse_args(argv)
+    stages = []
+    if args.init_from is None:
+        stages.append(Stage("scratch", args.epochs, args.max_minutes, args.lr, **SCRATCH_RECIPE))
+    if args.finetune_minutes > 0 and args.finetune_epochs > 0:
+        stages.append(
+            Stage("finetune", args.finetune_epochs, args.finetune_minutes, args.finetune_lr, **FINETUNE_RECIPE)
+        )
+    if not stages:
+        raise SystemExit("nothing to do: --init-from without fine-tuning")
     config = TrainConfig(
         data=args.data,
         out=args.out,
-        epochs=args.epochs,
         seed=args.seed,
-        max_minutes=args.max_minutes,
         limit_images=args.limit_images,
         batch_size=args.batch_size,
-        lr=args.lr,
         weight_decay=args.weight_decay,
         image_size=args.image_size,
         crop=args.crop,
@@ -360,6 +467,8 @@ def parse_config(argv: Sequence[str] | None) -> tuple[TrainConfig, Path | None]:
         threads=args.threads,
         validate_from=args.validate_from,
         test_split=None if args.test_split.lower() == "none" else args.test_split,
+        init_from=args.init_from,
+        stages=tuple(stages),
     )
     return config, args.report
 
@@ -384,7 +493,14 @@ def _run(config: TrainConfig, report_path: Path | None) -> dict[str, object]:
     train_data = load_split(config.data, "train", config.image_size, config.limit_images)
     val_data = load_split(config.data, "val", config.image_size, config.limit_images)
     logger.info("loaded %d train / %d val images", len(train_data.ids), len(val_data.ids))
-    model, history = train(config, train_data, val_data)
+    model = None if config.init_from is None else start_from_export(config, val_data)
+    histories = []
+    for stage in config.stages:
+        if stage.fold_batchnorm and model is not None:
+            model = fold_batchnorm(model)  # a no-op on a model loaded with --init-from
+        model, history = train(config, stage, train_data, val_data, model)
+        histories.append(history)
+    assert model is not None
 
     metadata = {
         "class_names": ",".join(CLASS_NAMES),
@@ -392,8 +508,11 @@ def _run(config: TrainConfig, report_path: Path | None) -> dict[str, object]:
         "output": "probs: float32 (N,4,H,W) softmax over class_names",
         "seed": str(config.seed),
         "widths": ",".join(map(str, config.widths)),
-        "best_epoch": str(history["best_epoch"]),
+        "stages": ",".join(stage.name for stage in config.stages),
+        "best_epoch": str(histories[-1]["best_epoch"]),
     }
+    if config.init_from is not None:
+        metadata["init_from_sha256"] = hashlib.sha256(config.init_from.read_bytes()).hexdigest()
     difference = export_onnx(
         model, config.out, config.image_size, metadata, export_check_inputs(val_data, config.image_size, config.seed)
     )
@@ -407,7 +526,8 @@ def _run(config: TrainConfig, report_path: Path | None) -> dict[str, object]:
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {config.threads} threads",
-        **history,
+        "stages": histories,
+        **histories[-1],
     }
     if config.test_split:
         summary["test"] = evaluate_onnx(
