@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from services.auth import accounts
@@ -19,8 +19,8 @@ from services.auth.errors import ExistingUsername, PasswordFormat, UsernameForma
 from services.auth.repository import AuthRepository
 from services.auth.schemas import Credentials001, CurrentUser001, Expert001, LoggedIn001, Register001
 from shared.access import Credential
-from shared.errors import InvalidRequest, LabelhiveError, NoPermission, NotLoggedIn
-from shared.identity import MaybeIdentity
+from shared.errors import InvalidRequest, LabelhiveError
+from shared.identity import Identity, MaybeIdentity, require_roles
 from shared.response_models import Envelope001
 
 router = APIRouter(tags=["users (001)"])
@@ -97,11 +97,9 @@ async def get_current(identity: MaybeIdentity) -> JSONResponse:
 
 
 @router.get("/user/list", response_model=Envelope001[list[Expert001]])
-async def list_experts(identity: MaybeIdentity, repo: Repo) -> JSONResponse:
-    if identity is None:
-        raise NotLoggedIn()
-    if identity.role not in MANAGER_ROLES:
-        raise NoPermission()
+async def list_experts(
+    identity: Annotated[Identity, Depends(require_roles(*MANAGER_ROLES))], repo: Repo
+) -> JSONResponse:
     experts = await repo.users(["tag"])
     return _response(
         [

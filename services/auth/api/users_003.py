@@ -60,7 +60,6 @@ from shared.contract import Dialect
 from shared.db import after_commit
 from shared.edge import read_json_object, validated
 from shared.envelopes import ok_003
-from shared.errors import NoPermission
 from shared.identity import CurrentIdentity, Identity, require_roles
 from shared.openapi import errors_in, json_body
 from shared.params import Id
@@ -68,20 +67,14 @@ from shared.response_models import Empty, Envelope001, Envelope003
 
 router = APIRouter(tags=["users (003)"])
 
-Admin = Annotated[Identity, Depends(require_roles("admin"))]
+# The admin routes of 003's user section document code 19 "no permission" for anyone else.
+Admin19 = Annotated[Identity, Depends(require_roles("admin", error=NoPermission19))]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _admin_19(identity: CurrentIdentity) -> Identity:
-    if identity.role != "admin":
-        raise NoPermission19()
-    return identity
-
-
-Admin19 = Annotated[Identity, Depends(_admin_19)]
 # 003's body is answered in 003's envelope, 001's in 001's.
 REGISTER_DIALECTS = (Dialect.CROWD_003, Dialect.EXPERT_001)
 
@@ -289,9 +282,9 @@ async def get_all_users(
 
 
 @router.get("/user/get_agent_list", response_model=AgentListAnswer)
-async def get_agent_list(identity: CurrentIdentity, repo: Repo) -> JSONResponse:
-    if identity.role not in ("demand", "admin"):
-        raise NoPermission()
+async def get_agent_list(
+    identity: Annotated[Identity, Depends(require_roles("demand", "admin"))], repo: Repo
+) -> JSONResponse:
     agents = [public_profile(u, _now()) for u in await repo.users(["agent"]) if not u.is_banned]
     return JSONResponse({"code": "0", "message": "success", "data": {"agent_list": agents}})
 
