@@ -24,11 +24,15 @@ SWAGGER_UI_DIR = Path(__file__).resolve().parent / "swagger_ui"
 
 
 def _prefixed(spec: dict[str, Any], service: str) -> dict[str, Any]:
-    """Prefixes a spec's component names with its service so that two services' `Body` differ."""
+    """Prefixes a spec's component names with its service so that two services' `Body` differ, and titles
+    each component with its prefixed name: client generators (openapi-python-client) name a class after
+    its schema's title, and two services' `Empty` would otherwise be one class, the other dropped."""
     text = json.dumps(spec).replace('"#/components/schemas/', f'"#/components/schemas/{service}.')
     spec = json.loads(text)
     schemas = spec.get("components", {}).get("schemas", {})
-    spec.setdefault("components", {})["schemas"] = {f"{service}.{k}": v for k, v in schemas.items()}
+    spec.setdefault("components", {})["schemas"] = {
+        f"{service}.{name}": {**schema, "title": f"{service}.{name}"} for name, schema in schemas.items()
+    }
     return spec
 
 
