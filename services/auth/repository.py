@@ -1,8 +1,9 @@
 """All of the auth service's SQL.
 
-Most of it goes through the ORM. The user reads other services and profile pages make on every
-request (`shown_user`) are one plain statement on the session's asyncpg connection instead, which
-asyncpg prepares once per connection."""
+Most of it goes through the ORM. The reads made on every request of a hot route (`shown_user`, for
+other services and profile pages; `random_live_ads`, for every page that shows an ad) are one plain
+statement on the session's asyncpg connection instead, which asyncpg prepares once per connection,
+and give objects that are not in the session."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +27,11 @@ from services.auth.models import (
 
 _USER_COLUMNS = tuple(column.name for column in User.__table__.columns)
 _USER_BY_ID = f"SELECT {', '.join(_USER_COLUMNS)} FROM auth.users WHERE id = $1"
+_AD_COLUMNS = ", ".join(column.name for column in Ad.__table__.columns)
+_RANDOM_LIVE_ADS = f"SELECT {_AD_COLUMNS} FROM auth.ads WHERE expire_at > $1 ORDER BY random() LIMIT $2"
+_RANDOM_LIVE_ADS_OF_TYPE = (
+    f"SELECT {_AD_COLUMNS} FROM auth.ads WHERE expire_at > $1 AND ad_type = $3 ORDER BY random() LIMIT $2"
+)
 
 
 class AuthRepository:
@@ -42,16 +48,21 @@ class AuthRepository:
         # By primary key: a statement SQLAlchemy builds once, where select() is rebuilt per call.
         return await self.session.get(User, user_id, with_for_update=True if lock else None)
 
-    async def shown_user(self, user_id: int) -> User | None:
-        """A user to show, not to change: built from one row without the ORM's loading, and not in
-        the session (nothing set on it is saved)."""
+    async def _fetch(self, statement: str, *args: object) -> list[asyncpg.Record]:
+        """The rows of `statement` on the session's asyncpg connection; errors are SQLAlchemy's, as the
+        service's error handler expects."""
         connection = (await (await self.session.connection()).get_raw_connection()).driver_connection
         assert connection is not None
         try:
-            row = await connection.fetchrow(_USER_BY_ID, user_id)
+            return list(await connection.fetch(statement, *args))
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise DBAPIError(_USER_BY_ID, (user_id,), exc) from exc  # as the service's error handler expects
-        return User(**dict(row)) if row is not None else None
+            raise DBAPIError(statement, args, exc) from exc
+
+    async def shown_user(self, user_id: int) -> User | None:
+        """A user to show, not to change: built from one row without the ORM's loading, and not in
+        the session (nothing set on it is saved)."""
+        rows = await self._fetch(_USER_BY_ID, user_id)
+        return User(**dict(rows[0])) if rows else None
 
     async def lock_users(self, user_ids: Sequence[int]) -> dict[int, User]:
         """Row locks taken in id order, so two transfers between the same users cannot deadlock."""
@@ -125,11 +136,13 @@ class AuthRepository:
 
     # ads -----------------------------------------------------------------------------------------
 
-    async def random_live_ads(self, ad_type: str | None, limit: int, now: datetime) -> Sequence[Ad]:
-        query = select(Ad).where(Ad.expire_at > now).order_by(func.random()).limit(limit)
+    async def random_live_ads(self, ad_type: str | None, limit: int, now: datetime) -> list[Ad]:
+        """Up to `limit` ads not expired at `now`, drawn at random (not in the session)."""
         if ad_type:
-            query = query.where(Ad.ad_type == ad_type)
-        return (await self.session.execute(query)).scalars().all()
+            rows = await self._fetch(_RANDOM_LIVE_ADS_OF_TYPE, now, limit, ad_type)
+        else:
+            rows = await self._fetch(_RANDOM_LIVE_ADS, now, limit)
+        return [Ad(**dict(row)) for row in rows]
 
     async def ads_of(self, owner_id: int) -> Sequence[Ad]:
         query = select(Ad).where(Ad.owner_id == owner_id).order_by(Ad.id)
