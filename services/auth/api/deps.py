@@ -17,6 +17,7 @@ from shared.service_app import app_state
 from shared.sessions import SESSION_COOKIE, SessionStore
 
 
+# Dependencies are coroutines: FastAPI runs a plain function in its thread pool, a thread hop per request.
 async def _repo(session: DbSession) -> AuthRepository:
     return AuthRepository(session)
 
@@ -35,7 +36,7 @@ Face = Annotated[FaceClient, app_state("face")]
 Settings = Annotated[AuthSettings, app_state("settings")]
 
 
-def client_idempotency_key(request: Request) -> str:
+async def client_idempotency_key(request: Request) -> str:
     """The client's `Idempotency-Key` header (a retry with it changes nothing), else a fresh one."""
     supplied = request.headers.get("Idempotency-Key", "").strip()
     if supplied and len(supplied) <= 100:

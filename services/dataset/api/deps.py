@@ -17,7 +17,8 @@ from shared.identity import Identity, require_roles
 from shared.service_app import app_state
 
 
-def _repo(session: DbSession) -> DatasetRepository:
+# Dependencies are coroutines: FastAPI runs a plain function in its thread pool, a thread hop per request.
+async def _repo(session: DbSession) -> DatasetRepository:
     return DatasetRepository(session)
 
 

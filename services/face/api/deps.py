@@ -12,15 +12,16 @@ from services.face.repository import FaceRepository
 from shared.db import DbSession, after_commit
 
 
-def _context(request: Request) -> FaceContext:
+# Dependencies are coroutines: FastAPI runs a plain function in its thread pool, a thread hop per request.
+async def _context(request: Request) -> FaceContext:
     return request.app.state.face
 
 
-def _repo(session: DbSession) -> FaceRepository:
+async def _repo(session: DbSession) -> FaceRepository:
     return FaceRepository(session)
 
 
-def _after_commit(request: Request) -> AfterCommit:
+async def _after_commit(request: Request) -> AfterCommit:
     def register(action: Callable[[], Awaitable[object]]) -> None:
         after_commit(request, action)
 

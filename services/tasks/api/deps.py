@@ -18,7 +18,8 @@ from shared.service_app import app_state
 MAX_CSV_BYTES = 32 * 1024 * 1024
 
 
-def _repo(request: Request, session: DbSession) -> TasksRepository:
+# Dependencies are coroutines: FastAPI runs a plain function in its thread pool, a thread hop per request.
+async def _repo(request: Request, session: DbSession) -> TasksRepository:
     repo = TasksRepository(session)
     outbox: Outbox = request.app.state.outbox
 
