@@ -14,11 +14,14 @@ from sqlalchemy import (
     String,
     func,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import declarative_base
+from shared.db import schema_metadata
 
-Base = declarative_base("auth")
+
+class Base(DeclarativeBase):
+    metadata = schema_metadata("auth")
+
 
 ROLES = ("admin", "demand", "tag", "agent")
 

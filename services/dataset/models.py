@@ -36,11 +36,14 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import declarative_base
+from shared.db import schema_metadata
 
-Base = declarative_base("dataset")
+
+class Base(DeclarativeBase):
+    metadata = schema_metadata("dataset")
+
 
 KINDS = ("image", "qa", "text")
 DOCUMENTS = ("000", "001", "003")

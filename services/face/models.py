@@ -18,11 +18,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import declarative_base
+from shared.db import schema_metadata
 
-Base = declarative_base("face")
+
+class Base(DeclarativeBase):
+    metadata = schema_metadata("face")
 
 
 class Collection(Base):

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, Float, Integer, LargeBinary, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import declarative_base
+from shared.db import schema_metadata
 
-Base = declarative_base("stats")
+
+class Base(DeclarativeBase):
+    metadata = schema_metadata("stats")
 
 
 class Record(Base):

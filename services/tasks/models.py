@@ -28,11 +28,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import declarative_base
+from shared.db import schema_metadata
 
-Base = declarative_base("tasks")
+
+class Base(DeclarativeBase):
+    metadata = schema_metadata("tasks")
 
 
 class TaskStatus(StrEnum):
