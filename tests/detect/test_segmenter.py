@@ -14,6 +14,7 @@ from services.detect import segmenter as seg  # noqa: E402
 from services.detect.segmenter import (  # noqa: E402
     DEFAULT_MODEL_PATH,
     DefectSegmenter,
+    class_map,
     clean_mask,
     confidence_dice,
 )
@@ -155,6 +156,17 @@ def test_decode_image_enforces_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 700)  # over 2x: Pillow's own error
     with pytest.raises(TooManyPixels):
         decode_image(data)
+
+
+def test_class_map_is_the_argmax_with_ties_to_the_first_class() -> None:
+    rng = np.random.default_rng(7)
+    # Probabilities rounded to tenths: many pixels have two or more classes at the same maximum.
+    probs = np.round(rng.dirichlet(np.ones(4), size=(60, 50)).transpose(2, 0, 1), 1).astype(np.float32)
+    ties = (probs == probs.max(axis=0)).sum(axis=0) > 1
+    assert ties.sum() > 100
+    classes = class_map(probs)
+    assert classes.dtype == np.uint8
+    np.testing.assert_array_equal(classes, probs.argmax(axis=0))
 
 
 def test_clean_mask_drops_specks_and_counts_regions() -> None:
