@@ -48,10 +48,9 @@ class EmailCodes:
     async def issue(self, email: str) -> str:
         code = f"{secrets.randbelow(1_000_000):06d}"
         key = self._key(email)
-        mapping = {"digest": _digest(code), "expires_at": time.time() + self.ttl, "attempts": 0}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
-            pipe.hset(key, mapping=mapping)
+            pipe.hset(key, mapping={"digest": _digest(code), "expires_at": time.time() + self.ttl, "attempts": 0})
             pipe.expire(key, _RETENTION_SECONDS)
             await pipe.execute()
         return code

@@ -8,6 +8,8 @@ key the second waits, sees the first's entry and moves nothing.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from services.auth.errors import IdempotencyConflict, ScoreNotEnough
 from services.auth.models import Escrow, LedgerEntry, User
 from services.auth.repository import AuthRepository
@@ -18,6 +20,16 @@ BANK = "external:bank"
 VIP_SALES = "external:vip"
 AD_SALES = "external:ads"
 REWARDS = "external:rewards"
+
+
+class Movement(TypedDict):
+    """What names one movement, as `replayed` and `transfer` take it (`**movement`)."""
+
+    key: str
+    kind: str
+    source: Account
+    target: Account
+    amount: int
 
 
 def account_name(account: Account) -> str:

@@ -39,7 +39,7 @@ async def _locked_card(repo: AuthRepository, user: User) -> BankCard:
 async def recharge(repo: AuthRepository, user_id: int, yuan: int, key: str, now: datetime) -> None:
     user = await _locked_user(repo, user_id)
     points = yuan * POINTS_PER_YUAN
-    movement = dict(key=key, kind="recharge", source=ledger.BANK, target=user, amount=points)
+    movement = ledger.Movement(key=key, kind="recharge", source=ledger.BANK, target=user, amount=points)
     if await ledger.replayed(repo, **movement):
         return
     card = await _locked_card(repo, user)
@@ -53,7 +53,7 @@ async def recharge(repo: AuthRepository, user_id: int, yuan: int, key: str, now:
 
 async def withdraw(repo: AuthRepository, user_id: int, yuan: int, key: str) -> None:
     user = await _locked_user(repo, user_id)
-    movement = dict(key=key, kind="withdraw", source=user, target=ledger.BANK, amount=yuan * POINTS_PER_YUAN)
+    movement = ledger.Movement(key=key, kind="withdraw", source=user, target=ledger.BANK, amount=yuan * POINTS_PER_YUAN)
     if await ledger.replayed(repo, **movement):
         return
     card = await _locked_card(repo, user)
@@ -80,10 +80,11 @@ def bank_balance(card: BankCard | None) -> int:
 async def buy_vip(repo: AuthRepository, user_id: int, package: str, key: str, now: datetime) -> None:
     user = await _locked_user(repo, user_id)
     points, days = VIP_PACKAGES[package]
-    movement = dict(key=key, kind="vip", source=user, target=ledger.VIP_SALES, amount=points)
+    movement = ledger.Movement(key=key, kind="vip", source=user, target=ledger.VIP_SALES, amount=points)
     if await ledger.replayed(repo, **movement):
         return
-    start = user.vip_expire_at if is_vip(user, now) else now
+    # A member's new days follow those left; anyone else's start now (`is_vip`: expiry after now).
+    start = max(now, user.vip_expire_at or now)
     new_expiry = start + timedelta(days=days)
     if new_expiry - now > MAX_PREPAID + timedelta(days=1):
         raise AlreadyVip()

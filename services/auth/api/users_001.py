@@ -74,7 +74,7 @@ async def login(
         return _response("登陆失败,用户名或密码不正确", 400)
     accounts.ensure_not_banned(user)
     token = await sessions.create(user.id, user.user_name, user.user_type)
-    response = _response("登录成功", **{"Session-Id": token})
+    response = _response("登录成功", 200, **{"Session-Id": token})
     set_session_cookie(response, token, sessions.ttl)
     return response
 
