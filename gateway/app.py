@@ -39,12 +39,13 @@ from shared.errors import (
     RateLimited,
     ServiceUnavailable,
 )
+from shared.http import Replicas
 from shared.identity import IdentitySigner
 from shared.logs import configure_logging
 from shared.metrics import metrics_router
 from shared.redis import Keys, create_redis
 from shared.requestctx import current_request_id
-from shared.service_app import NO_TELEMETRY, RequestContextMiddleware
+from shared.service_app import NO_TELEMETRY, Drain, RequestContextMiddleware, drain_seconds
 from shared.sessions import CredentialCache, SessionStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ def _trusted(
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
+    # After SIGTERM the gateway drains like a service (shared/service_app.py Drain), for its own callers
+    # (an Ingress, a load balancer): answers with `Connection: close` for a while before it stops.
+    drain = Drain(drain_seconds())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,7 +109,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # Every replica of a service serves the same description: the first one's is asked.
         app.state.openapi = docs.MergedOpenAPI({n: settings.service_urls(n)[0] for n in settings.services})
         try:
-            yield
+            with drain.on_sigterm():
+                yield
         finally:
             revocations.cancel()
             await asyncio.gather(revocations, return_exceptions=True)
@@ -120,7 +125,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openapi_url=None,
         telemetry=NO_TELEMETRY,
     )
-    app.add_middleware(RequestContextMiddleware, service="gateway")
+    app.add_middleware(RequestContextMiddleware, service="gateway", drain=drain)
     app.include_router(metrics_router)
     app.mount(docs.ASSETS, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")
 
@@ -162,16 +167,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def healthz(request: Request) -> JSONResponse:
         upstreams: Upstreams = request.app.state.upstreams
 
-        async def check(address: str) -> dict[str, object]:
+        async def check(replicas: Replicas, address: str) -> dict[str, object]:
             try:
                 status, checks = await upstreams.readiness(address)
-                return {"status": "ok" if status == 200 else "not ready", "checks": checks}
+                result: dict[str, object] = {"status": "ok" if status == 200 else "not ready", "checks": checks}
             except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as exc:
-                return {"status": "down", "error": type(exc).__name__}
+                result = {"status": "down", "error": type(exc).__name__}
+            if result["status"] != "ok":  # e.g. a replica draining after SIGTERM: its probe brings it back
+                replicas.take_out(address, f"/readyz {result['status']}")
+            return result
 
         async def service(name: str) -> tuple[str, dict[str, object]]:
             replicas = upstreams.replicas[name]
-            results = await asyncio.gather(*(check(address) for address in replicas.urls))
+            results = await asyncio.gather(*(check(replicas, address) for address in replicas.urls))
             # A service is as healthy as its best replica: the others are out of the rotation until ready.
             best = min(results, key=lambda r: ["ok", "not ready", "down"].index(str(r["status"])))
             return name, {

@@ -22,7 +22,7 @@ from yarl import URL
 from shared.contract import dialect_for
 from shared.edge import too_large
 from shared.errors import PayloadTooLarge, ServiceUnavailable
-from shared.http import KEEPALIVE_SECONDS, PooledConnector, Replicas, may_retry
+from shared.http import KEEPALIVE_SECONDS, PooledConnector, Replicas, may_retry, says_stopping
 from shared.identity import IDENTITY_HEADER, INTERNAL_HEADERS
 from shared.requestctx import REQUEST_ID_HEADER
 
@@ -211,7 +211,7 @@ async def _send(
     retried = False
     while True:
         try:
-            return await upstreams.session.request(
+            response = await upstreams.session.request(
                 request.method,
                 upstreams.url(address, *path_and_query),
                 headers=headers,
@@ -222,7 +222,7 @@ async def _send(
             if isinstance(content, _BodyStream) and content.refused is not None:
                 raise content.refused from None
             if _nothing_sent(exc):
-                replicas.failed(address)
+                replicas.take_out(address, type(exc).__name__)
             if retried or not _may_retry(request, content, exc):
                 if isinstance(exc, TimeoutError):
                     raise ServiceUnavailable(f"{service} service timed out", details=type(exc).__name__) from exc
@@ -232,6 +232,10 @@ async def _send(
             log.info("retrying %s on %s (%s) after %s", request.method, service, address, type(exc).__name__)
         except TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
             raise ServiceUnavailable(f"{service} service timed out", details=type(exc).__name__) from exc
+        else:
+            if says_stopping(response.headers):  # draining after SIGTERM: answered, but send it no more
+                replicas.take_out(address, "stopping")
+            return response
 
 
 async def forward(

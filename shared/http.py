@@ -2,7 +2,8 @@
 
 `Replicas` is the one balancing rule, used by the gateway (gateway/proxy.py) and by `ServiceClient`: a
 service's addresses (`LABELHIVE_<SERVICE>_URL`, comma-separated) are taken in turn, one that refuses a
-connection is taken out of the rotation, and a light probe puts it back once its `/readyz` answers 200.
+connection or says it is stopping (an answer with `Connection: close`, shared/service_app.py Drain) is
+taken out of the rotation, and a light probe puts it back once its `/readyz` answers 200.
 
 `ServiceClient` is one long-lived httpx client per peer service: bounded timeouts, the request id
 propagated, the call signed as coming from this service, optional end-user identity. Its requests go
@@ -21,7 +22,7 @@ import functools
 import itertools
 import logging
 import select
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import aiohttp
@@ -62,10 +63,16 @@ def may_retry(method: str, *, idempotency_key: bool, nothing_sent: bool, timed_o
     return (method in IDEMPOTENT_METHODS or idempotency_key) and not timed_out
 
 
+def says_stopping(headers: Mapping[str, str]) -> bool:
+    """Whether an answer's headers say its replica is stopping: a service draining after SIGTERM answers
+    with `Connection: close` (and nothing else of the platform's does)."""
+    return headers.get("connection", "").lower() == "close"
+
+
 class Replicas:
-    """The addresses of one service: `pick()` takes the ones in the rotation in turn, `failed()` takes one
-    out after a connection failure, and a background probe (running only while one is out) puts it back
-    when `probe(url)` says it is ready."""
+    """The addresses of one service: `pick()` takes the ones in the rotation in turn, `take_out()` takes
+    one out (a connection failure, an answer that says it is stopping, a /readyz that is not 200), and a
+    background probe (running only while one is out) puts it back when `probe(url)` says it is ready."""
 
     def __init__(
         self,
@@ -99,12 +106,12 @@ class Replicas:
     def in_rotation(self, url: str) -> bool:
         return url not in self.out
 
-    def failed(self, url: str) -> None:
-        """`url` refused a connection: out of the rotation until its probe answers."""
+    def take_out(self, url: str, why: str) -> None:
+        """Out of the rotation until its probe answers: `url` refused a connection, or it is stopping."""
         if len(self.urls) == 1 or url in self.out:
             return  # a lone replica stays: there is no other to send its requests to
         self.out.add(url)
-        log.warning("%s replica %s out of the rotation", self.service, url)
+        log.warning("%s replica %s out of the rotation: %s", self.service, url, why)
         if self._prober is None or self._prober.done():
             # A context of its own: the probe belongs to no request, so its log lines carry no request id.
             self._prober = asyncio.create_task(
@@ -266,11 +273,11 @@ class ServiceClient:
         retried = False
         while True:
             try:
-                return await self._client.request(method, f"{url}{path}", headers=headers, **kwargs)
+                response = await self._client.request(method, f"{url}{path}", headers=headers, **kwargs)
             except httpx.TransportError as exc:
                 nothing_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 if nothing_sent:
-                    self.replicas.failed(url)
+                    self.replicas.take_out(url, type(exc).__name__)
                 timed_out = isinstance(exc, httpx.TimeoutException)
                 if retried or not may_retry(
                     method.upper(), idempotency_key=idempotency_key, nothing_sent=nothing_sent, timed_out=timed_out
@@ -279,6 +286,10 @@ class ServiceClient:
                 retried = True
                 url = self.replicas.pick(avoid=url)
                 log.info("retrying %s %s on another %s replica after %s", method, path, self.peer, type(exc).__name__)
+            else:
+                if says_stopping(response.headers):  # draining after SIGTERM: answered, but send it no more
+                    self.replicas.take_out(url, "stopping")
+                return response
 
     async def aclose(self) -> None:
         await self.replicas.aclose()

@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING
 
 import httpx
 
+from shared.service_app import drain_seconds
 from shared.settings import DEFAULT_SERVICE_PORTS, SERVICES, PlatformSettings, split_urls
 
 if TYPE_CHECKING:  # imported where used: only `make run` without a configured database needs them
@@ -34,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # instead of silently costing several times the CPU per request. A service keeps an idle keep-alive
 # connection longer than the gateway does (gateway/proxy.py), so the gateway is the side that closes it.
 # uvicorn's own X-Forwarded-For handling is off: the gateway alone says who the client is
-# (LABELHIVE_TRUSTED_PROXIES), and the services take its word.
+# (LABELHIVE_TRUSTED_PROXIES), and the services take its word. SIGTERM first drains the app
+# (LABELHIVE_DRAIN_SECONDS, shared/service_app.py Drain), then uvicorn's graceful shutdown has up to 5 s.
 UVICORN_OPTIONS = (
     "--loop",
     "uvloop",
@@ -110,6 +112,12 @@ class Platform:
     log_dir: Path | None = None  # None: children write to this process's stdout
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    # How long each process keeps serving after SIGTERM (LABELHIVE_DRAIN_SECONDS): read, and refused
+    # when malformed, before any process starts.
+    drain_seconds: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.drain_seconds = drain_seconds(self.env())
 
     @property
     def gateway_url(self) -> str:
@@ -171,12 +179,14 @@ class Platform:
         self._spawn(process_name, f"services.{name}.app:create_app", port)
 
     def stop_service(self, name: str, timeout: float = 10) -> None:
+        """SIGTERM, as a rolling restart sends it: the process drains, then stops; killed if it takes
+        `timeout` seconds more than its drain."""
         process = self.processes.pop(name, None)
         if process is None:
             return
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout)
+            process.wait(self.drain_seconds + timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -217,13 +227,14 @@ class Platform:
         await self.wait_ready(f"{self.gateway_url}/healthz", "gateway")
 
     def stop(self, timeout: float = 10) -> None:
-        """Stops the gateway first (no new requests), then every other process it started (a test's or a
-        benchmark's too) at once: each takes its own graceful shutdown, none waits for another's."""
-        self.stop_service("gateway", timeout)
-        processes = [self.processes.pop(name) for name in list(self.processes)]
+        """Stops every process it started (a test's or a benchmark's too) at once, the gateway first: each
+        drains and takes its own graceful shutdown, none waits for another's. The services drain as long
+        as the gateway does, so its last requests still find them."""
+        names = sorted(self.processes, key=lambda name: name != "gateway")
+        processes = [self.processes.pop(name) for name in names]
         for process in processes:
             process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self.drain_seconds + timeout
         for process in processes:
             try:
                 process.wait(max(0.0, deadline - time.monotonic()))

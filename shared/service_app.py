@@ -1,15 +1,19 @@
 """What every service app has in common: lifespan (database, Redis, migrations), the request-id
 and metrics middleware, the edge checks (shared/edge.py), the one error handler, the declared error
-answers (shared/openapi.py), health and readiness."""
+answers (shared/openapi.py), health and readiness, and the drain after SIGTERM (`Drain`, the gateway's
+too)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
+from types import FrameType
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -41,7 +45,7 @@ from shared.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
-from shared.http import ServiceClient
+from shared.http import KEEPALIVE_SECONDS, ServiceClient
 from shared.logs import configure_logging
 from shared.metrics import metrics_router, observe
 from shared.migrations import upgrade_async
@@ -60,6 +64,94 @@ NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": Fal
 
 
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
+_CONNECTION_CLOSE = (b"connection", b"close")
+
+# Longer than the gateway and the peer clients keep an idle connection (shared/http.py): when the drain
+# ends and the server closes the connections left, none of them is one a caller would still reuse.
+DEFAULT_DRAIN_SECONDS = KEEPALIVE_SECONDS + 1
+
+
+def drain_seconds(environ: Mapping[str, str] = os.environ) -> float:
+    """`LABELHIVE_DRAIN_SECONDS`: how long a process keeps serving after SIGTERM (0: no drain)."""
+    value = environ.get("LABELHIVE_DRAIN_SECONDS", "").strip()
+    if not value:
+        return DEFAULT_DRAIN_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"LABELHIVE_DRAIN_SECONDS must be a number of seconds, 0 or more, not {value!r}")
+    return seconds
+
+
+class Drain:
+    """A process that gets SIGTERM (a rolling restart, Kubernetes ending a pod) keeps serving for `seconds`
+    before the server's own shutdown begins. Meanwhile `/readyz` answers 503, so that the gateway's and the
+    peers' probes, and Kubernetes', leave it out; every answer carries `Connection: close`, so that a
+    caller drops the connection after it (the gateway and the peer clients also take the replica out of
+    their rotation on seeing it, shared/http.py Replicas); and new connections are still accepted, for
+    callers that have not heard yet. Then uvicorn's graceful shutdown runs as before: it stops listening,
+    closes the idle connections (by then none a caller would reuse: see DEFAULT_DRAIN_SECONDS), waits for
+    the requests in flight, and runs the lifespan's end, which stops the background work.
+
+    Without it, that shutdown closed idle keep-alive connections at SIGTERM, and a request a caller sent
+    on one in the same instant got no answer: a 503 for a POST, which may not be sent twice."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.draining = False
+
+    @contextmanager
+    def on_sigterm(self) -> Iterator[None]:
+        """While inside, SIGTERM starts the drain, and the handler it replaced (the server's: uvicorn's
+        shutdown) gets the signal when the drain ends; a second SIGTERM hands it over at once. Signals
+        reach only the main thread: elsewhere (an app run inside a test's thread) nothing changes."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        server_handler = signal.getsignal(signal.SIGTERM) or signal.SIG_DFL  # None: not set from Python
+        timer: asyncio.TimerHandle | None = None
+        handed_over = False
+        self.draining = False
+
+        def hand_over() -> None:
+            nonlocal handed_over
+            if handed_over:
+                return
+            handed_over = True
+            if timer is not None:
+                timer.cancel()
+            if callable(server_handler):
+                server_handler(signal.SIGTERM, None)
+            else:  # no server's handler (SIG_DFL, SIG_IGN): the signal does what it would have done
+                signal.signal(signal.SIGTERM, server_handler)
+                signal.raise_signal(signal.SIGTERM)
+
+        def in_loop() -> None:
+            nonlocal timer
+            if self.draining:
+                log.warning("SIGTERM again: stopping now")
+                hand_over()
+                return
+            self.draining = True
+            log.warning("SIGTERM: draining for %gs before stopping", self.seconds)
+            timer = loop.call_later(self.seconds, hand_over)
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            # A signal handler may run between any two bytecodes, the loop's own included: it only
+            # queues the work, by the one loop call that is safe there.
+            loop.call_soon_threadsafe(in_loop)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if signal.getsignal(signal.SIGTERM) is on_signal:
+                signal.signal(signal.SIGTERM, server_handler)
 
 
 def new_request_id(incoming: str | None) -> str:
@@ -72,11 +164,13 @@ def new_request_id(incoming: str | None) -> str:
 class RequestContextMiddleware:
     """Sets the request id and start time, echoes the id, records metrics per route template, and
     answers an unhandled error itself: inside this middleware the request id is still set, so the
-    answer and the log line both carry it (Starlette's ServerErrorMiddleware runs outside it)."""
+    answer and the log line both carry it (Starlette's ServerErrorMiddleware runs outside it). During
+    the process's drain every answer says `Connection: close`."""
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(self, app: ASGIApp, service: str, drain: Drain) -> None:
         self.app = app
         self.service = service
+        self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,6 +192,8 @@ class RequestContextMiddleware:
                 headers = message.setdefault("headers", [])
                 if not any(k.lower() == _REQUEST_ID_KEY for k, _ in headers):  # a proxied answer has it
                     headers.append((_REQUEST_ID_KEY, request_id.encode()))
+                if self.drain.draining:
+                    headers.append(_CONNECTION_CLOSE)
             await send(message)
 
         try:
@@ -206,7 +302,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, database_error)
 
 
-def health_router(service: str) -> APIRouter:
+def health_router(service: str, drain: Drain) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/healthz")
@@ -215,6 +311,13 @@ def health_router(service: str) -> APIRouter:
 
     @router.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
+        if drain.draining:  # stopping: whatever its checks say, no new work should come here
+            body = {
+                "code": 1002,
+                "message": "draining",
+                "data": {"service": service, "checks": {"process": "draining"}},
+            }
+            return JSONResponse(body, status_code=503)
         checks: dict[str, str] = {}
         state = request.app.state
         try:
@@ -279,7 +382,9 @@ def build_service_app(
     """A service app: `lifespan` runs inside the common one, with state.settings, state.redis,
     state.keys and (when `uses_database`) state.engine, state.sessionmaker and state.read_sessionmaker
     already set. Clients
-    made with `peer()` and work started with `run_in_background()` are stopped by the common one."""
+    made with `peer()` and work started with `run_in_background()` are stopped by the common one. After
+    SIGTERM the app drains (`Drain`, for LABELHIVE_DRAIN_SECONDS) before the server stops it."""
+    drain = Drain(drain_seconds())
 
     @asynccontextmanager
     async def common_lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -301,7 +406,8 @@ def build_service_app(
         try:
             async with lifespan(app) if lifespan else nullcontext():
                 try:
-                    yield
+                    with drain.on_sigterm():
+                        yield
                 finally:
                     for task in app.state.background:
                         task.cancel()
@@ -322,10 +428,10 @@ def build_service_app(
     )
     # The last added runs first: the request id is set before the edge can refuse anything.
     app.add_middleware(EdgeGuardMiddleware)
-    app.add_middleware(RequestContextMiddleware, service=name)
+    app.add_middleware(RequestContextMiddleware, service=name, drain=drain)
     install_error_handlers(app)
     install_declared_schema(app)
-    app.include_router(health_router(name))
+    app.include_router(health_router(name, drain))
     app.include_router(metrics_router)
     for router in routers:
         app.include_router(router)
