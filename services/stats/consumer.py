@@ -25,6 +25,7 @@ import os
 import socket
 import time
 from datetime import datetime
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -38,6 +39,11 @@ from shared.detections import DetectionRecord
 log = logging.getLogger(__name__)
 
 Entry = tuple[str, dict[str, str]]
+# An entry as a read returns it: a pending entry the stream no longer holds has no fields.
+ReadEntry = tuple[str | None, dict[str, str] | None]
+# XREADGROUP's reply as our client gets it (RESP2, decoded strings: shared/redis.py): [stream, entries]
+# per stream. redis-py types the reply of every protocol and decoding at once.
+ReadGroupReply = list[tuple[str, list[ReadEntry]]]
 
 # A consumer name idle this long with nothing pending belongs to a replica that is gone.
 FORGET_IDLE_MS = 3_600_000
@@ -112,7 +118,7 @@ class RecordConsumer:
             await StatsRepository(session).insert_records(rows)
 
     @staticmethod
-    def _split(entries: list[tuple[str | None, dict[str, str]]]) -> tuple[list[Entry], list[str]]:
+    def _split(entries: list[ReadEntry]) -> tuple[list[Entry], list[str]]:
         """Entries with their fields, and the ids of pending entries the stream no longer holds (no fields)."""
         present = [(entry_id, fields) for entry_id, fields in entries if entry_id and fields]
         return present, [entry_id for entry_id, fields in entries if entry_id and not fields]
@@ -121,7 +127,7 @@ class RecordConsumer:
         response = await self.redis.xreadgroup(
             self.group, self.name, {self.stream: start_id}, count=self.count, block=block
         )
-        return self._split([entry for _, entries in response or [] for entry in entries])
+        return self._split([entry for _, entries in cast(ReadGroupReply, response or []) for entry in entries])
 
     async def _claim_stale(self) -> list[Entry]:
         """Entries another consumer read and left unacknowledged for `claim_idle_ms`, now ours."""
