@@ -317,3 +317,24 @@ async def test_an_id_parameter_outside_its_range_names_nothing():
             assert response.status_code == 404 and response.json()["code"] == 1000, response.text
         assert (await direct.get("/things/seven")).status_code == 400
         assert (await direct.get("/things/7", params={"page": 1000})).status_code == 400
+
+
+# ------------------------------------------------------------------------------------ JSON values
+
+
+async def test_a_hand_read_body_keeps_an_integer_beyond_64_bits_an_integer(platform, mailbox, admin):
+    # orjson would read it as a float, which the strict integer refuses with another message.
+    client, account = await user_client(platform, mailbox, "demand")
+    await admin.post(f"/user/check_user/{account.user_id}")
+    body = {
+        "task_type": "text",
+        "task_name": unique("big"),
+        "accept_method": "manual",
+        "strategy": "toall",
+        "distribute_user_num": BEYOND_INT64,
+        "files": [{"filename": "1.txt", "tag": "1"}],
+    }
+    response = await client.post("/task/", content=json.dumps(body), headers={"Content-Type": "application/json"})
+    await client.aclose()
+    assert response.status_code == 400, response.text
+    assert "distribute_user_num: Input should be less than or equal to 100000" in response.json()["message"]
