@@ -1,5 +1,6 @@
 """deploy/k8s renders with `kubectl kustomize` for both overlays, and every object it renders validates
-against the Kubernetes schemas (offline, kubernetes-validate); then what the README promises of them."""
+against the Kubernetes schemas (offline, kubernetes-validate); then what the README promises of them, and
+that a pod stopped drains before it is killed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from shared.http import KEEPALIVE_SECONDS
 from shared.launcher import ROOT
+from shared.service_app import drain_seconds
 from shared.settings import SERVICES
 
 K8S = ROOT / "deploy" / "k8s"
@@ -115,3 +118,17 @@ def test_gpus_only_in_the_gpu_overlay(overlay):
 def test_the_operators_secrets_stay_out_of_git():
     ignored = subprocess.run(["git", "check-ignore", "-q", str(K8S / "base" / "secrets.env")], cwd=ROOT)
     assert ignored.returncode == 0, "deploy/k8s/base/secrets.env must be git-ignored"
+
+
+def test_a_pod_has_time_to_drain_and_stop_before_it_is_killed(overlay):
+    """After SIGTERM a pod drains (LABELHIVE_DRAIN_SECONDS, shared/service_app.py Drain), then uvicorn's
+    graceful shutdown waits for the requests in flight: the grace period must hold both, and the app's end."""
+    _, objects = overlay
+    config = next(obj for name, obj in by_kind(objects, "ConfigMap").items() if name.startswith("labelhive-config-"))
+    drain = drain_seconds(config["data"])
+    assert drain > KEEPALIVE_SECONDS  # a caller's idle connection is no longer reused when the pod closes it
+    for name, deployment in by_kind(objects, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        command = pod["containers"][0]["command"]
+        graceful = float(command[command.index("--timeout-graceful-shutdown") + 1])
+        assert pod["terminationGracePeriodSeconds"] >= drain + graceful + 10, name
