@@ -100,8 +100,8 @@ async def question_view(
         answers = [a for a in [await repo.answer(seen.task.id, identity.user_id, q_id)] if a is not None]
     else:
         answers = await repo.answers_to(seen.task.id, q_id)
-    submitted = [a for a in answers if a.submitted_at is not None]
-    profiles = await auth.users(a.user_id for a in submitted) if submitted else {}
+    submitted = [(a, a.submitted_at) for a in answers if a.submitted_at is not None]
+    profiles = await auth.users(a.user_id for a, _ in submitted) if submitted else {}
     mine = answers[0] if seen.role == "annotator" and answers else None
     return {
         "q_id": q.q_id,
@@ -113,9 +113,9 @@ async def question_view(
                 "tag_user": profiles.get(a.user_id, {"user_id": a.user_id}),
                 "tag_res": a.result,
                 "input_result": a.input_result,
-                "submitted_at": a.submitted_at.timestamp(),
+                "submitted_at": submitted_at.timestamp(),
             }
-            for a in submitted
+            for a, submitted_at in submitted
         ],
         "tag_type": seen.task.tag_type,
         "input_type": seen.task.input_type,
@@ -227,7 +227,7 @@ async def submit(
     )
     if answered is None:
         raise NoResubmit()
-    state = AssignmentState.ACCEPTED
+    state: str = AssignmentState.ACCEPTED
     if answered >= view.q_num:  # the last answer: the work is finished
         task = await repo.task(task_id)
         assignment = await repo.assignment(task_id, identity.user_id, lock=True)

@@ -140,7 +140,9 @@ def _delivery(op: OutboxOp, response: httpx.Response) -> Delivery:
     return Delivery(Outcome.REFUSED, error)
 
 
-class Outbox(OutboxDrainer[OutboxOp]):
+# OutboxOp has OutboxRow's columns, but mypy checks a type variable's bound against the Mapped[...]
+# descriptors themselves, not the values they give an instance.
+class Outbox(OutboxDrainer[OutboxOp]):  # type: ignore[type-var]
     name = "tasks outbox"
 
     def __init__(

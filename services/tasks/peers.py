@@ -49,7 +49,8 @@ class AuthClient:
             return None
         if response.status_code != 200:
             raise ServiceUnavailable("auth service unavailable", details=f"status {response.status_code}")
-        return _data(response, "auth")
+        profile: Profile = _data(response, "auth")
+        return profile
 
     async def users(self, user_ids: Iterable[int]) -> dict[int, Profile]:
         ids = sorted(set(user_ids))
@@ -131,13 +132,14 @@ class DatasetClient:
         key = self.keys.of("tasks", "text", text_id)
         cached = await self.redis.get(key)
         if cached is not None:
-            return json.loads(cached)
+            cached_text: dict[str, Any] = json.loads(cached)
+            return cached_text
         response = await self.client.request("GET", f"/internal/texts/{text_id}")
         if response.status_code == 404:
             return None
         if response.status_code != 200:
             raise ServiceUnavailable("dataset service unavailable", details=f"status {response.status_code}")
-        text = _data(response, "dataset")
+        text: dict[str, Any] = _data(response, "dataset")
         await self.redis.set(key, json.dumps(text), ex=self.TEXT_TTL)
         return text
 
@@ -167,7 +169,8 @@ class DatasetClient:
             return None
         if response.status_code != 200:
             raise ServiceUnavailable("dataset service unavailable", details=f"status {response.status_code}")
-        return _data(response, "dataset")
+        qa_dataset: dict[str, Any] = _data(response, "dataset")
+        return qa_dataset
 
     async def qa_records(
         self, dataset_id: int, area: str, after_id: int = 0, until_id: int | None = None, page: int = 5000

@@ -105,8 +105,9 @@ def dawid_skene(
         priors = posterior.sum(axis=0) + SMOOTHING
         priors /= priors.sum()
         confusion = np.full((n_workers, n_labels, n_labels), SMOOTHING)
-        # confusion[w, k, l] += posterior[i, k] for each observation (i, w, l)
-        np.add.at(confusion, (workers, slice(None), labels), posterior[items])
+        # confusion[w, k, l] += posterior[i, k] for each observation (i, w, l). numpy's stubs type
+        # ufunc.at's indices as integer arrays only; it takes a tuple with slices like any indexing.
+        np.add.at(confusion, (workers, slice(None), labels), posterior[items])  # type: ignore[arg-type]
         confusion /= confusion.sum(axis=2, keepdims=True)
         # E-step: log posterior of each item = log prior + sum of log confusion of its answers.
         log_post = np.tile(np.log(priors), (n_items, 1))

@@ -494,7 +494,7 @@ class TasksRepository:
             input_result=input_result,
             answer_key=answer_key,
         )
-        statement = statement.on_conflict_do_update(
+        upsert = statement.on_conflict_do_update(
             index_elements=["task_id", "user_id", "q_id"],
             set_={
                 "submitted_at": statement.excluded.submitted_at,
@@ -504,7 +504,7 @@ class TasksRepository:
             },
             where=Answer.submitted_at.is_(None),
         ).returning(Answer.q_id)
-        return (await self.session.execute(statement)).scalar_one_or_none() is not None
+        return (await self.session.execute(upsert)).scalar_one_or_none() is not None
 
     async def answer(self, task_id: int, user_id: int, q_id: int) -> Answer | None:
         return await self.session.get(Answer, (task_id, user_id, q_id))
@@ -532,7 +532,7 @@ class TasksRepository:
             .where(Answer.task_id == task_id, Answer.user_id.in_(list(user_ids)), Answer.submitted_at.is_not(None))
             .order_by(Answer.q_id, Answer.user_id)
         )
-        return [tuple(row) for row in (await self.session.execute(query)).all()]  # type: ignore[misc]
+        return [tuple(row) for row in (await self.session.execute(query)).all()]
 
     # standard answers ----------------------------------------------------------------------------
 

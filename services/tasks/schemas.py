@@ -580,7 +580,7 @@ def _accepted_at(a: Assignment) -> float | None:
 
 
 # 003's is_check_accepted of an annotator's work, by state ("none" for the others).
-_CHECK_ACCEPTED = {
+_CHECK_ACCEPTED: dict[str, str] = {
     AssignmentState.REVIEW_ACCEPTED: "pass",
     AssignmentState.REVIEW_REFUSED: "refuse",
     AssignmentState.FINISHED: "wait",

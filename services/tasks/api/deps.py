@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, UploadFile
+from fastapi import Depends, Request
 from starlette.datastructures import UploadFile as FormFile
 
 from services.tasks.outbox import Outbox
@@ -55,7 +55,7 @@ async def csv_file(request: Request, field: str) -> bytes:
         await form.close()
 
 
-async def read_csv(file: UploadFile) -> bytes:
+async def read_csv(file: FormFile) -> bytes:
     raw = await file.read(MAX_CSV_BYTES + 1)
     if len(raw) > MAX_CSV_BYTES:
         raise PayloadTooLarge(f"the file is larger than {MAX_CSV_BYTES // (1024 * 1024)} MB")

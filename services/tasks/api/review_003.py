@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
@@ -36,7 +36,7 @@ from shared.response_models import Empty, Envelope003
 router = APIRouter(tags=["review (003)"])
 
 
-CSV_ANSWER = {200: {"content": {"text/csv": {}}, "description": "a CSV file"}}
+CSV_ANSWER: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}, "description": "a CSV file"}}
 
 
 def _csv(text: str, filename: str) -> Response:

@@ -5,7 +5,7 @@ Routes with a fixed second segment come before `/task/{task_id}` and `/task/{tas
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -72,7 +72,7 @@ Submitter = Annotated[Identity, Depends(require_roles("tag", error=NoAccessPermi
 
 async def _entries(
     repo: TasksRepository, auth: AuthClient, tasks: list[Task], identity: Identity, with_preview: bool = False
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     by_task = await repo.assignments_of_tasks([t.id for t in tasks])
     users = {t.publisher_id for t in tasks} | {t.agent_id for t in tasks if t.agent_id}
     users |= {a.user_id for assignments in by_task.values() for a in assignments}
