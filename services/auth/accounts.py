@@ -56,8 +56,8 @@ async def _unused_invite_code(repo: AuthRepository) -> str:
             return code
 
 
-async def create_user(repo: AuthRepository, account: NewAccount) -> User:
-    user = User(
+async def _new_user(repo: AuthRepository, account: NewAccount) -> User:
+    return User(
         user_name=account.user_name,
         password_hash=await hash_password(account.password),
         user_type=account.role,
@@ -74,6 +74,10 @@ async def create_user(repo: AuthRepository, account: NewAccount) -> User:
         is_banned=False,
         face_bound=False,
     )
+
+
+async def create_user(repo: AuthRepository, account: NewAccount) -> User:
+    user = await _new_user(repo, account)
     try:
         await repo.add(user)
     except IntegrityError as exc:
@@ -185,8 +189,10 @@ async def reset_invite_code(repo: AuthRepository, user_id: int) -> str:
 
 
 async def bootstrap_admin(repo: AuthRepository, user_name: str, password: str) -> bool:
-    """Creates the configured admin if missing; returns whether it did."""
+    """Creates the configured admin if missing; returns whether it did. Auth replicas starting together
+    all get here: the insert, not the look-up, decides which one makes it (a check then an insert let two
+    pass, and the second's start-up failed on the unique name)."""
     if not user_name or not password or await repo.user_by_name(user_name) is not None:
-        return False
-    await create_user(repo, NewAccount(user_name, password, "admin", checked=True))
-    return True
+        return False  # the usual start: no password hashed
+    admin = await _new_user(repo, NewAccount(user_name, password, "admin", checked=True))
+    return await repo.add_user_unless_named(admin)

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import asyncpg
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -68,6 +69,18 @@ class AuthRepository:
         """Row locks taken in id order, so two transfers between the same users cannot deadlock."""
         query = select(User).where(User.id.in_(sorted(set(user_ids)))).order_by(User.id).with_for_update()
         return {u.id: u for u in (await self.session.execute(query)).scalars()}
+
+    async def add_user_unless_named(self, user: User) -> bool:
+        """Inserts `user` unless a user of its name exists, in one statement: where another transaction is
+        inserting the name, it waits for that one and then skips. Returns whether it inserted."""
+        values = {column.name: getattr(user, column.name) for column in User.__table__.columns}
+        statement = (
+            insert(User)
+            .values({name: value for name, value in values.items() if value is not None})
+            .on_conflict_do_nothing(index_elements=[User.user_name])
+            .returning(User.id)
+        )
+        return (await self.session.execute(statement)).first() is not None
 
     async def user_by_name(self, user_name: str) -> User | None:
         return (await self.session.execute(select(User).where(User.user_name == user_name))).scalar_one_or_none()
