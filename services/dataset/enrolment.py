@@ -38,7 +38,9 @@ ENROLL_PATH = "/internal/datasets/enroll"
 _REFUSED = {400, 409, 413, 422}
 
 
-class EnrolmentDrainer(OutboxDrainer[Enrolment]):
+# Enrolment has OutboxRow's columns, but mypy checks a type variable's bound against the Mapped[...]
+# descriptors themselves, not the values they give an instance.
+class EnrolmentDrainer(OutboxDrainer[Enrolment]):  # type: ignore[type-var]
     name = "face enrolments"
 
     def __init__(

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated
 
 import anyio
@@ -39,7 +39,7 @@ def check_declared_length(request: Request, max_bytes: int) -> None:
             raise PayloadTooLarge(f"request body of {length} bytes is larger than the limit of {max_bytes}")
 
 
-async def limited_stream(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
+async def limited_stream(request: Request, max_bytes: int) -> AsyncGenerator[bytes, None]:
     """The request body, failing as soon as it passes `max_bytes` (whatever Content-Length claimed)."""
     check_declared_length(request, max_bytes)
     received = 0

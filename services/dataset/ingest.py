@@ -12,7 +12,7 @@ import os
 import stat
 import unicodedata
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO, BinaryIO, NamedTuple
@@ -281,7 +281,7 @@ def iter_zip_members(
     *,
     archive_name: str = "archive.zip",
     skip_junk: bool = True,
-) -> Iterator[ZipMember]:
+) -> Generator[ZipMember, None, None]:
     """Yield the regular files of a zip archive, each with a size-capped reader.
 
     The whole central directory is vetted before the first member is yielded, so a refused archive

@@ -86,8 +86,9 @@ class ObjectStaging:
 
     async def discard(self) -> int:
         """After a failure: removes the staged objects that nothing references."""
-        with anyio.CancelScope(shield=True):
-            return await collect(self.sessionmaker, self.store, self.staged)
+        with anyio.CancelScope(shield=True):  # never cancelled itself: it swallows no exception
+            removed = await collect(self.sessionmaker, self.store, self.staged)
+        return removed
 
 
 async def collect(sessionmaker: async_sessionmaker[AsyncSession], store: ObjectStore, keys: Iterable[str]) -> int:

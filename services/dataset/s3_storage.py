@@ -32,13 +32,17 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import obstore
 from obstore.exceptions import BaseError, NotFoundError
 from obstore.store import S3Store
 
 from shared.errors import ServiceUnavailable
+
+if TYPE_CHECKING:  # obstore's typed dicts and reader exist in its stubs only
+    from obstore import ReadableFile
+    from obstore.store import ClientConfig, RetryConfig
 
 from .storage import (
     CHUNK_SIZE,
@@ -57,7 +61,7 @@ PART_SIZE = 5 * 1024 * 1024  # S3's smallest multipart part; smaller uploads are
 TEMP_DIR = ".tmp"
 _OBJECT_PATH_RE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/([0-9a-f]{64})")
 # A storage service that does not answer fails the request in seconds (a 503), not after minutes of retries.
-_RETRY = {"max_retries": 3, "retry_timeout": timedelta(seconds=20)}
+_RETRY: RetryConfig = {"max_retries": 3, "retry_timeout": timedelta(seconds=20)}
 _OPTIONAL_VARIABLES = (
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT",
@@ -68,7 +72,7 @@ _OPTIONAL_VARIABLES = (
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
 )
-_CLIENT = {
+_CLIENT: ClientConfig = {
     # The operator chose the scheme in AWS_ENDPOINT_URL (MinIO inside a cluster often speaks plain HTTP);
     # https endpoints stay https.
     "allow_http": True,
@@ -287,7 +291,7 @@ async def _stream(chunks: AsyncIterator[bytes], key: str) -> AsyncIterator[bytes
 class _RemoteReader(io.RawIOBase):
     """A blocking, seekable reader over obstore's ``ReadableFile`` (ranged GETs as the reader moves)."""
 
-    def __init__(self, remote: Any, key: str) -> None:
+    def __init__(self, remote: ReadableFile, key: str) -> None:
         self._remote = remote
         self._key = key
 

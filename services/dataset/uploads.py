@@ -25,7 +25,8 @@ import math
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import IO, Annotated, Any
+from functools import partial
+from typing import IO, Annotated, Any, BinaryIO, TypedDict, cast
 
 import anyio
 from fastapi import Depends, Request
@@ -151,7 +152,16 @@ def parse_kind(data_type: str | None) -> str:
     return kind
 
 
-def _spool_member(reader: IO[bytes], name: str, limit: int, directory: str) -> IO[bytes]:
+class _ArchiveCaps(TypedDict):
+    """The limits an archive is read within (`zip_names`, `iter_zip_members`)."""
+
+    max_entries: int
+    max_total_uncompressed: int
+    max_member_size: int
+    archive_name: str
+
+
+def _spool_member(reader: IO[bytes], name: str, limit: int, directory: str) -> BinaryIO:
     spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024, dir=directory)  # noqa: SIM115
     try:
         copied = 0
@@ -161,7 +171,7 @@ def _spool_member(reader: IO[bytes], name: str, limit: int, directory: str) -> I
                 raise TooLarge(name, f"larger than the limit of {limit} bytes")
             spool.write(chunk)
         spool.seek(0)
-        return spool
+        return cast(BinaryIO, spool)  # typeshed's SpooledTemporaryFile is an IO[bytes], BinaryIO's methods and all
     except BaseException:
         spool.close()
         raise
@@ -181,12 +191,12 @@ async def upload_data(
     assert upload is not None
     archive_name = sanitize_filename(upload.filename or "file.zip")
     ticket.archive_bytes = upload.size or 0
-    caps = {
-        "max_entries": settings.max_archive_entries,
-        "max_total_uncompressed": settings.max_archive_expanded_bytes,
-        "max_member_size": settings.max_archive_member_bytes,
-        "archive_name": archive_name,
-    }
+    caps = _ArchiveCaps(
+        max_entries=settings.max_archive_entries,
+        max_total_uncompressed=settings.max_archive_expanded_bytes,
+        max_member_size=settings.max_archive_member_bytes,
+        archive_name=archive_name,
+    )
     try:
         names = await anyio.to_thread.run_sync(lambda: zip_names(upload.file, **caps))
     except IngestError as exc:
@@ -221,9 +231,7 @@ async def upload_data(
             try:
                 async with slots:
                     info = await anyio.to_thread.run_sync(
-                        lambda spool=spool, name=member.name: check_image(
-                            spool, settings.max_image_pixels, filename=name
-                        )
+                        partial(check_image, spool, settings.max_image_pixels, filename=member.name)
                     )
                 stored = await context.staging.put_file(spool, settings.max_image_bytes, kept=False)
             finally:

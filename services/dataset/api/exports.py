@@ -8,7 +8,7 @@ datasets: jsonl. The owner or an admin may export; anyone else is told the datas
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -25,7 +25,7 @@ router = APIRouter(tags=["exports"])
 
 # What the route really answers: the export file under its format's type (errors stay 003's JSON).
 # COCO's is a JSON document: that one is the response model.
-_EXPORT_FILES = {
+_EXPORT_FILES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "the export file, as an attachment",
         "content": {

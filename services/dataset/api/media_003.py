@@ -5,6 +5,8 @@ an admin)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -20,13 +22,13 @@ from shared.response_models import Empty, Envelope003
 router = APIRouter(tags=["image and media bed (003)"])
 
 # What the GET routes really answer: the stored bytes under their own type (errors stay 003's JSON).
-_IMAGE = {
+_IMAGE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "the image",
         "content": {f"image/{kind}": {} for kind in ("jpeg", "png", "gif", "webp", "bmp", "tiff")},
     }
 }
-_MEDIA = {
+_MEDIA: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "the media file (or the requested range)",
         "content": {
