@@ -135,7 +135,9 @@ class FaceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def _execute(self, statement: Executable, parameters: dict[str, Any] | None = None) -> CursorResult[Any]:
+    async def _execute(
+        self, statement: Executable, parameters: dict[str, Any] | None = None
+    ) -> CursorResult[*tuple[Any, ...]]:
         """Core statements on the session's connection: the ORM session's execute adds its own work (ORM
         compile state, result wrapping) to every statement, and none of these needs it."""
         connection = await self.session.connection()
@@ -300,7 +302,7 @@ class FaceRepository:
 
     async def clear(self, collection_id: int) -> int:
         result = await self._execute(delete(Feature).where(Feature.collection_id == collection_id))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return int(result.rowcount or 0)
 
     async def feature_by_enrolment(self, enrolment_id: int) -> tuple[int, int, str] | None:
         """(feature id, collection id, target id) of an enrolment already stored."""
