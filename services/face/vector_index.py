@@ -45,7 +45,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 import faiss
 import numpy as np
@@ -126,8 +126,8 @@ def list_count(vectors: int) -> int:
     and never fewer than `_TRAINING_PER_LIST` vectors a list. What a search scans is the probed share of
     the vectors whatever the count; more lists cost training time (k-means on 64 points a list: 4096
     lists at 1M took minutes on the loaded 2 cores, 1024 under a minute)."""
-    wanted = 2 ** round(math.log2(max(1.0, math.sqrt(vectors))))
-    return max(1, min(wanted, 2 ** int(math.log2(max(1, vectors // _TRAINING_PER_LIST)))))
+    wanted = 1 << round(math.log2(max(1.0, math.sqrt(vectors))))
+    return max(1, min(wanted, 1 << int(math.log2(max(1, vectors // _TRAINING_PER_LIST)))))
 
 
 def _pq_subspaces(dim: int) -> int:
@@ -224,7 +224,11 @@ class _Approximate:
         count, dim = vectors.shape
         self.trained_for = count
         lists = list_count(count)
-        self._index = faiss.index_factory(dim, f"IVF{lists},PQ{_pq_subspaces(dim)}x4fs", faiss.METRIC_INNER_PRODUCT)
+        # index_factory is typed as returning the base Index; faiss hands back the concrete class.
+        self._index = cast(
+            faiss.IndexIVFPQFastScan,
+            faiss.index_factory(dim, f"IVF{lists},PQ{_pq_subspaces(dim)}x4fs", faiss.METRIC_INNER_PRODUCT),
+        )
         # The sample is ours (`_training_sample`); faiss would warn at every small collection's build.
         self._index.cp.min_points_per_centroid = self._index.pq.cp.min_points_per_centroid = 1
         self._index.train(_training_sample(vectors, lists))
