@@ -65,7 +65,8 @@ def install_face_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FaceApiError, face_api_error)
     app.add_exception_handler(Refusal, refusal)
     # DBAPIError too: the common handler registered for it would otherwise answer before these.
-    for kind in (DBAPIError, *DATABASE_ERRORS):
+    database_errors: tuple[type[Exception], ...] = (DBAPIError, *DATABASE_ERRORS)
+    for kind in database_errors:
         app.add_exception_handler(kind, database_error)
 
 
@@ -94,7 +95,7 @@ def create_app(settings: FaceSettings | None = None) -> FastAPI:
         log.info(
             "face indexes loaded: %d collection(s), %d vector(s)",
             len(registry.describe()),
-            sum(int(c["size"]) for c in registry.describe().values()),
+            sum(c["size"] for c in registry.describe().values()),
         )
 
         async def model_check() -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.errors import LabelhiveError, NotFound, documented_error
 
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
     SQLAlchemyError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,

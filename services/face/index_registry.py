@@ -24,14 +24,24 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.face.repository import FaceRepository, Snapshot, vectors_from
-from services.face.vector_index import EMPTY_ID, FaceIndex, IndexSettings
+from services.face.vector_index import EMPTY_ID, FaceIndex, IndexKind, IndexSettings
 
 log = logging.getLogger(__name__)
+
+
+class IndexDescription(TypedDict):
+    """One collection's index, as `describe` reports it."""
+
+    version: int
+    size: int
+    kind: IndexKind
+    dim: int
 
 
 @dataclass
@@ -123,7 +133,7 @@ class IndexRegistry:
     def get(self, collection_id: int) -> CollectionIndex | None:
         return self._states.get(collection_id)
 
-    def describe(self) -> dict[str, dict[str, object]]:
+    def describe(self) -> dict[str, IndexDescription]:
         return {
             str(cid): {"version": s.version, "size": s.size, "kind": s.index.kind, "dim": s.dim}
             for cid, s in sorted(self._states.items())

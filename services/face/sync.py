@@ -23,6 +23,7 @@ import time
 import uuid
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from services.face.index_registry import Change, IndexRegistry
@@ -78,7 +79,7 @@ class ChangeBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _subscribe(self):  # type: ignore[no-untyped-def]
+    async def _subscribe(self) -> PubSub | None:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self.channel)
@@ -91,7 +92,7 @@ class ChangeBus:
             return None
         return pubsub
 
-    async def _run(self, pubsub) -> None:  # type: ignore[no-untyped-def]
+    async def _run(self, pubsub: PubSub | None) -> None:
         next_check = time.monotonic() + self.interval
         try:
             while True:

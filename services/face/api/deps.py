@@ -14,7 +14,8 @@ from shared.db import DbSession, after_commit
 
 # Dependencies are coroutines: FastAPI runs a plain function in its thread pool, a thread hop per request.
 async def _context(request: Request) -> FaceContext:
-    return request.app.state.face
+    context: FaceContext = request.app.state.face  # set by the lifespan (app.py)
+    return context
 
 
 async def _repo(session: DbSession) -> FaceRepository:
