@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
+import numpy as np
 from fastapi import FastAPI
 
 from services.detect.api import detect
@@ -38,7 +39,7 @@ def create_app(settings: DetectSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         segmenter, missing = _load_segmenter(settings)
-        batcher = None
+        batcher: MicroBatcher[np.ndarray, np.ndarray] | None = None
         if segmenter is not None:
             batcher = MicroBatcher(segmenter.run, settings.max_batch)
             batcher.start()

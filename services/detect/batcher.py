@@ -6,7 +6,7 @@ together (up to `max_batch`). Batches grow with the load, and a lone request pay
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
@@ -15,7 +15,7 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, run_batch: Callable[[Sequence[T]], Sequence[R]], max_batch: int) -> None:
+    def __init__(self, run_batch: Callable[[Sequence[T]], Iterable[R]], max_batch: int) -> None:
         self._run_batch = run_batch
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from services.detect.batcher import MicroBatcher
 from services.detect.segmenter import DefectSegmenter, SegmentationResult
@@ -75,6 +76,12 @@ class Detection:
             processing_time=self.processing_time,
             result_image=self.result_image,
         )
+
+
+def _stream_fields(detection: Detection) -> dict[FieldT, EncodableT]:
+    """The record's stream entry. redis-py's xadd takes a dict of its own (invariant) key and value
+    types; a dict of str is one, as far as it is only read."""
+    return cast("dict[FieldT, EncodableT]", detection.as_record().to_fields())
 
 
 class Detector:
@@ -137,14 +144,12 @@ class Detector:
         try:
             if len(detections) == 1:  # the usual request: one command, without a pipeline's bookkeeping
                 await self.redis.xadd(
-                    self.stream, detections[0].as_record().to_fields(), maxlen=STREAM_MAX_LENGTH, approximate=True
+                    self.stream, _stream_fields(detections[0]), maxlen=STREAM_MAX_LENGTH, approximate=True
                 )
                 return
             async with self.redis.pipeline(transaction=False) as pipe:
                 for detection in detections:
-                    pipe.xadd(
-                        self.stream, detection.as_record().to_fields(), maxlen=STREAM_MAX_LENGTH, approximate=True
-                    )
+                    pipe.xadd(self.stream, _stream_fields(detection), maxlen=STREAM_MAX_LENGTH, approximate=True)
                 await pipe.execute()
         except RedisError as exc:
             raise ServiceUnavailable("could not record the detection", details=type(exc).__name__) from exc
