@@ -27,7 +27,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 import onnx
-import onnxruntime as ort
+import onnxruntime as ort  # type: ignore[import-untyped]
 from insightface.utils.face_align import norm_crop
 
 from services.face.model_files import (
