@@ -19,6 +19,9 @@ are inserted into auth's
 users table (registering them would hash 1,000 passwords) and given sessions the way auth's login does,
 and the publisher's points are set there (100 million points cannot be bought with the demo bank).
 
+The CPU seconds the gateway, tasks and auth spend during each create are printed too: on a loaded
+machine they say more about the code than the wall time.
+
     BENCH_TASKS_QUESTIONS=100000  BENCH_TASKS_ANNOTATORS=1000  (the baseline is a tenth of each)
     BENCH_TASKS_PROFILE=<dir>  py-spy (from PyPI) samples the gateway, tasks and auth during each phase of the
                                large run and writes their collapsed stacks there (`<phase>-<process>.txt`)
@@ -48,6 +51,7 @@ from bench.common import (
     generate_load,
     load_client,
     machine_info,
+    process_cpu_seconds,
     running_platform,
 )
 from shared.redis import Keys
@@ -73,6 +77,9 @@ class Phases:
     accept_all: float = 0.0
     accept_p50_ms: float = 0.0
     accept_cpu_ms: dict[str, float] = field(default_factory=dict)
+    # CPU seconds each process spent during the create: on a loaded machine its wall time is mostly
+    # waiting for a core, and this is what the code itself costs.
+    create_cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def total(self) -> float:
@@ -199,8 +206,11 @@ async def _run(
     profiled = label == "subject"
     body = json.dumps(_body(questions, annotators, "smart")).encode()
     headers = {"content-type": "application/json"}
+    pids = bench.pids(*PROFILED)
     async with _profiled(bench, "create", profiled):
+        cpu_before = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
         phases.create, r = await _timed(lambda: publisher.post("/task/", content=body, headers=headers), "create")
+        phases.create_cpu_s = {name: process_cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     task_id = r.json()["data"]["task_id"]
     phases.check, _ = await _timed(
         lambda: admin.post(f"/task/check_task/{task_id}", json={"result": "accept"}), "check"
@@ -320,6 +330,13 @@ async def main() -> None:
     print(
         f"\ncreate vs COPY alone ({QUESTIONS:,} questions): {ratio(subject.create, floor)} "
         f"(the rest is the HTTP body, validation and the gateway)"
+    )
+    print(
+        "CPU seconds during create: "
+        + "; ".join(
+            f"{phases.questions:,} q: " + ", ".join(f"{k} {v:.3f}" for k, v in phases.create_cpu_s.items())
+            for phases in (baseline, subject)
+        )
     )
     print(
         f"accept p50 at concurrency {ACCEPT_CONCURRENCY}: baseline {baseline.accept_p50_ms:.1f} ms, "
