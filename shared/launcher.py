@@ -207,8 +207,8 @@ class Platform:
         raise TimeoutError(f"{name} not ready after {timeout:.0f}s ({url})")
 
     async def _start_replicas(self, name: str) -> None:
-        # The first replica starts alone: it runs the migrations and makes what start-up makes once
-        # (auth's first admin), which replicas starting together would race for. Then the others.
+        # The first replica starts alone: it runs the migrations, which replicas starting together would
+        # race for (auth's first admin no longer does: services/auth/accounts.py). Then the others.
         further = self.replicas(name)[1:]
         self.start_service(name)
         await self.wait_ready(f"{self.service_url(name)}/readyz", name)
