@@ -32,7 +32,7 @@ from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.stats.repository import StatsRepository
+from services.stats.repository import RecordRow, StatsRepository
 from shared.db import refused_input
 from shared.detections import DetectionRecord
 
@@ -50,17 +50,17 @@ FORGET_IDLE_MS = 3_600_000
 FORGET_EVERY_SECONDS = 600
 
 
-def _row(record: DetectionRecord) -> dict[str, object]:
-    return {
-        "record_id": record.record_id,
-        "name": record.name[:512],
-        "created_at": datetime.fromisoformat(record.created_at),
-        "label": ",".join(record.labels)[:256],
-        "num": record.num,
-        "dice": record.dice,
-        "processing_time": record.processing_time,
-        "result_image": base64.b64decode(record.result_image),
-    }
+def _row(record: DetectionRecord) -> RecordRow:
+    return RecordRow(
+        record.record_id,
+        record.name[:512],
+        datetime.fromisoformat(record.created_at),
+        ",".join(record.labels)[:256],
+        record.num,
+        record.dice,
+        record.processing_time,
+        base64.b64decode(record.result_image),
+    )
 
 
 class RecordConsumer:
@@ -109,12 +109,12 @@ class RecordConsumer:
                 except DBAPIError as one:
                     if refused_input(one) is None:
                         raise
-                    log.error("dropping detection record %s: the database refused it (%s)", row["record_id"], one.orig)
+                    log.error("dropping detection record %s: the database refused it (%s)", row.record_id, one.orig)
         if ids := [entry_id for entry_id, _ in entries] + gone:
             await self.redis.xack(self.stream, self.group, *ids)
 
-    async def _insert(self, rows: list[dict[str, object]]) -> None:
-        async with self.sessionmaker.begin() as session:
+    async def _insert(self, rows: list[RecordRow]) -> None:
+        async with self.sessionmaker() as session:  # committed when it returns
             await StatsRepository(session).insert_records(rows)
 
     @staticmethod

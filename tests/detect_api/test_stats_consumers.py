@@ -13,13 +13,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
+import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.stats.consumer import Entry, RecordConsumer
 from services.stats.models import Record
+from services.stats.repository import RecordRow, StatsRepository
 from shared.db import create_engine, create_sessionmaker
 from shared.detections import DetectionRecord
 from shared.redis import Keys, create_redis
@@ -34,24 +38,25 @@ class Stream:
     redis: Redis
     key: str
     sessionmaker: async_sessionmaker[AsyncSession]
+    database_url: str
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def stats_db(backing) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], Keys]]:
+async def stats_db(backing) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], Keys, str]]:
     async with fresh_backing(backing, "stats") as own:
         engine = create_engine(own.database_url, "stats-test")
         try:
-            yield create_sessionmaker(engine), Keys(own.namespace)
+            yield create_sessionmaker(engine), Keys(own.namespace), own.database_url
         finally:
             await engine.dispose()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stream(stats_db, backing) -> AsyncIterator[Stream]:
-    sessionmaker, keys = stats_db
+    sessionmaker, keys, database_url = stats_db
     redis = create_redis(backing.redis_url)
     try:
-        yield Stream(redis, keys.of("detections", secrets.token_hex(4)), sessionmaker)
+        yield Stream(redis, keys.of("detections", secrets.token_hex(4)), sessionmaker, database_url)
     finally:
         await redis.aclose()
 
@@ -185,3 +190,47 @@ async def test_bad_records_and_a_vanished_group_do_not_stop_the_flow(stream):
     async with stream.sessionmaker() as session:
         stored = await session.execute(select(Record.record_id).where(Record.record_id.startswith(f"{tag}-")))
         assert sorted(record_id for (record_id,) in stored) == [f"{tag}-0", f"{tag}-3", f"{tag}-4"]
+
+
+async def test_a_record_delivered_again_is_stored_once(stream):
+    """Redelivered within one batch or in a later one: one row, and only the new ones counted."""
+    tag = secrets.token_hex(4)
+    first, second = (
+        RecordRow(f"{tag}-{n}", f"{tag}-{n}.jpg", datetime.now(UTC), "patches", 1, 0.5, 0.01, b"jpeg") for n in range(2)
+    )
+    async with stream.sessionmaker() as session:
+        assert await StatsRepository(session).insert_records([first, first, second, first]) == 2
+        assert await StatsRepository(session).insert_records([second]) == 0
+    assert await _stored(stream, tag) == 2
+
+
+async def _end_connections(stream: Stream) -> int:
+    """Ends the test engine's connections the way a database restart does; returns how many it ended."""
+    admin = await asyncpg.connect(stream.database_url)
+    try:
+        return int(
+            await admin.fetchval(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = 'labelhive-stats-test'"
+            )
+        )
+    finally:
+        await admin.close()
+
+
+async def test_a_connection_the_database_ended_is_replaced(stream):
+    """The store on a connection PostgreSQL ended fails and acknowledges nothing; the next store gets a
+    connection that works instead of the dead one back from the pool."""
+    tag = secrets.token_hex(4)
+    consumer = CountingConsumer(stream, "replica-d")
+    await consumer.ensure_group()
+    await _publish(stream, tag, 2)
+    entries, _ = await consumer._read(">", None)
+    await consumer._store(entries[:1], [])  # the pool now holds the connection that stored it
+    assert await _end_connections(stream) >= 1
+
+    with pytest.raises(DBAPIError):
+        await consumer._store(entries[1:], [])
+    assert await _pending(stream) == 1
+    await consumer._store(entries[1:], [])
+    assert await _stored(stream, tag) == 2 and await _pending(stream) == 0
