@@ -234,3 +234,25 @@ async def test_a_connection_the_database_ended_is_replaced(stream):
     assert await _pending(stream) == 1
     await consumer._store(entries[1:], [])
     assert await _stored(stream, tag) == 2 and await _pending(stream) == 0
+
+
+async def test_a_dead_consumers_records_are_claimed_during_a_steady_flow(stream):
+    """Claims are looked for on a schedule, not only when the stream is quiet: a flow of new records that
+    never lets the live consumer's read wait does not keep the dead one's records from it."""
+    tag = secrets.token_hex(4)
+    dead = CountingConsumer(stream, "replica-dead-2")
+    await dead.ensure_group()
+    left = await _publish(stream, f"{tag}-left", 3)
+    await dead._read(">", None)
+
+    live = CountingConsumer(stream, "replica-busy", claim_idle_ms=300)
+    tasks = await _running(live)
+    try:
+        for number in range(150):  # 3 s of records, one every 20 ms
+            await stream.redis.xadd(stream.key, _record(f"{tag}-flow", number))
+            await asyncio.sleep(0.02)
+            if set(left) <= set(live.stored):
+                break
+        assert set(left) <= set(live.stored), "the dead consumer's records were claimed while the flow went on"
+    finally:
+        await _stop(tasks)
