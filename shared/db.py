@@ -21,7 +21,6 @@ from fastapi import Depends, Request
 from sqlalchemy import MetaData, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -41,16 +40,6 @@ def schema_metadata(schema: str) -> MetaData:
             metadata = schema_metadata("auth")
     """
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
-
-
-def declarative_base(schema: str) -> type[DeclarativeBase]:
-    """A declarative base made at run time (tests' throwaway schemas); untyped for mypy's purposes:
-    its subclasses are not valid classes to it. Services use `schema_metadata`."""
-
-    class Base(DeclarativeBase):
-        metadata = schema_metadata(schema)
-
-    return Base
 
 
 def asyncpg_url(url: str) -> str:

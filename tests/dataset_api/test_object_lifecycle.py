@@ -13,7 +13,7 @@ from tests.dataset_api.files import objects_dir, png
 
 async def test_sweep_removes_only_old_unreferenced_bytes(manager, backing):
     client, _ = manager
-    engine = create_engine(backing.database_url, "dataset-test", pool_size=2)
+    engine = create_engine(backing.database_url, "dataset-test")
     sessionmaker = create_sessionmaker(engine)
     store = LocalObjectStore(objects_dir(backing.namespace))
     try:

@@ -12,17 +12,19 @@ from datetime import UTC, datetime, timedelta
 import pytest_asyncio
 from sqlalchemy import DateTime, Integer, String, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import asyncpg_url, declarative_base
+from shared.db import asyncpg_url, schema_metadata
 from shared.outbox import Delivery, OutboxDrainer, Outcome
 from tests.helpers import eventually
 from tests.shared.databases import fresh_backing
 
-Base = declarative_base("outbox_test")
+
+class Base(DeclarativeBase):
+    metadata = schema_metadata("outbox_test")
 
 
-class Parcel(Base):  # type: ignore[misc, valid-type]
+class Parcel(Base):
     __tablename__ = "parcels"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
