@@ -12,7 +12,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import FrameType
 
 import httpx
@@ -173,30 +173,37 @@ def server_handler() -> Iterator[list[float]]:
 
 
 async def test_sigterm_drains_then_hands_over_to_the_server(server_handler: list[float]):
+    servers = signal.getsignal(signal.SIGTERM)
     drain = Drain(0.3)
     with drain.on_sigterm():
         assert not drain.draining
         sent = time.monotonic()
         os.kill(os.getpid(), signal.SIGTERM)
-        await eventually(lambda: _true(drain.draining), timeout=1, interval=0.01, what="draining")
+        await eventually(_met(lambda: drain.draining), timeout=1, interval=0.01, what="draining")
         assert server_handler == []  # the server does not hear of it yet
-        await eventually(lambda: _true(bool(server_handler)), timeout=2, interval=0.01, what="handed over")
+        await eventually(_met(lambda: bool(server_handler)), timeout=2, interval=0.01, what="handed over")
         assert server_handler[0] - sent >= 0.3
-    assert signal.getsignal(signal.SIGTERM) is not None and len(server_handler) == 1
+    assert signal.getsignal(signal.SIGTERM) is servers  # the server's handler is back
+    assert len(server_handler) == 1
 
 
 async def test_a_second_sigterm_stops_at_once(server_handler: list[float]):
     drain = Drain(30)
     with drain.on_sigterm():
         os.kill(os.getpid(), signal.SIGTERM)
-        await eventually(lambda: _true(drain.draining), timeout=1, interval=0.01, what="draining")
+        await eventually(_met(lambda: drain.draining), timeout=1, interval=0.01, what="draining")
         os.kill(os.getpid(), signal.SIGTERM)
-        await eventually(lambda: _true(bool(server_handler)), timeout=1, interval=0.01, what="handed over")
+        await eventually(_met(lambda: bool(server_handler)), timeout=1, interval=0.01, what="handed over")
     assert len(server_handler) == 1
 
 
-async def _true(value: bool) -> bool:
-    return value
+def _met(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    """`condition` as the check `eventually` awaits."""
+
+    async def check() -> bool:
+        return condition()
+
+    return check
 
 
 async def test_a_service_client_takes_out_a_replica_that_says_it_is_stopping():
