@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import LabelhiveError, documented_error
+from shared.errors import LabelhiveError, NoPermission, documented_error
 
 TimeOrRewardFormat = documented_error(9, "time limit or reward score format error")
 ScoreNotEnough = documented_error(10, "score not enough")
@@ -44,3 +44,10 @@ WrongTagName = documented_error(74, "wrong tag name")
 def not_created(status_code: int = 404) -> LabelhiveError:
     """`task not created`: 003 answers it with 400 on distribute and 404 on the other routes."""
     return TaskNotCreated(status_code=status_code)
+
+
+class NotAnExpert(NoPermission):
+    """001's refusal on the experts' routes: 非专家用户 where the managers' say 非管理员用户."""
+
+    def __init__(self) -> None:
+        super().__init__("非专家用户")

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic_core import PydanticCustomError
 
 from services.tasks import outbox
+from services.tasks.errors import NotAnExpert
 from services.tasks.models import Mission
 from services.tasks.peers import AuthClient, DatasetClient
 from services.tasks.repository import TasksRepository
@@ -40,7 +41,7 @@ def ensure_manager(identity: Identity) -> None:
 
 def ensure_expert(identity: Identity) -> None:
     if identity.role != "tag":
-        raise NoPermission("非专家用户")
+        raise NotAnExpert()
 
 
 def parse_id(value: Any, name: str) -> int:

@@ -47,6 +47,18 @@ async def test_the_role_is_checked_before_the_body(people, admin, raw):
     assert (r.status_code, r.json()) == (403, {"response": "非专家用户"}), r.text
 
 
+async def test_the_role_is_checked_before_the_path(people):
+    """A caller of the wrong role learns nothing from a malformed id: the route's permission answer, not a 400/404."""
+    tagger = await people.annotator()
+    for method, path, expected in (
+        ("POST", "/task/check_task/0", (400, 1006)),
+        ("POST", "/task/check_task/not-an-id", (400, 1006)),
+        ("POST", "/task/to_agent/not-an-id", (400, 15)),
+    ):
+        r = await tagger.client.request(method, path)
+        assert _code(r) == expected, (path, r.text)
+
+
 async def test_the_body_is_still_validated_for_the_right_role(people, admin):
     publisher = await people.manager()
     r = await publisher.client.post("/task/", content=b"{not json", headers={"Content-Type": "application/json"})

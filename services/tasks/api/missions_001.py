@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from services.tasks import missions
 from services.tasks.api.deps import Auth, Dataset, Repo
+from services.tasks.errors import NotAnExpert
 from services.tasks.schemas import (
     AssignBody,
     ExpertMission,
@@ -23,7 +24,7 @@ from services.tasks.schemas import (
     UrgeBody,
 )
 from shared.edge import read_json_body
-from shared.errors import NoPermission, NotLoggedIn
+from shared.errors import NotLoggedIn
 from shared.identity import Identity, MaybeIdentity, require_roles
 from shared.openapi import json_body
 from shared.response_models import Envelope001
@@ -41,13 +42,6 @@ def _logged_in(identity: Identity | None, message: str | None = None) -> Identit
     if identity is None:
         raise NotLoggedIn(message)
     return identity
-
-
-class NotAnExpert(NoPermission):
-    """001's refusal on the experts' routes: 非专家用户 where the managers' say 非管理员用户."""
-
-    def __init__(self) -> None:
-        super().__init__("非专家用户")
 
 
 # The routes that take a body check who calls before they read it: 非管理员用户 / 非专家用户 whatever it holds.
