@@ -106,8 +106,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             timeout=settings.upstream_timeout,
             connect_timeout=settings.upstream_connect_timeout,
         )
-        # Every replica of a service serves the same description: the first one's is asked.
-        app.state.openapi = docs.MergedOpenAPI({n: settings.service_urls(n)[0] for n in settings.services})
+        app.state.openapi = docs.MergedOpenAPI(app.state.upstreams.replicas)
         try:
             with drain.on_sigterm():
                 yield

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse
 
 from gateway.ratelimit import limited_route
+from shared.http import Replicas
 
 CACHE_SECONDS = 30
+FETCH_TIMEOUT_SECONDS = 10
 ASSETS = "/docs/assets"
 SWAGGER_UI_DIR = Path(__file__).resolve().parent / "swagger_ui"
 
@@ -73,26 +76,42 @@ def _declare_gateway_answers(method: str, path: str, operation: dict[str, Any]) 
 
 
 class MergedOpenAPI:
-    def __init__(self, service_urls: dict[str, str]) -> None:
-        self.service_urls = service_urls
+    """The merged document, remade at most every CACHE_SECONDS. Each service's own comes from one of its
+    replicas, taken as the gateway's rotation takes them (shared/http.py Replicas): every replica serves
+    the same document, and when one does not answer, the next is asked."""
+
+    def __init__(self, replicas: Mapping[str, Replicas], transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.replicas = replicas
+        self._transport = transport
         self._cached: tuple[float, dict[str, Any]] | None = None
 
-    async def _fetch(self, client: httpx.AsyncClient, service: str, url: str) -> dict[str, Any] | None:
-        try:
-            response = await client.get(f"{url}/openapi.json")
-            return response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            return None
+    async def _fetch(self, client: httpx.AsyncClient, replicas: Replicas) -> dict[str, Any] | None:
+        """The service's document from the first replica that serves it; None when none does."""
+        first = replicas.pick()
+        for url in (first, *(url for url in replicas.urls if url != first)):
+            try:
+                response = await client.get(f"{url}/openapi.json")
+                if response.status_code == 200:
+                    spec: dict[str, Any] = response.json()
+                    return spec
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # Out of reach: out of the proxy's rotation too, until its probe answers.
+                replicas.take_out(url, type(exc).__name__)
+            except (httpx.HTTPError, ValueError):
+                pass
+        return None
 
     async def spec(self, own: dict[str, Any]) -> dict[str, Any]:
         if self._cached and time.monotonic() - self._cached[0] < CACHE_SECONDS:
             return self._cached[1]
-        async with httpx.AsyncClient(timeout=3) as client:
-            results = await asyncio.gather(*(self._fetch(client, s, u) for s, u in self.service_urls.items()))
-        fetched = dict(zip(self.service_urls, results, strict=True))
+        # A loaded service may take seconds to render its document; one that is really down refuses at once.
+        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, transport=self._transport) as client:
+            results = await asyncio.gather(*(self._fetch(client, r) for r in self.replicas.values()))
+        fetched = dict(zip(self.replicas, results, strict=True))
         specs = {service: spec for service, spec in fetched.items() if spec}
         merged = merge(specs, own, [service for service, spec in fetched.items() if not spec])
-        self._cached = (time.monotonic(), merged)
+        if len(specs) == len(fetched):  # a document missing a service is answered, not kept for CACHE_SECONDS
+            self._cached = (time.monotonic(), merged)
         return merged
 
 

@@ -23,6 +23,7 @@ from tests.openapi.conftest import CheckedPeople
 from tests.openapi.declared_answers import DeclaredAnswers
 from tests.tasks_api.conftest import PASSWORD, bank_card, image_files, task_body
 
+
 def _ok(response: httpx.Response) -> dict:
     assert response.is_success, f"{response.request.method} {response.request.url.path}: {response.text[:300]}"
     body = response.json()
