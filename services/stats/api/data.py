@@ -25,7 +25,8 @@ MAX_LIMIT = 1000
 MAX_DAYS = 5 * 366
 
 
-def _repo(session: DbSession) -> StatsRepository:
+# async: a plain def dependency costs a thread-pool hop on every request.
+async def _repo(session: DbSession) -> StatsRepository:
     return StatsRepository(session)
 
 
