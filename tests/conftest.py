@@ -176,6 +176,15 @@ def gateway_client(platform: Platform, **kwargs: object) -> httpx.AsyncClient:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def merged_openapi(platform: Platform) -> dict:
+    """The gateway's /openapi.json with every service in it: what the declared-answer tests and the SDK read."""
+    async with gateway_client(platform) as client:
+        merged = (await client.get("/openapi.json")).json()
+    assert merged["info"]["description"].endswith("Missing services: none"), merged["info"]["description"]
+    return merged
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def admin(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     """A client signed in as the bootstrap admin, shared by the whole run."""
     from tests.helpers import admin_client  # tests.helpers imports this module

@@ -14,7 +14,7 @@ import json
 import httpx
 import pytest_asyncio
 
-from tests.conftest import gateway_client, unique
+from tests.conftest import unique
 from tests.dataset_api.files import jpeg, mp4_bytes, zip_of
 from tests.openapi.declared_answers import DeclaredAnswers
 
@@ -32,16 +32,8 @@ QA_RECORDS = [
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def spec(platform) -> dict:
-    async with gateway_client(platform) as client:
-        merged = (await client.get("/openapi.json")).json()
-    assert merged["info"]["description"].endswith("Missing services: none"), merged["info"]["description"]
-    return merged
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def declared(spec) -> DeclaredAnswers:
-    return DeclaredAnswers(spec, ("dataset",))
+async def declared(merged_openapi: dict) -> DeclaredAnswers:
+    return DeclaredAnswers(merged_openapi, ("dataset",))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -66,7 +58,7 @@ def _media_type(response: httpx.Response) -> str:
     return response.headers["content-type"].split(";")[0]
 
 
-async def test_000_answers_and_their_exports(checked: httpx.AsyncClient, spec: dict) -> None:
+async def test_000_answers_and_their_exports(checked: httpx.AsyncClient, merged_openapi: dict) -> None:
     name = unique("declared")
     form = {"name": (None, name), "data_type": (None, "1"), "desc": (None, "d"), "label_type": (None, "1:cat,2:dog")}
     dataset_id = _ok(await checked.post("/data_module/create_dataset", files=form))["dataset_id"]
@@ -79,7 +71,7 @@ async def test_000_answers_and_their_exports(checked: httpx.AsyncClient, spec: d
     assert [image["file_name"] for image in coco.json()["images"]] == ["cat.jpg", "dog.jpg"]
     for fmt in ("voc", "csv", "jsonl"):  # files of the types the route declares
         export = await checked.get(f"/dataset/export/{dataset_id}", params={"format": fmt})
-        assert _media_type(export) in _declared_media_types(spec, "/dataset/export/{dataset_id}"), fmt
+        assert _media_type(export) in _declared_media_types(merged_openapi, "/dataset/export/{dataset_id}"), fmt
 
 
 async def test_001_answers(checked: httpx.AsyncClient) -> None:
@@ -96,7 +88,7 @@ async def test_001_answers(checked: httpx.AsyncClient) -> None:
     assert [record["data_area"] for record in records] == ["法律", "医学"]
 
 
-async def test_003_answers(checked: httpx.AsyncClient, spec: dict) -> None:
+async def test_003_answers(checked: httpx.AsyncClient, merged_openapi: dict) -> None:
     async def upload_data(members: dict[str, bytes]) -> httpx.Response:
         archive = {"file": ("data.zip", zip_of(members), "application/zip")}
         return await checked.post("/task/upload_data", params={"data_type": "text"}, files=archive)
@@ -109,7 +101,7 @@ async def test_003_answers(checked: httpx.AsyncClient, spec: dict) -> None:
         ("video", "video", ("a.mp4", mp4_bytes(4096), "video/mp4")),
     ]:
         url = _ok(await checked.post(f"/{route}/", files={field: file}))["data"]["url"]
-        assert _media_type(await checked.get(url)) in _declared_media_types(spec, f"/{route}/{{name}}")
+        assert _media_type(await checked.get(url)) in _declared_media_types(merged_openapi, f"/{route}/{{name}}")
         _ok(await checked.delete(url))
 
 

@@ -11,26 +11,18 @@ from __future__ import annotations
 
 import pytest_asyncio
 
-from tests.conftest import gateway_client, unique
+from tests.conftest import unique
 from tests.fixtures.steel import steel_photo
 from tests.helpers import eventually, user_client
 from tests.openapi.declared_answers import DeclaredAnswers
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def spec(platform) -> dict:
-    async with gateway_client(platform) as client:
-        merged = (await client.get("/openapi.json")).json()
-    assert merged["info"]["description"].endswith("Missing services: none"), merged["info"]["description"]
-    return merged
+async def declared(merged_openapi: dict) -> DeclaredAnswers:
+    return DeclaredAnswers(merged_openapi, ("detect", "stats"))
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def declared(spec) -> DeclaredAnswers:
-    return DeclaredAnswers(spec, ("detect", "stats"))
-
-
-async def test_004_answers(platform, mailbox, spec: dict, declared: DeclaredAnswers) -> None:
+async def test_004_answers(platform, mailbox, merged_openapi: dict, declared: DeclaredAnswers) -> None:
     client, _ = await user_client(platform, mailbox)
     declared.watch(client)
     try:
@@ -53,7 +45,7 @@ async def test_004_answers(platform, mailbox, spec: dict, declared: DeclaredAnsw
             ("/api/data/dashboard", "/api/data/dashboard"),
         ]:
             r = await client.get(url)
-            declared_types = set(spec["paths"][path]["get"]["responses"]["200"]["content"])
+            declared_types = set(merged_openapi["paths"][path]["get"]["responses"]["200"]["content"])
             assert r.status_code == 200 and r.headers["content-type"].split(";")[0] in declared_types, url
     finally:
         await client.aclose()

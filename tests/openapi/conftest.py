@@ -9,7 +9,6 @@ import httpx
 import pytest_asyncio
 
 from shared.launcher import Platform
-from tests.conftest import gateway_client
 from tests.helpers import admin_client
 from tests.openapi.declared_answers import DeclaredAnswers
 from tests.tasks_api.conftest import People
@@ -18,16 +17,8 @@ CHECKED_SERVICES = ("auth", "tasks")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def spec(platform: Platform) -> dict:
-    async with gateway_client(platform) as client:
-        merged = (await client.get("/openapi.json")).json()
-    assert merged["info"]["description"].endswith("Missing services: none"), merged["info"]["description"]
-    return merged
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def declared(spec: dict) -> DeclaredAnswers:
-    return DeclaredAnswers(spec, CHECKED_SERVICES)
+async def declared(merged_openapi: dict) -> DeclaredAnswers:
+    return DeclaredAnswers(merged_openapi, CHECKED_SERVICES)
 
 
 class CheckedPeople(People):
