@@ -372,6 +372,22 @@ def ensure_wrk() -> str | None:
     return shutil.which("wrk")
 
 
+def announce_wrk_bench(
+    warmup: float, duration: float, rounds: int, alternating: str, concurrency: tuple[int, ...]
+) -> str:
+    """Prints the machine and how the load is made; the wrk binary, which a wrk bench cannot do without."""
+    print(machine_info(), flush=True)
+    wrk = ensure_wrk()
+    if wrk is None:
+        raise RuntimeError("wrk is needed (Debian package wrk) and could not be installed")
+    print(
+        f"load: wrk ({wrk}), keep-alive; each measurement: {warmup:g}s warm-up per side, then {duration:g}s "
+        f"per side in {rounds} slices alternating {alternating}; concurrency {', '.join(map(str, concurrency))}",
+        flush=True,
+    )
+    return wrk
+
+
 @dataclass
 class WrkResult:
     """One wrk run: throughput, median latency, failures and the CPU the watched processes used."""

@@ -33,9 +33,8 @@ import httpx
 from bench.common import (
     BenchPlatform,
     WrkResult,
-    ensure_wrk,
+    announce_wrk_bench,
     format_table,
-    machine_info,
     run_wrk,
     running_platform,
 )
@@ -181,16 +180,7 @@ async def _compare(wrk: str, bench: BenchPlatform, expert: Expert, endpoint: End
 
 
 async def main() -> None:
-    print(machine_info(), flush=True)
-    wrk = ensure_wrk()
-    if wrk is None:
-        raise RuntimeError("wrk is needed (Debian package wrk) and could not be installed")
-    print(
-        f"load: wrk ({wrk}), keep-alive; each measurement: {WARMUP:g}s warm-up per side, then {DURATION:g}s "
-        f"per side in {ROUNDS} slices alternating direct and gateway; concurrency "
-        f"{', '.join(map(str, CONCURRENCY))}",
-        flush=True,
-    )
+    wrk = announce_wrk_bench(WARMUP, DURATION, ROUNDS, "direct and gateway", CONCURRENCY)
     async with running_platform(["auth"], name="gateway") as bench:
         expert = await register_and_login(bench.gateway_url)
         endpoints = [

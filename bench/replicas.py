@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from bench.common import BenchPlatform, WrkResult, ensure_wrk, format_table, machine_info, run_wrk, running_platform
+from bench.common import BenchPlatform, WrkResult, announce_wrk_bench, format_table, run_wrk, running_platform
 from bench.gateway import Expert, register_and_login
 from shared.launcher import free_port
 
@@ -153,16 +153,7 @@ async def _compare(wrk: str, bench: BenchPlatform, gateways: dict[str, str], exp
 
 
 async def main() -> None:
-    print(machine_info(), flush=True)
-    wrk = ensure_wrk()
-    if wrk is None:
-        raise RuntimeError("wrk is needed (Debian package wrk) and could not be installed")
-    print(
-        f"load: wrk ({wrk}), keep-alive; each measurement: {WARMUP:g}s warm-up per side, then {DURATION:g}s "
-        f"per side in {ROUNDS} slices alternating one and two auth replicas; concurrency "
-        f"{', '.join(map(str, CONCURRENCY))}",
-        flush=True,
-    )
+    wrk = announce_wrk_bench(WARMUP, DURATION, ROUNDS, "one and two auth replicas", CONCURRENCY)
     async with running_platform(["auth"], name="replicas") as bench:
         expert = await register_and_login(bench.gateway_url)
         gateways = {"one": bench.gateway_url, "two": await _second_replica_and_gateway(bench)}
