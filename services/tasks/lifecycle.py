@@ -41,6 +41,7 @@ stateDiagram-v2
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,7 +60,7 @@ from services.tasks.errors import (
 from services.tasks.models import IN_PROGRESS_STATES, STRATEGIES, AssignmentState, CheckResult, Task, TaskStatus
 from services.tasks.peers import AuthClient
 from services.tasks.repository import TasksRepository
-from services.tasks.schemas import TaskBody
+from services.tasks.schemas import FileRef, TaskBody
 from shared.errors import InvalidRequest, NoPermission, UserBanned
 from shared.identity import Identity
 
@@ -93,6 +94,36 @@ def data_type_of(tag: str) -> str:
     )
 
 
+def data_types_of(tags: list[str]) -> list[str]:
+    """`data_type_of` each tag; a task's tags are usually all text ids, told at once by C string methods."""
+    joined = "".join(tags)
+    if joined.isascii() and joined.isdigit() and max(map(len, tags)) <= TEXT_ID_DIGITS:
+        return ["text"] * len(tags)
+    return [data_type_of(tag) for tag in tags]
+
+
+@dataclass(frozen=True)
+class QuestionFiles:
+    """A task's files as columns, in the body's order (a list each, no object per question: a task may
+    have 200,000)."""
+
+    filenames: list[str]
+    tags: list[str]
+    data_types: list[str]
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+
+def question_files(files: list[FileRef]) -> QuestionFiles:
+    """The body's files checked: unique filenames, then each tag a text id or an image-bed URL."""
+    filenames = [f["filename"] for f in files]
+    if len(set(filenames)) != len(filenames):
+        raise InvalidRequest("invalid request: two files have the same filename")
+    tags = [f["tag"] for f in files]
+    return QuestionFiles(filenames, tags, data_types_of(tags))
+
+
 def check_task_body(body: TaskBody) -> dict[str, Any]:
     """The task's fields from a create or modify body, checked in 003's order (times and reward: 9,
     name: 13, then the rest: 1005)."""
@@ -107,10 +138,7 @@ def check_task_body(body: TaskBody) -> dict[str, Any]:
         raise InvalidRequest("invalid request: accept_method must be auto or manual")
     if body.strategy not in STRATEGIES:
         raise InvalidRequest("invalid request: strategy must be toall, order or smart")
-    names = [f["filename"] for f in body.files]
-    if len(set(names)) != len(names):
-        raise InvalidRequest("invalid request: two files have the same filename")
-    files = [(f["filename"], f["tag"], data_type_of(f["tag"])) for f in body.files]
+    files = question_files(body.files)
     if reward * len(files) * body.distribute_user_num > MAX_ESCROW:
         raise TimeOrRewardFormat()
     tag_type = [t.strip() for t in body.tag_type or [] if isinstance(t, str) and t.strip()]
@@ -161,10 +189,10 @@ async def _apply(repo: TasksRepository, task: Task, fields: dict[str, Any], repl
     if replace_questions:
         await repo.delete_questions(task.id)
         await repo.session.flush()
-    await repo.insert_questions(task.id, files, answers)
+    await repo.insert_questions(task.id, files.filenames, files.tags, files.data_types, answers)
 
 
-async def standard_answers_for(repo: TasksRepository, task: Task, files: list[tuple[str, str, str]]) -> dict[str, str]:
+async def standard_answers_for(repo: TasksRepository, task: Task, files: QuestionFiles) -> dict[str, str]:
     """The task's standard answers (filename -> answer), stored with its questions; auto acceptance
     needs one for at least one of its files."""
     answers: dict[str, str] = {}
@@ -173,7 +201,7 @@ async def standard_answers_for(repo: TasksRepository, task: Task, files: list[tu
         if found is None or found.owner_id != task.publisher_id:
             raise InvalidRequest("invalid request: stdans_tag is not a standard-answer upload of yours")
         answers = found.answers
-    if task.accept_method == "auto" and not any(name in answers for name, _, _ in files):
+    if task.accept_method == "auto" and answers.keys().isdisjoint(files.filenames):
         raise InvalidRequest(
             "invalid request: auto acceptance needs standard answers (upload_stdans) "
             "for at least one of the task's files"

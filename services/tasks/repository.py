@@ -16,6 +16,7 @@ import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import count, repeat
 from typing import Any
 
 import asyncpg
@@ -278,23 +279,26 @@ class TasksRepository:
     # questions -----------------------------------------------------------------------------------
 
     async def insert_questions(
-        self, task_id: int, files: Sequence[tuple[str, str, str]], standard_answers: dict[str, str]
+        self,
+        task_id: int,
+        filenames: list[str],
+        tags: list[str],
+        data_types: list[str],
+        standard_answers: dict[str, str],
     ) -> None:
-        """(filename, tag, data_type) per question, numbered from 1, with its standard answer (by
-        filename) when there is one, written with COPY."""
+        """One question per filename (with its tag and data type), numbered from 1, written with COPY;
+        std_answer (by filename) only when the task has standard answers (otherwise the column's NULL
+        default: a column less to encode and send)."""
         connection = await self.session.connection()
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        await driver.copy_records_to_table(
-            "questions",
-            schema_name="tasks",
-            columns=["task_id", "q_id", "filename", "tag", "data_type", "std_answer"],
-            records=(
-                (task_id, i, name, tag, kind, standard_answers.get(name))
-                for i, (name, tag, kind) in enumerate(files, start=1)
-            ),
-        )
+        columns = ["task_id", "q_id", "filename", "tag", "data_type"]
+        records: Iterable[tuple[Any, ...]] = zip(repeat(task_id), count(1), filenames, tags, data_types)
+        if standard_answers:
+            columns.append("std_answer")
+            records = zip(repeat(task_id), count(1), filenames, tags, data_types, map(standard_answers.get, filenames))
+        await driver.copy_records_to_table("questions", schema_name="tasks", columns=columns, records=records)
 
     async def delete_questions(self, task_id: int) -> None:
         await self.session.execute(delete(Question).where(Question.task_id == task_id))
