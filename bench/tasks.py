@@ -12,7 +12,9 @@ Per run, through the gateway, timed phase by phase:
 
 Baselines measured in the same run, to read the figures as ratios on whatever machine runs it:
     - the same phases for a 10,000-question task to 100 annotators (how the cost scales),
-    - COPY of 100,000 question rows straight into PostgreSQL (the floor for `create`).
+    - COPY of 100,000 question rows straight into PostgreSQL, into a table shaped like tasks.questions
+      (logged, primary key, foreign key to the task) with the columns the service writes, committed
+      (the floor for `create`).
 
 Setup that is not measured goes straight to the database: the annotators (1,000, and 100 for the baseline)
 are inserted into auth's
@@ -70,6 +72,7 @@ class Phases:
     label: str
     questions: int
     annotators: int
+    task_id: int = 0  # the smart task (the COPY floor's rows reference it)
     create: float = 0.0
     check: float = 0.0
     distribute: float = 0.0
@@ -211,7 +214,7 @@ async def _run(
         cpu_before = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
         phases.create, r = await _timed(lambda: publisher.post("/task/", content=body, headers=headers), "create")
         phases.create_cpu_s = {name: process_cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-    task_id = r.json()["data"]["task_id"]
+    task_id = phases.task_id = r.json()["data"]["task_id"]
     phases.check, _ = await _timed(
         lambda: admin.post(f"/task/check_task/{task_id}", json={"result": "accept"}), "check"
     )
@@ -257,17 +260,27 @@ async def _run(
     return phases
 
 
-async def _copy_floor(connection: asyncpg.Connection, questions: int) -> float:
-    """COPY of the same question rows into a temporary table: what the database alone needs."""
+async def _copy_floor(connection: asyncpg.Connection, task_id: int, questions: int) -> float:
+    """COPY of the same question rows, the columns the service writes, into a table shaped like
+    tasks.questions (a logged table with its defaults, constraints and primary key, the foreign key to
+    an existing task), committed: what the database alone needs."""
     await connection.execute(
-        "CREATE TEMP TABLE bench_questions (task_id int, q_id int, filename text, tag text, data_type text)"
+        "CREATE TABLE tasks.bench_questions (LIKE tasks.questions INCLUDING ALL, "
+        "FOREIGN KEY (task_id) REFERENCES tasks.tasks (id) ON DELETE CASCADE)"
     )
-    rows = [(0, i, f"{i}.txt", str(1_000_000 + i), "text") for i in range(1, questions + 1)]
-    started = time.perf_counter()
-    await connection.copy_records_to_table("bench_questions", records=rows)
-    elapsed = time.perf_counter() - started
-    await connection.execute("DROP TABLE bench_questions")
-    return elapsed
+    try:
+        rows = [(task_id, i, f"{i}.txt", str(1_000_000 + i), "text") for i in range(1, questions + 1)]
+        started = time.perf_counter()
+        async with connection.transaction():
+            await connection.copy_records_to_table(
+                "bench_questions",
+                schema_name="tasks",
+                records=rows,
+                columns=["task_id", "q_id", "filename", "tag", "data_type"],
+            )
+        return time.perf_counter() - started
+    finally:
+        await connection.execute("DROP TABLE tasks.bench_questions")
 
 
 async def main() -> None:
@@ -297,11 +310,11 @@ async def main() -> None:
                 await admin.post("/user/login", json={"user_name": bench.admin_user, "password": bench.admin_password})
                 await connection.execute("UPDATE auth.users SET score = $1 WHERE user_name = $2", 10**12, name)
 
-                floor_small = await _copy_floor(connection, small_q)
-                floor = await _copy_floor(connection, QUESTIONS)
                 baseline = await _run(bench, connection, publisher, admin, small_tokens, small_q, small_a, "baseline")
                 print(f"  baseline done: {baseline.total:.2f}s", flush=True)
                 subject = await _run(bench, connection, publisher, admin, tokens, QUESTIONS, ANNOTATORS, "subject")
+                floor_small = await _copy_floor(connection, baseline.task_id, small_q)
+                floor = await _copy_floor(connection, subject.task_id, QUESTIONS)
         finally:
             await connection.close()
 
