@@ -51,9 +51,10 @@ _ROUTE_LIMITS: list[tuple[frozenset[str] | None, re.Pattern[str], int]] = [
 ]
 
 
-def body_limit(method: str, path: str, multipart: bool = True) -> int:
+def body_limit(method: str, path: str, multipart: bool) -> int:
     """The largest body, in bytes, that `method path` accepts; a body that is not multipart is read
-    whole, and never beyond WHOLE_BODY_LIMIT."""
+    whole, and never beyond WHOLE_BODY_LIMIT. `multipart` has no default: a caller that forgot it would
+    get an upload's limit for a body it reads whole."""
     method = method.upper()
     for methods, pattern, limit in _ROUTE_LIMITS:
         if (methods is None or method in methods) and pattern.search(path):
