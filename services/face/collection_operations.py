@@ -167,7 +167,9 @@ async def _check_model_locked(repo: FaceRepository, collection: CollectionRow, m
         check_model(collection, model, await repo.feature_count(collection.id) > 0)
 
 
-async def _store(repo: FaceRepository, row: CollectionRow, engine: FaceEngine, accepted: list[NewFeature]) -> Change:
+async def store_features(
+    repo: FaceRepository, row: CollectionRow, engine: FaceEngine, accepted: list[NewFeature]
+) -> Change:
     """Writes the features and bumps the version in one statement; the change to publish."""
     retag = row.model != engine.model_name
     ids, version = await repo.add_features(
@@ -320,7 +322,7 @@ async def insert(
             data=WriteResult(0, problems, exceeded, []),
         )
     if accepted:
-        ctx.publish_after(after_commit, await _store(repo, row, engine, accepted))
+        ctx.publish_after(after_commit, await store_features(repo, row, engine, accepted))
     return WriteResult(len(accepted), problems, exceeded, [])
 
 
@@ -356,7 +358,7 @@ async def update(
         removed = [i for t in replaced for i in existing[t]]
         await repo.delete_features(removed)
         accepted = [NewFeature(t, v) for t, vectors in replaced.items() for v in vectors]
-        change = await _store(repo, row, engine, accepted)
+        change = await store_features(repo, row, engine, accepted)
         change.removed = removed
         ctx.publish_after(after_commit, change)
         return WriteResult(len(accepted), problems, exceeded, invalid_targets)

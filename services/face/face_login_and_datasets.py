@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from services.face.calibration import for_model
-from services.face.collection_operations import AfterCommit, FaceContext, check_model
+from services.face.collection_operations import AfterCommit, FaceContext, check_model, store_features
 from services.face.errors import ModelMismatch
 from services.face.image_embedding import DECODE_REASONS, NO_FACE, TOO_LARGE, ImageProblem
-from services.face.index_registry import Change, CollectionIndex
+from services.face.index_registry import CollectionIndex
 from services.face.repository import DATASET, USERS, USERS_COLLECTION, CollectionRow, FaceRepository, NewFeature
 
 
@@ -98,10 +98,9 @@ async def enroll_user(
                 raise Refusal(422, "already_registered", "this face is already bound to another account")
     old = (await repo.feature_ids_by_target(row.id, [me])).get(me, [])
     await repo.delete_features(old)
-    [feature_id] = await repo.insert_features(row.id, [NewFeature(me, vector)])
-    retag = row.model != engine.model_name
-    version = await repo.bump(row.id, model=engine.model_name if retag else None, dim=engine.dim if retag else None)
-    ctx.publish_after(after_commit, Change(row.id, version, engine.dim, removed=old, added=[(feature_id, me, vector)]))
+    change = await store_features(repo, row, engine, [NewFeature(me, vector)])
+    change.removed = old
+    ctx.publish_after(after_commit, change)
 
 
 async def identify_user(ctx: FaceContext, image: Any) -> int:
@@ -162,12 +161,7 @@ async def enroll_image(
     limit = ctx.settings.face_max_features_per_target
     if held >= limit:
         raise Refusal(409, "quota_exceeded", f"target {enrolment.target_id!r} already holds {limit} faces")
-    [feature_id] = await repo.insert_features(
-        row.id, [NewFeature(enrolment.target_id, vector, enrolment.image_key, enrolment.enrolment_id)]
-    )
-    retag = row.model != engine.model_name
-    version = await repo.bump(row.id, model=engine.model_name if retag else None, dim=engine.dim if retag else None)
-    ctx.publish_after(
-        after_commit, Change(row.id, version, engine.dim, added=[(feature_id, enrolment.target_id, vector)])
-    )
-    return answer(feature_id, False)
+    feature = NewFeature(enrolment.target_id, vector, enrolment.image_key, enrolment.enrolment_id)
+    change = await store_features(repo, row, engine, [feature])
+    ctx.publish_after(after_commit, change)
+    return answer(change.added[0][0], False)

@@ -280,22 +280,6 @@ class FaceRepository:
         rows = (await self._execute(_ADD_FEATURES, parameters)).all()
         return [int(r[0]) for r in rows], int(rows[0][1])
 
-    async def insert_features(self, collection_id: int, features: Sequence[NewFeature]) -> list[int]:
-        if not features:
-            return []
-        rows = [
-            {
-                "collection_id": collection_id,
-                "target_id": f.target_id,
-                "vector": vector_bytes(f.vector),
-                "image_key": f.image_key,
-                "enrolment_id": f.enrolment_id,
-            }
-            for f in features
-        ]
-        result = await self._execute(insert(Feature).values(rows).returning(Feature.id))
-        return [int(i) for i in result.scalars().all()]
-
     async def delete_features(self, feature_ids: Sequence[int]) -> None:
         if feature_ids:
             await self._execute(delete(Feature).where(Feature.id.in_(list(feature_ids))))
