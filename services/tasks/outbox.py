@@ -37,33 +37,26 @@ MISSING_ENDPOINT_BACKOFF = 600.0
 # What requests enqueue ------------------------------------------------------------------------
 
 
+async def _to_auth(
+    repo: TasksRepository, key: str, grp: str, kind: str, path: str, body: dict[str, Any], task_id: int | None = None
+) -> None:
+    """An op for auth (every one a POST), sent after the earlier ops of its group `grp`."""
+    await repo.enqueue(
+        key=key, grp=grp, kind=kind, service="auth", method="POST", path=path, task_id=task_id, body=body
+    )
+
+
 async def payout(repo: TasksRepository, task_id: int, user_id: int, amount: int) -> None:
     key = f"task:{task_id}:user:{user_id}:pay"
-    await repo.enqueue(
-        key=key,
-        grp=f"task:{task_id}",
-        kind="payout",
-        service="auth",
-        method="POST",
-        path="/internal/escrow/payout",
-        task_id=task_id,
-        body={"escrow_id": escrow_id(task_id), "user_id": user_id, "amount": amount, "idempotency_key": key},
-    )
+    body = {"escrow_id": escrow_id(task_id), "user_id": user_id, "amount": amount, "idempotency_key": key}
+    await _to_auth(repo, key, f"task:{task_id}", "payout", "/internal/escrow/payout", body, task_id)
 
 
 async def refund_rest(repo: TasksRepository, task_id: int, reason: str) -> None:
     """Everything left in the task's escrow back to the publisher (after the task's earlier ops)."""
     key = f"task:{task_id}:refund:{reason}"
-    await repo.enqueue(
-        key=key,
-        grp=f"task:{task_id}",
-        kind="refund",
-        service="auth",
-        method="POST",
-        path="/internal/escrow/refund",
-        task_id=task_id,
-        body={"escrow_id": escrow_id(task_id), "amount": None, "idempotency_key": key},
-    )
+    body = {"escrow_id": escrow_id(task_id), "amount": None, "idempotency_key": key}
+    await _to_auth(repo, key, f"task:{task_id}", "refund", "/internal/escrow/refund", body, task_id)
 
 
 async def grow_value(repo: TasksRepository, user_id: int, amount: int, key: str) -> None:
@@ -73,15 +66,8 @@ async def grow_value(repo: TasksRepository, user_id: int, amount: int, key: str)
     `POST /internal/users/{user_id}/grow_value {"amount": int > 0, "idempotency_key": str}` -> 200.
     Until it exists the op stays pending (auth answers 404 NOT_FOUND) and is sent once it does.
     """
-    await repo.enqueue(
-        key=key,
-        grp=f"user:{user_id}",
-        kind="grow",
-        service="auth",
-        method="POST",
-        path=f"/internal/users/{user_id}/grow_value",
-        body={"amount": amount, "idempotency_key": key},
-    )
+    body = {"amount": amount, "idempotency_key": key}
+    await _to_auth(repo, key, f"user:{user_id}", "grow", f"/internal/users/{user_id}/grow_value", body)
 
 
 async def deduct_credit(repo: TasksRepository, user_id: int, amount: int, key: str) -> None:
@@ -90,15 +76,8 @@ async def deduct_credit(repo: TasksRepository, user_id: int, amount: int, key: s
     Wanted from auth: `POST /internal/users/{user_id}/credit {"delta": int (negative deducts),
     "idempotency_key": str}` -> 200 with the new credit_score (floored at 0). Pending until it exists.
     """
-    await repo.enqueue(
-        key=key,
-        grp=f"user:{user_id}",
-        kind="credit",
-        service="auth",
-        method="POST",
-        path=f"/internal/users/{user_id}/credit",
-        body={"delta": -amount, "idempotency_key": key},
-    )
+    body = {"delta": -amount, "idempotency_key": key}
+    await _to_auth(repo, key, f"user:{user_id}", "credit", f"/internal/users/{user_id}/credit", body)
 
 
 async def dataset_status(
