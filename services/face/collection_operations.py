@@ -150,8 +150,9 @@ class FaceContext:
 
 async def _meanwhile(lookup: Awaitable[T], inference: Awaitable[U]) -> tuple[T, U]:
     """The collection's lookup and the model's work at once, so that the model never waits on PostgreSQL.
-    A lookup that fails (a collection missing or not the caller's) cancels the model's work, so a name
-    one cannot reach buys no inference, and its error comes before any image's."""
+    A lookup that fails (a collection missing or not the caller's) cancels the model's work, and its error
+    comes before any image's. Cancelling drops the pool work not yet started (and the embedding stage),
+    not a decode or detection already running in a pool thread: such a name still costs that much."""
     work = asyncio.ensure_future(inference)
     try:
         found = await lookup
