@@ -84,6 +84,9 @@ class MergedOpenAPI:
         self.replicas = replicas
         self._transport = transport
         self._cached: tuple[float, dict[str, Any]] | None = None
+        # One remake at a time: the route is anonymous, and callers that arrive while the document is
+        # being remade wait for that one instead of each fetching every service's document again.
+        self._remaking = asyncio.Lock()
 
     async def _fetch(self, client: httpx.AsyncClient, replicas: Replicas) -> dict[str, Any] | None:
         """The service's document from the first replica that serves it; None when none does."""
@@ -104,6 +107,12 @@ class MergedOpenAPI:
     async def spec(self, own: dict[str, Any]) -> dict[str, Any]:
         if self._cached and time.monotonic() - self._cached[0] < CACHE_SECONDS:
             return self._cached[1]
+        async with self._remaking:
+            if self._cached and time.monotonic() - self._cached[0] < CACHE_SECONDS:
+                return self._cached[1]  # remade while this caller waited
+            return await self._remake(own)
+
+    async def _remake(self, own: dict[str, Any]) -> dict[str, Any]:
         # A loaded service may take seconds to render its document; one that is really down refuses at once.
         async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_SECONDS, transport=self._transport) as client:
             results = await asyncio.gather(*(self._fetch(client, r) for r in self.replicas.values()))
