@@ -54,7 +54,9 @@ class KeepAliveServer:
                         0,
                     )  # fmt: skip
                     while len(buffer) < length:
-                        buffer += connection.recv(65536)
+                        if not (more := connection.recv(65536)):
+                            return  # the client hung up inside a body
+                        buffer += more
                     buffer = buffer[length:]
                     connection.sendall(ANSWER)
         except OSError:
