@@ -381,9 +381,9 @@ def build_service_app(
 ) -> FastAPI:
     """A service app: `lifespan` runs inside the common one, with state.settings, state.redis,
     state.keys and (when `uses_database`) state.engine, state.sessionmaker and state.read_sessionmaker
-    already set. Clients
-    made with `peer()` and work started with `run_in_background()` are stopped by the common one. After
-    SIGTERM the app drains (`Drain`, for LABELHIVE_DRAIN_SECONDS) before the server stops it."""
+    already set. Clients made with `peer()` and work started with `run_in_background()` are stopped by
+    the common one. After SIGTERM the app drains (`Drain`, for LABELHIVE_DRAIN_SECONDS) before the
+    server stops it."""
     drain = Drain(drain_seconds())
 
     @asynccontextmanager
