@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.responses import Response
 from starlette.datastructures import UploadFile as FormFile
 
 from services.tasks.outbox import Outbox
@@ -60,3 +61,10 @@ async def read_csv(file: FormFile) -> bytes:
     if len(raw) > MAX_CSV_BYTES:
         raise PayloadTooLarge(f"the file is larger than {MAX_CSV_BYTES // (1024 * 1024)} MB")
     return raw
+
+
+def attachment(content: bytes, media_type: str, filename: str) -> Response:
+    """A download: `content` as the file `filename`."""
+    return Response(
+        content, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )

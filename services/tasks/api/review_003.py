@@ -14,6 +14,7 @@ from services.tasks.api.deps import (
     Dataset,
     Repo,
     Settings,
+    attachment,
     csv_file,
 )
 from services.tasks.errors import NoPermissions
@@ -40,11 +41,7 @@ CSV_ANSWER: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}
 
 
 def _csv(text: str, filename: str) -> Response:
-    return Response(
-        text.encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return attachment(text.encode("utf-8"), "text/csv; charset=utf-8", filename)
 
 
 @router.post(

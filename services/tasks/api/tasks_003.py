@@ -16,6 +16,7 @@ from services.tasks.api.deps import (
     Dataset,
     Repo,
     Settings,
+    attachment,
     csv_file,
 )
 from services.tasks.errors import (
@@ -180,11 +181,7 @@ async def get_batch_data(
     limit: Limit = None,
 ) -> Response:
     task, archive = await labeling.batch_archive(repo, auth, dataset, identity, task_id, offset, limit)
-    return Response(
-        archive,
-        media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="task-{task.id}-data.zip"'},
-    )
+    return attachment(archive, "application/zip", f"task-{task.id}-data.zip")
 
 
 @router.post(
