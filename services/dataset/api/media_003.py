@@ -16,6 +16,7 @@ from services.dataset.errors import PictureNotFound, VideoNotFound
 from services.dataset.forms import Upload
 from services.dataset.schemas import StoredUrl
 from shared.envelopes import ok_003
+from shared.images import IMAGE_FORMATS
 from shared.openapi import form_body
 from shared.response_models import Empty, Envelope003
 
@@ -25,7 +26,7 @@ router = APIRouter(tags=["image and media bed (003)"])
 _IMAGE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "the image",
-        "content": {f"image/{kind}": {} for kind in ("jpeg", "png", "gif", "webp", "bmp", "tiff")},
+        "content": {media_type: {} for _, media_type in IMAGE_FORMATS.values()},  # what an upload may be
     }
 }
 _MEDIA: dict[int | str, dict[str, Any]] = {
