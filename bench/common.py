@@ -30,6 +30,7 @@ import platform as host_platform
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -386,6 +387,50 @@ def announce_wrk_bench(
         flush=True,
     )
     return wrk
+
+
+async def alternating_wrk(
+    wrk: str,
+    targets: Mapping[str, tuple[str, dict[str, str]]],
+    *,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    rounds: int,
+    cpu_of: Mapping[str, int],
+) -> dict[str, list[WrkResult]]:
+    """Each side (name -> url, headers) warmed up, then `rounds` slices of duration/rounds per side with the
+    sides alternating, so that the machine's other load falls on every side alike."""
+    for url, headers in targets.values():
+        if warmup > 0:
+            await run_wrk(wrk, url, concurrency=concurrency, duration=warmup, headers=headers)
+    results: dict[str, list[WrkResult]] = {side: [] for side in targets}
+    for _ in range(rounds):
+        for side, (url, headers) in targets.items():
+            results[side].append(
+                await run_wrk(
+                    wrk, url, concurrency=concurrency, duration=duration / rounds, headers=headers, cpu_of=cpu_of
+                )
+            )
+    return results
+
+
+@dataclass
+class AlternatingRow:
+    """One measurement of alternating_wrk: medians per side, and medians of the slices' pairs."""
+
+    endpoint: str
+    concurrency: int
+    rounds: dict[str, list[WrkResult]]
+
+    def median(self, side: str, value: Callable[[WrkResult], float]) -> float:
+        return statistics.median(value(r) for r in self.rounds[side])
+
+    def paired(self, first: str, second: str, value: Callable[[WrkResult, WrkResult], float]) -> float:
+        return statistics.median(value(a, b) for a, b in zip(self.rounds[first], self.rounds[second], strict=True))
+
+    def errors(self) -> int:
+        return sum(r.errors for results in self.rounds.values() for r in results)
 
 
 @dataclass

@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import os
 import secrets
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
 
 from bench.common import (
+    AlternatingRow,
     BenchPlatform,
     WrkResult,
+    alternating_wrk,
     announce_wrk_bench,
     format_table,
-    run_wrk,
     running_platform,
 )
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
@@ -114,18 +114,7 @@ def _target(bench: BenchPlatform, expert: Expert, endpoint: Endpoint, mode: str)
     return bench.service_url("auth") + endpoint.path, headers
 
 
-@dataclass
-class Row:
-    endpoint: str
-    concurrency: int
-    rounds: dict[str, list[WrkResult]]
-
-    def median(self, mode: str, value: Callable[[WrkResult], float]) -> float:
-        return statistics.median(value(r) for r in self.rounds[mode])
-
-    def paired(self, value: Callable[[WrkResult, WrkResult], float]) -> float:
-        return statistics.median(value(d, g) for d, g in zip(self.rounds["direct"], self.rounds["gateway"]))
-
+class Row(AlternatingRow):
     def cells(self) -> list[object]:
         def rps(r: WrkResult) -> float:
             return r.rps
@@ -136,20 +125,19 @@ class Row:
         def cpu(name: str) -> Callable[[WrkResult], float]:
             return lambda r: r.cpu_ms_per_request(name)
 
-        errors = sum(r.errors for results in self.rounds.values() for r in results)
         return [
             self.endpoint,
             self.concurrency,
             f"{self.median('direct', rps):.0f}",
             f"{self.median('gateway', rps):.0f}",
-            f"{self.paired(lambda d, g: g.rps / d.rps):.2f}",
+            f"{self.paired('direct', 'gateway', lambda d, g: g.rps / d.rps):.2f}",
             f"{self.median('direct', p50):.2f}",
             f"{self.median('gateway', p50):.2f}",
-            f"{self.paired(lambda d, g: g.p50_ms - d.p50_ms):+.2f}",
+            f"{self.paired('direct', 'gateway', lambda d, g: g.p50_ms - d.p50_ms):+.2f}",
             f"{self.median('direct', cpu('auth')):.3f}",
             f"{self.median('gateway', cpu('auth')):.3f}",
             f"{self.median('gateway', cpu('gateway')):.3f}",
-            errors,
+            self.errors(),
         ]
 
 
@@ -159,18 +147,9 @@ async def _compare(wrk: str, bench: BenchPlatform, expert: Expert, endpoint: End
         for url, headers in targets.values():  # answers as the logged-in expert, not as nobody
             endpoint.check(await client.get(url, headers=headers), expert)
     cpu_of = bench.pids("auth", "gateway")
-    for url, headers in targets.values():
-        if WARMUP > 0:
-            await run_wrk(wrk, url, concurrency=concurrency, duration=WARMUP, headers=headers)
-    rounds: dict[str, list[WrkResult]] = {mode: [] for mode in MODES}
-    for _ in range(ROUNDS):
-        for mode in MODES:
-            url, headers = targets[mode]
-            rounds[mode].append(
-                await run_wrk(
-                    wrk, url, concurrency=concurrency, duration=DURATION / ROUNDS, headers=headers, cpu_of=cpu_of
-                )
-            )
+    rounds = await alternating_wrk(
+        wrk, targets, concurrency=concurrency, warmup=WARMUP, duration=DURATION, rounds=ROUNDS, cpu_of=cpu_of
+    )
     async with httpx.AsyncClient(timeout=30) as client:
         for url, headers in targets.values():
             endpoint.check(await client.get(url, headers=headers), expert)

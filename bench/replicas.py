@@ -20,13 +20,20 @@ and Redis already share the cores with auth.
 from __future__ import annotations
 
 import os
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 
-from bench.common import BenchPlatform, WrkResult, announce_wrk_bench, format_table, run_wrk, running_platform
+from bench.common import (
+    AlternatingRow,
+    BenchPlatform,
+    WrkResult,
+    alternating_wrk,
+    announce_wrk_bench,
+    format_table,
+    running_platform,
+)
 from bench.gateway import Expert, register_and_login
 from shared.launcher import free_port
 
@@ -45,18 +52,7 @@ class Endpoint:
     signed_in: bool
 
 
-@dataclass
-class Row:
-    endpoint: str
-    concurrency: int
-    rounds: dict[str, list[WrkResult]]
-
-    def median(self, mode: str, value: Callable[[WrkResult], float]) -> float:
-        return statistics.median(value(r) for r in self.rounds[mode])
-
-    def ratio(self) -> float:
-        return statistics.median(two.rps / one.rps for one, two in zip(self.rounds["one"], self.rounds["two"]))
-
+class Row(AlternatingRow):
     def cells(self) -> list[object]:
         def rps(r: WrkResult) -> float:
             return r.rps
@@ -72,7 +68,7 @@ class Row:
             self.concurrency,
             f"{self.median('one', rps):.0f}",
             f"{self.median('two', rps):.0f}",
-            f"{self.ratio():.2f}",
+            f"{self.paired('one', 'two', lambda one, two: two.rps / one.rps):.2f}",
             f"{self.median('one', p50):.2f}",
             f"{self.median('two', p50):.2f}",
             f"{self.median('one', cpu('gateway')):.3f}",
@@ -80,7 +76,7 @@ class Row:
             f"{self.median('one', cpu('auth', 'auth-2')):.3f}",
             f"{self.median('two', cpu('auth', 'auth-2')):.3f}",
             f"{self.median('two', lambda r: r.cpu_seconds['auth-2'] / (r.cpu_seconds['auth'] + r.cpu_seconds['auth-2'])):.2f}",
-            sum(r.errors for results in self.rounds.values() for r in results),
+            self.errors(),
         ]
 
 
@@ -128,25 +124,13 @@ async def _check(url: str, headers: dict[str, str]) -> None:
 async def _compare(wrk: str, bench: BenchPlatform, gateways: dict[str, str], expert: Expert, endpoint: Endpoint,
                    concurrency: int) -> Row:  # fmt: skip
     headers = {"Authorization": f"Bearer {expert.token}"} if endpoint.signed_in else {}
-    targets = {mode: gateways[mode] + endpoint.path for mode in MODES}
-    for url in targets.values():
+    targets = {mode: (gateways[mode] + endpoint.path, headers) for mode in MODES}
+    for url, _ in targets.values():
         await _check(url, headers)
-        if WARMUP > 0:
-            await run_wrk(wrk, url, concurrency=concurrency, duration=WARMUP, headers=headers)
     cpu_of = bench.pids("gateway", SECOND_GATEWAY, "auth", "auth-2")
-    rounds: dict[str, list[WrkResult]] = {mode: [] for mode in MODES}
-    for _ in range(ROUNDS):
-        for mode in MODES:
-            rounds[mode].append(
-                await run_wrk(
-                    wrk,
-                    targets[mode],
-                    concurrency=concurrency,
-                    duration=DURATION / ROUNDS,
-                    headers=headers,
-                    cpu_of=cpu_of,
-                )  # fmt: skip
-            )
+    rounds = await alternating_wrk(
+        wrk, targets, concurrency=concurrency, warmup=WARMUP, duration=DURATION, rounds=ROUNDS, cpu_of=cpu_of
+    )
     row = Row(endpoint.name, concurrency, rounds)
     print("  " + "  ".join(str(c) for c in row.cells()), flush=True)
     return row
