@@ -105,9 +105,11 @@ def _delivery(op: OutboxOp, response: httpx.Response) -> Delivery:
     try:
         body = response.json()
     except ValueError:
+        body = None
+    if not isinstance(body, dict):  # a 404 from a proxy, say: a JSON list or string has no .get
         body = {}
     if response.status_code == 404:
-        message = str(body.get("message", "")) if isinstance(body, dict) else ""
+        message = str(body.get("message", ""))
         if op.kind == "refund" and "escrow" in message:
             return Delivery(Outcome.DONE)  # the task never held anything: nothing to refund
         if body.get("code") == 1000 and "escrow" not in message and "does not exist" not in message:
