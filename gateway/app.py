@@ -162,9 +162,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         response.set_cookie(CSRF_COOKIE, token, samesite="lax", path="/")
         return response
 
+    # /healthz needs no login and asks every replica of every service: callers that come while a round of
+    # checks is running share it, so a flood of anonymous calls makes one fan-out at a time, not one each.
+    health_round: asyncio.Task[JSONResponse] | None = None
+
     @app.get("/healthz", tags=["gateway"], summary="Health of the gateway and of every service's replicas")
     async def healthz(request: Request) -> JSONResponse:
-        upstreams: Upstreams = request.app.state.upstreams
+        nonlocal health_round
+        if health_round is None or health_round.done():
+            health_round = asyncio.create_task(_check_health(request.app.state.upstreams))
+        answer = await asyncio.shield(health_round)  # one caller leaving does not cancel the others' round
+        return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type)
+
+    async def _check_health(upstreams: Upstreams) -> JSONResponse:
 
         async def check(replicas: Replicas, address: str) -> dict[str, object]:
             try:

@@ -3,6 +3,7 @@ rate limits, docs, health, metrics and failing upstreams."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
@@ -15,6 +16,15 @@ async def test_health_reports_every_service(client, platform):
     assert body["code"] == 0
     assert set(body["data"]["services"]) == set(platform.services)
     assert all(s["status"] == "ok" for s in body["data"]["services"].values())
+
+
+async def test_health_calls_at_once_share_one_round_of_checks(client, platform):
+    """Callers that come while a round of checks runs get its answer: whole, and each its own response."""
+    answers = await asyncio.gather(*(client.get("/healthz") for _ in range(30)))
+    assert {a.status_code for a in answers} == {200}
+    bodies = [a.json() for a in answers]
+    assert all(set(b["data"]["services"]) == set(platform.services) for b in bodies)
+    assert all(a.headers["content-type"] == "application/json" for a in answers)
 
 
 async def test_docs_are_one_offline_swagger_with_every_service(client):
