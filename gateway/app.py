@@ -167,7 +167,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     health_round: asyncio.Task[JSONResponse] | None = None
 
     @app.get("/healthz", tags=["gateway"], summary="Health of the gateway and of every service's replicas")
-    async def healthz(request: Request) -> JSONResponse:
+    async def healthz(request: Request) -> Response:
         nonlocal health_round
         if health_round is None or health_round.done():
             health_round = asyncio.create_task(_check_health(request.app.state.upstreams))
